@@ -1,0 +1,42 @@
+//! Forward pass of the default Squeeze-SegNet (inference: no autodiff, batch norm in eval mode,
+//! fp32, random weights) on every backend of the build.
+//!
+//! Ids: `forward/<backend>/<H>x<W>/b<N>`. WGPU here runs on whatever adapter exists — on a
+//! machine without a GPU that is Mesa's software Vulkan, which only shows that it works.
+//!
+//! `cargo bench --bench forward -- flex` runs one backend.
+
+use burn::prelude::*;
+use burn::tensor::Distribution;
+use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use squeeze_segnet::{BackendKind, SqueezeSegNetConfig};
+
+fn forward(c: &mut Criterion) {
+    let mut group = c.benchmark_group("forward");
+    group.sample_size(10);
+    for kind in BackendKind::ALL {
+        let device = match kind.device() {
+            Ok(d) => d,
+            Err(e) => {
+                eprintln!("skipping {kind}: {e}");
+                continue;
+            }
+        };
+        let model = SqueezeSegNetConfig::new().init(&device).expect("default config");
+        for (h, w, n) in [(360, 480, 1), (360, 480, 4), (180, 240, 1)] {
+            let x = Tensor::<4>::random([n, 3, h, w], Distribution::Default, &device);
+            let id = BenchmarkId::new(kind.name(), format!("{h}x{w}/b{n}"));
+            group.bench_with_input(id, &x, |b, x| {
+                b.iter(|| {
+                    let y = model.forward(x.clone()).expect("valid input");
+                    // Read one value back so lazy backends finish the work inside the timing.
+                    y.slice([0..1, 0..1, 0..1, 0..1]).into_data()
+                })
+            });
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, forward);
+criterion_main!(benches);

@@ -1,0 +1,68 @@
+//! # Squeeze-SegNet on Burn
+//!
+//! Squeeze-SegNet (G. Nanfack, A. Elhassouny, R. Oulad Haj Thami, *Squeeze-SegNet: a new fast
+//! deep convolutional neural network for semantic segmentation*, ICMV 2017,
+//! <https://arxiv.org/abs/1711.05491>) is an encoder–decoder network for per-pixel
+//! classification with 2.7 M parameters: a SqueezeNet 1.1 encoder, a decoder of "DFire"
+//! modules that mirror it, and SegNet's max-unpooling with the encoder's pooling indices.
+//!
+//! ```text
+//! [n,3,H,W] conv1 ─ pool1 ─ fire2 fire3 ─ pool3 ─ fire4 fire5 ─ pool5 ─ fire6…fire9 conv10
+//!                     │idx                  │idx                  │idx
+//!           deconv1 ─ unpool ─ dfire2 dfire3 ─ unpool ─ dfire4 dfire5 ─ unpool ─ dfire6…dfire9 conv10_d
+//! → logits [n, num_classes, H, W]
+//! ```
+//!
+//! The same model code runs on every Burn backend the crate is built with — NdArray, Flex
+//! (CPU) and WGPU (GPU, or Mesa's software Vulkan) — picked by the [`Device`](burn::tensor::Device).
+//! Max-pooling with indices and max-unpooling are this crate's own backend-extension ops
+//! ([`ops`]), with a kernel per backend and hand-written gradients.
+//!
+//! ## Segment a batch on the CPU
+//! ```
+//! use burn::prelude::*;
+//! use squeeze_segnet::{SqueezeSegNetConfig, BackendKind};
+//!
+//! let device = BackendKind::Flex.device()?;
+//! let model = SqueezeSegNetConfig::new().with_num_classes(11).init(&device)?;
+//! let images = Tensor::<4>::random([2, 3, 64, 80], burn::tensor::Distribution::Default, &device);
+//! let logits = model.forward(images.clone())?;          // [2, 11, 64, 80]
+//! let classes = model.segment(images)?;                 // [2, 64, 80], values 0..11
+//! assert_eq!(logits.dims(), [2, 11, 64, 80]);
+//! assert_eq!(classes.dims(), [2, 64, 80]);
+//!
+//! // Inputs below the minimum size are an error, not a panic.
+//! let tiny = Tensor::<4>::zeros([1, 3, 16, 16], &device);
+//! assert!(model.forward(tiny).is_err());
+//! # Ok::<(), squeeze_segnet::SegNetError>(())
+//! ```
+//!
+//! ## Layout
+//! - [`SqueezeSegNetConfig`], [`config`]: options and every layer width, in one place;
+//! - [`Fire`], [`DFire`], [`ConvBlock`]: the building blocks; [`SqueezeSegNet`]: the network;
+//! - [`ops`]: pooling with indices and unpooling as backend-extension ops;
+//! - [`ModelSummary`]: per-layer shapes, parameters and multiply-accumulates;
+//! - weights: [`SqueezeSegNet::save`], [`SqueezeSegNet::load`];
+//! - [`BackendKind`]: pick a backend by name, with a clear error when WGPU has no adapter.
+#![warn(missing_docs)]
+
+pub mod config;
+mod conv;
+mod device;
+mod dfire;
+mod error;
+mod fire;
+mod model;
+pub mod ops;
+mod summary;
+mod weights;
+
+pub use config::{SqueezeSegNetConfig, min_input_len};
+pub use conv::{ConvBlock, ConvBlockConfig};
+pub use device::BackendKind;
+pub use dfire::{DFire, DFireConfig};
+pub use error::{OpError, SegNetError};
+pub use fire::{Fire, FireConfig};
+pub use model::SqueezeSegNet;
+pub use summary::{LayerSummary, ModelSummary};
+pub use weights::weights_path;

@@ -1,0 +1,258 @@
+//! Squeeze-SegNet: a SqueezeNet 1.1 encoder, a mirrored decoder of DFire modules, and SegNet's
+//! max-unpooling with the encoder's pooling indices. Reads top-down like the paper's figure.
+
+use burn::nn::{
+    Initializer,
+    conv::{ConvTranspose2d, ConvTranspose2dConfig},
+};
+use burn::prelude::*;
+use burn::tensor::{module::conv_transpose2d, ops::ConvTransposeOptions};
+
+use crate::config::{
+    CONV1_CHANNELS, CONV10_CHANNELS, DECODER_DFIRES, ENCODER_FIRES, POOL, SqueezeSegNetConfig,
+    encoder_sizes, min_input_len,
+};
+use crate::conv::{ConvBlock, ConvBlockConfig};
+use crate::dfire::{DFire, DFireConfig};
+use crate::fire::{Fire, FireConfig};
+use crate::ops::{max_pool2d_with_indices_unchecked, max_unpool2d_unchecked};
+use crate::{SegNetError, ops::PoolOptions};
+
+/// The Squeeze-SegNet network (Nanfack et al.).
+///
+/// ```text
+/// input [n, 3, H, W]
+///  conv1 3×3/2 (64) ── pool1 3×3/2 ─ idx1        size1 = conv1's H×W
+///  fire2 fire3 ─────── pool3 3×3/2 ─ idx3        size3 = fire3's H×W
+///  fire4 fire5 ─────── pool5 3×3/2 ─ idx5        size5 = fire5's H×W
+///  fire6 fire7 fire8 fire9 conv10 1×1 (512)
+///  conv10_d 1×1 (512)
+///  dfire9 dfire8 dfire7 dfire6 ── unpool(idx5 → size5)
+///  dfire5 dfire4 ──────────────── unpool(idx3 → size3)
+///  dfire3 dfire2 ──────────────── unpool(idx1 → size1)
+///  deconv1 3×3/2 (num_classes), output padding 0 or 1 → logits [n, num_classes, H, W]
+/// ```
+#[derive(Module, Debug)]
+pub struct SqueezeSegNet {
+    /// 3×3 stride 2, no padding, input channels → 64.
+    pub conv1: ConvBlock,
+    /// Fire(64; 16, 64).
+    pub fire2: Fire,
+    /// Fire(128; 16, 64).
+    pub fire3: Fire,
+    /// Fire(128; 32, 128).
+    pub fire4: Fire,
+    /// Fire(256; 32, 128).
+    pub fire5: Fire,
+    /// Fire(256; 48, 192).
+    pub fire6: Fire,
+    /// Fire(384; 48, 192).
+    pub fire7: Fire,
+    /// Fire(384; 64, 256).
+    pub fire8: Fire,
+    /// Fire(512; 64, 256).
+    pub fire9: Fire,
+    /// 1×1, 512 → 512.
+    pub conv10: ConvBlock,
+    /// 1×1, 512 → 512: conv10 inverted.
+    pub conv10_d: ConvBlock,
+    /// DFire(512; 64, 512).
+    pub dfire9: DFire,
+    /// DFire(512; 64, 384).
+    pub dfire8: DFire,
+    /// DFire(384; 48, 384).
+    pub dfire7: DFire,
+    /// DFire(384; 48, 256).
+    pub dfire6: DFire,
+    /// DFire(256; 32, 256).
+    pub dfire5: DFire,
+    /// DFire(256; 32, 128).
+    pub dfire4: DFire,
+    /// DFire(128; 16, 128).
+    pub dfire3: DFire,
+    /// DFire(128; 16, 64).
+    pub dfire2: DFire,
+    /// Transposed 3×3 stride 2, 64 → num_classes, no activation: the per-class logits.
+    pub deconv1: ConvTranspose2d,
+    /// Input channels the network was built for.
+    pub input_channels: usize,
+    /// Number of output classes.
+    pub num_classes: usize,
+}
+
+impl SqueezeSegNetConfig {
+    /// Builds the network with freshly initialised weights.
+    ///
+    /// # Errors
+    /// [`SegNetError::Config`] when `num_classes` or `input_channels` is zero.
+    pub fn init(&self, device: &Device) -> Result<SqueezeSegNet, SegNetError> {
+        self.validate()?;
+        let bn = self.batch_norm;
+        let fire = |i: usize| {
+            let s = ENCODER_FIRES[i];
+            FireConfig::new(s.input, s.squeeze, s.expand)
+                .with_batch_norm(bn)
+                .init(device)
+        };
+        let dfire = |i: usize| {
+            let s = DECODER_DFIRES[i];
+            DFireConfig::new(s.input, s.expand, s.output)
+                .with_batch_norm(bn)
+                .init(device)
+        };
+        let conv1x1 = |channels| {
+            ConvBlockConfig::new(channels, 1)
+                .with_batch_norm(bn)
+                .init(device)
+        };
+        Ok(SqueezeSegNet {
+            conv1: ConvBlockConfig::new([self.input_channels, CONV1_CHANNELS], 3)
+                .with_stride(2)
+                .with_batch_norm(bn)
+                .init(device),
+            fire2: fire(0),
+            fire3: fire(1),
+            fire4: fire(2),
+            fire5: fire(3),
+            fire6: fire(4),
+            fire7: fire(5),
+            fire8: fire(6),
+            fire9: fire(7),
+            conv10: conv1x1([CONV10_CHANNELS, CONV10_CHANNELS]),
+            conv10_d: conv1x1([CONV10_CHANNELS, CONV10_CHANNELS]),
+            dfire9: dfire(0),
+            dfire8: dfire(1),
+            dfire7: dfire(2),
+            dfire6: dfire(3),
+            dfire5: dfire(4),
+            dfire4: dfire(5),
+            dfire3: dfire(6),
+            dfire2: dfire(7),
+            deconv1: ConvTranspose2dConfig::new([CONV1_CHANNELS, self.num_classes], [3, 3])
+                .with_stride([2, 2])
+                .with_initializer(Initializer::KaimingNormal {
+                    gain: 1.0,
+                    fan_out_only: false,
+                })
+                .init(device),
+            input_channels: self.input_channels,
+            num_classes: self.num_classes,
+        })
+    }
+}
+
+/// Where the encoder's poolings came from: indices and the size to unpool back to.
+struct Pooled {
+    indices: Tensor<4, Int>,
+    size: [usize; 2],
+}
+
+fn pool(x: Tensor<4>, options: PoolOptions) -> (Tensor<4>, Pooled) {
+    let [_, _, h, w] = x.dims();
+    let (y, indices) = max_pool2d_with_indices_unchecked(x, options);
+    (
+        y,
+        Pooled {
+            indices,
+            size: [h, w],
+        },
+    )
+}
+
+fn unpool(x: Tensor<4>, pooled: Pooled) -> Tensor<4> {
+    max_unpool2d_unchecked(x, pooled.indices, pooled.size)
+}
+
+impl SqueezeSegNet {
+    /// Per-pixel class logits, at exactly the input's size.
+    ///
+    /// # Shapes
+    /// - input: `[batch, input_channels, height, width]`, height and width at least
+    ///   [`min_input_len`] (25)
+    /// - output: `[batch, num_classes, height, width]`
+    ///
+    /// # Errors
+    /// [`SegNetError::InputChannels`], [`SegNetError::InputTooSmall`], [`SegNetError::EmptyBatch`].
+    pub fn forward(&self, x: Tensor<4>) -> Result<Tensor<4>, SegNetError> {
+        self.check_input(x.dims())?;
+        Ok(self.forward_unchecked(x))
+    }
+
+    /// The most likely class of every pixel.
+    ///
+    /// # Shapes
+    /// - input: `[batch, input_channels, height, width]`
+    /// - output: `[batch, height, width]`, values in `0..num_classes`
+    pub fn segment(&self, x: Tensor<4>) -> Result<Tensor<3, Int>, SegNetError> {
+        Ok(self.forward(x)?.argmax(1).squeeze_dim(1))
+    }
+
+    /// Checks an input shape against the network: channels, batch and minimum size.
+    pub fn check_input(&self, dims: [usize; 4]) -> Result<(), SegNetError> {
+        let [n, c, h, w] = dims;
+        if c != self.input_channels {
+            return Err(SegNetError::InputChannels {
+                shape: dims,
+                channels: self.input_channels,
+            });
+        }
+        if n == 0 {
+            return Err(SegNetError::EmptyBatch);
+        }
+        if encoder_sizes(h).is_none() || encoder_sizes(w).is_none() {
+            return Err(SegNetError::InputTooSmall {
+                height: h,
+                width: w,
+                min_height: min_input_len(),
+                min_width: min_input_len(),
+            });
+        }
+        Ok(())
+    }
+
+    /// [`forward`](Self::forward) without the input checks; panics where `forward` returns an
+    /// error.
+    pub fn forward_unchecked(&self, x: Tensor<4>) -> Tensor<4> {
+        let [_, _, height, width] = x.dims();
+
+        // Encoder
+        let x = self.conv1.forward(x);
+        let (x, pool1) = pool(x, POOL);
+        let x = self.fire3.forward(self.fire2.forward(x));
+        let (x, pool3) = pool(x, POOL);
+        let x = self.fire5.forward(self.fire4.forward(x));
+        let (x, pool5) = pool(x, POOL);
+        let x = self.fire9.forward(
+            self.fire8
+                .forward(self.fire7.forward(self.fire6.forward(x))),
+        );
+        let x = self.conv10.forward(x);
+
+        // Decoder
+        let x = self.conv10_d.forward(x);
+        let x = self.dfire6.forward(
+            self.dfire7
+                .forward(self.dfire8.forward(self.dfire9.forward(x))),
+        );
+        let x = unpool(x, pool5);
+        let x = self.dfire4.forward(self.dfire5.forward(x));
+        let x = unpool(x, pool3);
+        let x = self.dfire2.forward(self.dfire3.forward(x));
+        let x = unpool(x, pool1);
+        self.deconv(x, [height, width])
+    }
+
+    /// The final transposed convolution, with the output padding (0 or 1 per side) that lands
+    /// exactly on the input size: `2·(h1 − 1) + 3 + pad = height`.
+    fn deconv(&self, x: Tensor<4>, [height, width]: [usize; 2]) -> Tensor<4> {
+        let [_, _, h1, w1] = x.dims();
+        let padding_out = [height - (2 * h1 + 1), width - (2 * w1 + 1)];
+        let d = &self.deconv1;
+        conv_transpose2d(
+            x,
+            d.weight.val(),
+            d.bias.as_ref().map(|b| b.val()),
+            ConvTransposeOptions::new(d.stride, d.padding, padding_out, d.dilation, d.groups),
+        )
+    }
+}

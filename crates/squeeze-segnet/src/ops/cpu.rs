@@ -1,0 +1,360 @@
+//! CPU implementations for NdArray and Flex: loops over contiguous NCHW planes, one plane per
+//! task on Rayon's thread pool (the pool Burn's CPU backends already use).
+//!
+//! Both backends go through `TensorData`, which Flex hands over without a copy for contiguous,
+//! unshared tensors. Floats: f32 and f64. Indices: read as I32 or I64, written in the dtype asked
+//! for (the device's int dtype). Out-of-range indices are skipped, never a panic.
+
+#![allow(deprecated)] // burn::backend::NdArray: deprecated in Burn 0.22, supported on request.
+
+use burn::backend::{
+    Backend, Flex, NdArray,
+    tensor::{FloatTensor, IntTensor},
+};
+use burn::tensor::{DType, IntDType, Shape, TensorData, read_sync};
+use rayon::prelude::*;
+
+use super::{SegNetOps, pooled_len};
+
+/// Float element types the CPU kernels run on.
+trait HostFloat: burn::tensor::Element + PartialOrd + Send + Sync {
+    const ZERO: Self;
+    const NEG_INFINITY: Self;
+    fn is_nan(self) -> bool;
+    fn add(self, other: Self) -> Self;
+}
+
+impl HostFloat for f32 {
+    const ZERO: Self = 0.0;
+    const NEG_INFINITY: Self = f32::NEG_INFINITY;
+    fn is_nan(self) -> bool {
+        f32::is_nan(self)
+    }
+    fn add(self, other: Self) -> Self {
+        self + other
+    }
+}
+
+impl HostFloat for f64 {
+    const ZERO: Self = 0.0;
+    const NEG_INFINITY: Self = f64::NEG_INFINITY;
+    fn is_nan(self) -> bool {
+        f64::is_nan(self)
+    }
+    fn add(self, other: Self) -> Self {
+        self + other
+    }
+}
+
+/// Indices as they arrive: borrowed I32/I64 storage or a converted copy.
+enum HostIndices<'a> {
+    I32(&'a [i32]),
+    I64(&'a [i64]),
+}
+
+impl HostIndices<'_> {
+    #[inline(always)]
+    fn get(&self, i: usize) -> i64 {
+        match self {
+            HostIndices::I32(s) => s[i] as i64,
+            HostIndices::I64(s) => s[i],
+        }
+    }
+}
+
+fn with_indices<R>(data: &TensorData, f: impl FnOnce(HostIndices<'_>) -> R) -> R {
+    match data.dtype {
+        DType::I32 => f(HostIndices::I32(data.as_slice::<i32>().expect("i32 storage"))),
+        DType::I64 => f(HostIndices::I64(data.as_slice::<i64>().expect("i64 storage"))),
+        _ => {
+            let converted = data.clone().convert::<i64>();
+            f(HostIndices::I64(converted.as_slice::<i64>().expect("i64 storage")))
+        }
+    }
+}
+
+fn float_data<B: Backend>(x: FloatTensor<B>) -> TensorData {
+    read_sync(B::float_into_data(x)).expect("reading a CPU tensor cannot fail")
+}
+
+fn int_data<B: Backend>(x: IntTensor<B>) -> TensorData {
+    read_sync(B::int_into_data(x)).expect("reading a CPU tensor cannot fail")
+}
+
+fn dims4(shape: &Shape) -> [usize; 4] {
+    [shape[0], shape[1], shape[2], shape[3]]
+}
+
+/// Runs `f` on the float storage of `data` as f32 or f64.
+macro_rules! float_dispatch {
+    ($data:expr, $op:literal, |$slice:ident| $body:expr) => {
+        match $data.dtype {
+            DType::F32 => {
+                let $slice = $data.as_slice::<f32>().expect("f32 storage");
+                $body
+            }
+            DType::F64 => {
+                let $slice = $data.as_slice::<f64>().expect("f64 storage");
+                $body
+            }
+            other => panic!(
+                "{}: the CPU kernels support f32 and f64, not {other:?} (the checked API reports this as OpError::UnsupportedDType)",
+                $op
+            ),
+        }
+    };
+}
+
+fn pool_planes<T: HostFloat>(
+    x: &[T],
+    [n, c, h, w]: [usize; 4],
+    [kh, kw]: [usize; 2],
+    [sh, sw]: [usize; 2],
+    [oh, ow]: [usize; 2],
+) -> (Vec<T>, Vec<i64>) {
+    let planes = n * c;
+    let mut values = vec![T::ZERO; planes * oh * ow];
+    let mut indices = vec![0_i64; planes * oh * ow];
+    if oh * ow == 0 {
+        return (values, indices);
+    }
+    values
+        .par_chunks_mut(oh * ow)
+        .zip(indices.par_chunks_mut(oh * ow))
+        .enumerate()
+        .for_each(|(plane, (values, indices))| {
+            let input = &x[plane * h * w..(plane + 1) * h * w];
+            for i in 0..oh {
+                let (y0, y1) = (i * sh, (i * sh + kh).min(h));
+                for j in 0..ow {
+                    let (x0, x1) = (j * sw, (j * sw + kw).min(w));
+                    let mut best = T::NEG_INFINITY;
+                    let mut best_index = y0 * w + x0;
+                    for y in y0..y1 {
+                        let row = &input[y * w..y * w + x1];
+                        for (xx, &v) in row.iter().enumerate().skip(x0) {
+                            if v > best || v.is_nan() {
+                                best = v;
+                                best_index = y * w + xx;
+                            }
+                        }
+                    }
+                    values[i * ow + j] = best;
+                    indices[i * ow + j] = best_index as i64;
+                }
+            }
+        });
+    (values, indices)
+}
+
+fn pool_backward_planes<T: HostFloat>(
+    grad: &[T],
+    indices: &HostIndices<'_>,
+    planes: usize,
+    pooled_plane: usize,
+    input_plane: usize,
+) -> Vec<T> {
+    let mut out = vec![T::ZERO; planes * input_plane];
+    if input_plane == 0 {
+        return out;
+    }
+    out.par_chunks_mut(input_plane)
+        .enumerate()
+        .for_each(|(plane, out)| {
+            let base = plane * pooled_plane;
+            for k in base..base + pooled_plane {
+                let q = indices.get(k);
+                if q >= 0 && (q as usize) < input_plane {
+                    out[q as usize] = out[q as usize].add(grad[k]);
+                }
+            }
+        });
+    out
+}
+
+fn unpool_planes<T: HostFloat>(
+    x: &[T],
+    indices: &HostIndices<'_>,
+    planes: usize,
+    input_plane: usize,
+    output_plane: usize,
+) -> Vec<T> {
+    let mut out = vec![T::ZERO; planes * output_plane];
+    if output_plane == 0 {
+        return out;
+    }
+    out.par_chunks_mut(output_plane)
+        .enumerate()
+        .for_each(|(plane, out)| {
+            let base = plane * input_plane;
+            for k in base..base + input_plane {
+                let q = indices.get(k);
+                if q >= 0 && (q as usize) < output_plane {
+                    out[q as usize] = x[k];
+                }
+            }
+        });
+    out
+}
+
+fn unpool_backward_planes<T: HostFloat>(
+    grad: &[T],
+    indices: &HostIndices<'_>,
+    planes: usize,
+    input_plane: usize,
+    output_plane: usize,
+) -> Vec<T> {
+    let mut out = vec![T::ZERO; planes * input_plane];
+    if input_plane == 0 {
+        return out;
+    }
+    out.par_chunks_mut(input_plane)
+        .enumerate()
+        .for_each(|(plane, out)| {
+            // Winner per output position: the last cell (1-based, 0 = none) that names it.
+            let mut winner = vec![0_u32; output_plane];
+            let base = plane * input_plane;
+            for k in 0..input_plane {
+                let q = indices.get(base + k);
+                if q >= 0 && (q as usize) < output_plane {
+                    winner[q as usize] = k as u32 + 1;
+                }
+            }
+            for (k, o) in out.iter_mut().enumerate() {
+                let q = indices.get(base + k);
+                if q >= 0 && (q as usize) < output_plane && winner[q as usize] == k as u32 + 1 {
+                    *o = grad[plane * output_plane + q as usize];
+                }
+            }
+        });
+    out
+}
+
+fn indices_data(indices: Vec<i64>, shape: [usize; 4], dtype: IntDType) -> TensorData {
+    match dtype {
+        IntDType::I32 => TensorData::new(
+            indices.into_iter().map(|i| i as i32).collect::<Vec<_>>(),
+            shape,
+        ),
+        IntDType::I64 => TensorData::new(indices, shape),
+        other => TensorData::new(indices, shape).convert_dtype(DType::from(other)),
+    }
+}
+
+fn pool<B: Backend>(
+    x: FloatTensor<B>,
+    kernel: [usize; 2],
+    stride: [usize; 2],
+    indices_dtype: IntDType,
+) -> (FloatTensor<B>, IntTensor<B>) {
+    let device = B::float_device(&x);
+    let data = float_data::<B>(x);
+    let [n, c, h, w] = dims4(&data.shape);
+    let oh = pooled_len(h, kernel[0], stride[0]).unwrap_or(0);
+    let ow = pooled_len(w, kernel[1], stride[1]).unwrap_or(0);
+    let shape = [n, c, oh, ow];
+    let (values, indices) = float_dispatch!(data, "max_pool2d_with_indices", |x| {
+        let (v, i) = pool_planes(x, [n, c, h, w], kernel, stride, [oh, ow]);
+        (TensorData::new(v, shape), i)
+    });
+    (
+        B::float_from_data(values, &device),
+        B::int_from_data(indices_data(indices, shape, indices_dtype), &device),
+    )
+}
+
+fn pool_backward<B: Backend>(
+    grad: FloatTensor<B>,
+    indices: IntTensor<B>,
+    input_size: [usize; 2],
+) -> FloatTensor<B> {
+    let device = B::float_device(&grad);
+    let grad = float_data::<B>(grad);
+    let indices = int_data::<B>(indices);
+    let [n, c, oh, ow] = dims4(&grad.shape);
+    let shape = [n, c, input_size[0], input_size[1]];
+    let plane_in = input_size[0] * input_size[1];
+    let out = float_dispatch!(grad, "max_pool2d_backward", |g| with_indices(&indices, |i| {
+        TensorData::new(pool_backward_planes(g, &i, n * c, oh * ow, plane_in), shape)
+    }));
+    B::float_from_data(out, &device)
+}
+
+fn unpool<B: Backend>(
+    x: FloatTensor<B>,
+    indices: IntTensor<B>,
+    output_size: [usize; 2],
+) -> FloatTensor<B> {
+    let device = B::float_device(&x);
+    let x = float_data::<B>(x);
+    let indices = int_data::<B>(indices);
+    let [n, c, h, w] = dims4(&x.shape);
+    let shape = [n, c, output_size[0], output_size[1]];
+    let plane_out = output_size[0] * output_size[1];
+    let out = float_dispatch!(x, "max_unpool2d", |v| with_indices(&indices, |i| {
+        TensorData::new(unpool_planes(v, &i, n * c, h * w, plane_out), shape)
+    }));
+    B::float_from_data(out, &device)
+}
+
+fn unpool_backward<B: Backend>(grad: FloatTensor<B>, indices: IntTensor<B>) -> FloatTensor<B> {
+    let device = B::float_device(&grad);
+    let grad = float_data::<B>(grad);
+    let indices = int_data::<B>(indices);
+    let [_, _, oh, ow] = dims4(&grad.shape);
+    let [n, c, h, w] = dims4(&indices.shape);
+    let out = float_dispatch!(grad, "max_unpool2d_backward", |g| with_indices(&indices, |i| {
+        TensorData::new(unpool_backward_planes(g, &i, n * c, h * w, oh * ow), [n, c, h, w])
+    }));
+    B::float_from_data(out, &device)
+}
+
+/// One `impl SegNetOps` per CPU backend, all delegating to the generic host kernels above.
+macro_rules! cpu_backend {
+    ($backend:ty) => {
+        impl SegNetOps for $backend {
+            fn seg_max_pool2d_with_indices(
+                x: FloatTensor<Self>,
+                kernel_h: usize,
+                kernel_w: usize,
+                stride_h: usize,
+                stride_w: usize,
+                indices_dtype: IntDType,
+            ) -> (FloatTensor<Self>, IntTensor<Self>) {
+                pool::<Self>(x, [kernel_h, kernel_w], [stride_h, stride_w], indices_dtype)
+            }
+
+            fn seg_max_pool2d_backward(
+                grad: FloatTensor<Self>,
+                indices: IntTensor<Self>,
+                in_h: usize,
+                in_w: usize,
+                _kernel_h: usize,
+                _kernel_w: usize,
+                _stride_h: usize,
+                _stride_w: usize,
+            ) -> FloatTensor<Self> {
+                pool_backward::<Self>(grad, indices, [in_h, in_w])
+            }
+
+            fn seg_max_unpool2d(
+                x: FloatTensor<Self>,
+                indices: IntTensor<Self>,
+                out_h: usize,
+                out_w: usize,
+            ) -> FloatTensor<Self> {
+                unpool::<Self>(x, indices, [out_h, out_w])
+            }
+
+            fn seg_max_unpool2d_backward(
+                grad: FloatTensor<Self>,
+                indices: IntTensor<Self>,
+            ) -> FloatTensor<Self> {
+                unpool_backward::<Self>(grad, indices)
+            }
+        }
+    };
+}
+
+cpu_backend!(Flex);
+cpu_backend!(NdArray);

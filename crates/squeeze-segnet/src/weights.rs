@@ -1,0 +1,86 @@
+//! Saving and loading weights with Burn's records (burnpack files, written atomically).
+
+use std::path::{Path, PathBuf};
+
+use burn::prelude::*;
+use burn::store::{ModuleRecord, RecordError};
+
+use crate::{SegNetError, SqueezeSegNet, SqueezeSegNetConfig};
+
+/// The file Burn writes for `path`: `.bpk` is appended when `path` has no extension.
+pub fn weights_path(path: &Path) -> PathBuf {
+    if path.extension().is_some() {
+        path.to_path_buf()
+    } else {
+        path.with_extension("bpk")
+    }
+}
+
+impl SqueezeSegNet {
+    /// Writes the weights (parameters and batch-norm statistics) to `path`, atomically: a
+    /// temporary file is written, synced, then renamed, so an interrupted save leaves any
+    /// previous file intact. Returns the path written (`.bpk` appended when `path` has no
+    /// extension).
+    ///
+    /// # Errors
+    /// [`SegNetError::Save`] naming the file.
+    pub fn save(&self, path: impl AsRef<Path>) -> Result<PathBuf, SegNetError> {
+        let path = weights_path(path.as_ref());
+        self.clone()
+            .into_record()
+            .save(&path)
+            .map_err(|e| SegNetError::Save {
+                path: path.clone(),
+                reason: record_reason(e),
+            })?;
+        Ok(path)
+    }
+
+    /// Replaces this network's weights by those in `path`.
+    ///
+    /// # Errors
+    /// [`SegNetError::Load`] when the file is missing, truncated or not a weights file;
+    /// [`SegNetError::WeightsMismatch`] when it holds another network (another number of
+    /// classes, batch norm on one side only, ...).
+    pub fn load(self, path: impl AsRef<Path>) -> Result<Self, SegNetError> {
+        let path = path.as_ref().to_path_buf();
+        let record = ModuleRecord::load(&path).map_err(|e| SegNetError::Load {
+            path: path.clone(),
+            reason: record_reason(e),
+        })?;
+        self.try_load_record(record).map_err(|e| match e {
+            RecordError::Validation(reason) => SegNetError::WeightsMismatch {
+                path: path.clone(),
+                reason,
+            },
+            RecordError::Io(reason) => SegNetError::Load {
+                path: path.clone(),
+                reason,
+            },
+        })
+    }
+}
+
+impl SqueezeSegNetConfig {
+    /// Builds the network and loads its weights from `path`.
+    ///
+    /// ```no_run
+    /// use burn::prelude::*;
+    /// use squeeze_segnet::SqueezeSegNetConfig;
+    /// let model = SqueezeSegNetConfig::new().init_from_file("camvid.bpk", &Device::flex())?;
+    /// # Ok::<(), squeeze_segnet::SegNetError>(())
+    /// ```
+    pub fn init_from_file(
+        &self,
+        path: impl AsRef<Path>,
+        device: &Device,
+    ) -> Result<SqueezeSegNet, SegNetError> {
+        self.init(device)?.load(path)
+    }
+}
+
+fn record_reason(e: RecordError) -> String {
+    match e {
+        RecordError::Io(m) | RecordError::Validation(m) => m,
+    }
+}

@@ -1,0 +1,107 @@
+//! Helpers shared by the integration tests: the backends under test, a seeded RNG, host copies.
+#![allow(dead_code)]
+
+use burn::prelude::*;
+use burn::tensor::DType;
+use squeeze_segnet::BackendKind;
+
+/// Every backend the workspace runs on, with its device. WGPU must have an adapter (Mesa's
+/// software Vulkan on machines without a GPU): a missing one fails the test, it is never skipped.
+pub fn backends() -> Vec<(BackendKind, Device)> {
+    BackendKind::ALL
+        .iter()
+        .map(|&kind| {
+            let device = kind.device().unwrap_or_else(|e| {
+                panic!("backend {kind} is unavailable: {e} (CI installs mesa-vulkan-drivers)")
+            });
+            (kind, device)
+        })
+        .collect()
+}
+
+/// Small deterministic generator (SplitMix64), so tests need no extra dependency.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Rng(seed)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `[0, 1)`.
+    pub fn uniform(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Uniform integer in `lo..=hi`.
+    pub fn range(&mut self, lo: usize, hi: usize) -> usize {
+        lo + (self.next_u64() % (hi - lo + 1) as u64) as usize
+    }
+
+    /// Values from a few levels, so that windows hold many ties.
+    pub fn tied(&mut self, n: usize, levels: usize) -> Vec<f64> {
+        (0..n).map(|_| self.range(0, levels - 1) as f64).collect()
+    }
+
+    /// Distinct values at least 0.1 apart in random order, so that a small perturbation never
+    /// changes which element is a maximum (for finite differences).
+    pub fn distinct(&mut self, n: usize) -> Vec<f64> {
+        let mut v: Vec<f64> = (0..n).map(|i| i as f64 * 0.1 - n as f64 * 0.05).collect();
+        for i in (1..n).rev() {
+            let j = self.range(0, i);
+            v.swap(i, j);
+        }
+        v
+    }
+
+    /// Standard-normal-ish values (sum of uniforms), for weights of a loss.
+    pub fn normal(&mut self, n: usize) -> Vec<f64> {
+        (0..n)
+            .map(|_| (0..4).map(|_| self.uniform()).sum::<f64>() - 2.0)
+            .collect()
+    }
+}
+
+/// A float tensor from host values, in the device's default float dtype (f32).
+pub fn float(values: &[f64], shape: [usize; 4], device: &Device) -> Tensor<4> {
+    Tensor::from_data(TensorData::new(values.to_vec(), shape).convert::<f32>(), device)
+}
+
+/// A float tensor from host values, in f64.
+pub fn float64(values: &[f64], shape: [usize; 4], device: &Device) -> Tensor<4> {
+    Tensor::from_data(TensorData::new(values.to_vec(), shape), (device, DType::F64))
+}
+
+/// An int tensor from host indices, in the device's default int dtype.
+pub fn int(values: &[i64], shape: [usize; 4], device: &Device) -> Tensor<4, Int> {
+    Tensor::from_data(TensorData::new(values.to_vec(), shape), device)
+}
+
+/// An int tensor from host indices, in the given int dtype.
+pub fn int_as(values: &[i64], shape: [usize; 4], device: &Device, dtype: DType) -> Tensor<4, Int> {
+    Tensor::from_data(TensorData::new(values.to_vec(), shape), (device, dtype))
+}
+
+pub fn host<const D: usize>(x: Tensor<D>) -> Vec<f64> {
+    x.into_data().convert::<f64>().to_vec::<f64>().unwrap()
+}
+
+pub fn host_int<const D: usize>(x: Tensor<D, Int>) -> Vec<i64> {
+    x.into_data().convert::<i64>().to_vec::<i64>().unwrap()
+}
+
+/// Asserts two float vectors agree within `atol + rtol·|b|` elementwise, naming the first miss.
+pub fn assert_close(a: &[f64], b: &[f64], atol: f64, rtol: f64, what: &str) {
+    assert_eq!(a.len(), b.len(), "{what}: lengths differ");
+    for (i, (x, y)) in a.iter().zip(b).enumerate() {
+        let ok = (x - y).abs() <= atol + rtol * y.abs() || (x.is_nan() && y.is_nan());
+        assert!(ok, "{what}: element {i}: {x} vs {y} (atol {atol}, rtol {rtol})");
+    }
+}

@@ -1,0 +1,218 @@
+//! The whole network as a user runs it: shapes at any size, parameter counts, errors, the same
+//! forward and backward on every backend, and weights files.
+
+mod common;
+
+use burn::module::Module;
+use burn::prelude::*;
+use burn::tensor::Distribution;
+use common::*;
+use squeeze_segnet::{SegNetError, SqueezeSegNet, SqueezeSegNetConfig, min_input_len};
+
+fn image(shape: [usize; 4], seed: u64, device: &Device) -> Tensor<4> {
+    let mut rng = Rng::new(seed);
+    float(&rng.normal(shape.iter().product()), shape, device)
+}
+
+#[test]
+fn output_has_the_input_size_for_odd_even_and_minimum_sizes() {
+    let device = Device::flex();
+    let model = SqueezeSegNetConfig::new().init(&device).unwrap();
+    let min = min_input_len();
+    for [h, w] in [[min, min], [min + 1, min + 2], [37, 53], [64, 80], [95, 128], [180, 240]] {
+        let y = model.forward(image([2, 3, h, w], 1, &device)).unwrap();
+        assert_eq!(y.dims(), [2, 11, h, w], "input {h}×{w}");
+    }
+}
+
+#[test]
+fn full_resolution_camvid_input() {
+    let device = Device::flex();
+    let model = SqueezeSegNetConfig::new().init(&device).unwrap();
+    let y = model.forward(image([1, 3, 360, 480], 2, &device)).unwrap();
+    assert_eq!(y.dims(), [1, 11, 360, 480]);
+    let classes = model.segment(image([1, 3, 360, 480], 2, &device)).unwrap();
+    assert_eq!(classes.dims(), [1, 360, 480]);
+    let labels = host_int_3(classes);
+    assert!(labels.iter().all(|&c| (0..11).contains(&c)));
+}
+
+fn host_int_3(x: Tensor<3, Int>) -> Vec<i64> {
+    x.into_data().convert::<i64>().to_vec::<i64>().unwrap()
+}
+
+#[test]
+fn parameter_counts_match_the_paper_and_the_summary() {
+    let device = Device::flex();
+    let paper = SqueezeSegNetConfig::paper();
+    let model = paper.init(&device).unwrap();
+    // The paper's 2.7 M: every convolution with bias, no batch norm.
+    assert_eq!(model.num_params(), 2_692_555);
+    assert_eq!(paper.summary([1, 3, 360, 480]).unwrap().total_params(), 2_692_555);
+    // Default: batch norm (γ, β) after every convolution but the last, whose biases go:
+    // 2,692,555 − 6,720 biases + 2 × 6,720 = 2,699,275.
+    let default = SqueezeSegNetConfig::new();
+    let model = default.init(&device).unwrap();
+    assert_eq!(model.num_params(), 2_699_275);
+    assert_eq!(default.summary([1, 3, 360, 480]).unwrap().total_params(), 2_699_275);
+    // Other class counts change only deconv1 (64·k·9 + k).
+    let four = SqueezeSegNetConfig::new().with_num_classes(4);
+    assert_eq!(four.init(&device).unwrap().num_params(), 2_699_275 - 7 * (64 * 9 + 1));
+}
+
+#[test]
+fn bad_inputs_and_configs_are_typed_errors() {
+    let device = Device::flex();
+    let model = SqueezeSegNetConfig::new().init(&device).unwrap();
+    let err = model.forward(Tensor::zeros([1, 3, 24, 64], &device)).unwrap_err();
+    assert!(matches!(err, SegNetError::InputTooSmall { height: 24, min_height: 25, .. }), "{err}");
+    assert!(err.to_string().contains("at least 25×25"), "{err}");
+    let err = model.forward(Tensor::zeros([1, 4, 64, 64], &device)).unwrap_err();
+    assert!(matches!(err, SegNetError::InputChannels { channels: 3, .. }), "{err}");
+    let err = model.forward(Tensor::zeros([0, 3, 64, 64], &device)).unwrap_err();
+    assert!(matches!(err, SegNetError::EmptyBatch), "{err}");
+    let err = SqueezeSegNetConfig::new().with_num_classes(0).init(&device).unwrap_err();
+    assert!(err.to_string().contains("num_classes is 0"), "{err}");
+    let err = "cuda".parse::<squeeze_segnet::BackendKind>().unwrap_err();
+    assert_eq!(err.to_string(), "unknown backend 'cuda': expected one of ndarray, flex, wgpu");
+}
+
+#[test]
+fn grayscale_input_works_when_configured() {
+    let device = Device::flex();
+    let model = SqueezeSegNetConfig::new()
+        .with_input_channels(1)
+        .with_num_classes(2)
+        .init(&device)
+        .unwrap();
+    assert_eq!(model.forward(image([1, 1, 40, 50], 3, &device)).unwrap().dims(), [1, 2, 40, 50]);
+}
+
+/// Same weights on every backend: forward logits (inference) agree.
+#[test]
+fn forward_agrees_across_backends() {
+    let flex = Device::flex();
+    let model = SqueezeSegNetConfig::new().with_num_classes(5).init(&flex).unwrap();
+    let x = image([2, 3, 47, 61], 4, &flex);
+    let want = host(model.forward(x.clone()).unwrap());
+    for (kind, device) in backends() {
+        let m = model.clone().to_device(&device);
+        let got = host(m.forward(x.clone().to_device(&device)).unwrap());
+        let scale = want.iter().map(|v| v.abs()).fold(0.0, f64::max);
+        assert_close(&got, &want, 1e-4 * scale.max(1.0), 1e-3, &format!("{kind} logits"));
+    }
+}
+
+/// Same weights on every backend: the gradients of a training step agree (batch norm in
+/// training mode, pooling/unpooling gradients through the whole network).
+#[test]
+fn backward_agrees_across_backends() {
+    let flex = Device::flex();
+    let model = SqueezeSegNetConfig::new().with_num_classes(4).init(&flex).unwrap();
+    let x = image([2, 3, 41, 45], 5, &flex);
+    let mut rng = Rng::new(6);
+    let w = rng.normal(2 * 4 * 41 * 45);
+    let grads_on = |device: &Device| -> Vec<Vec<f64>> {
+        let ad = device.autodiff();
+        let m: SqueezeSegNet = model.clone().fork(&ad).train();
+        let y = m.forward(x.clone().to_device(&ad)).unwrap();
+        let loss = (y * float(&w, [2, 4, 41, 45], &ad)).sum();
+        let grads = loss.backward();
+        vec![
+            host(m.conv1.conv.weight.val().grad(&grads).unwrap()),
+            host(m.fire5.expand3x3.conv.weight.val().grad(&grads).unwrap()),
+            host(m.dfire4.squeeze.conv.weight.val().grad(&grads).unwrap()),
+            host(m.deconv1.weight.val().grad(&grads).unwrap()),
+        ]
+    };
+    let want = grads_on(&flex);
+    for (kind, device) in backends() {
+        let got = grads_on(&device);
+        for (layer, (g, w)) in ["conv1", "fire5.expand3x3", "dfire4.squeeze", "deconv1"]
+            .iter()
+            .zip(got.iter().zip(&want))
+        {
+            let scale = w.iter().map(|v| v.abs()).fold(0.0, f64::max);
+            assert!(scale > 0.0, "{layer}: zero gradient");
+            assert_close(g, w, 2e-3 * scale, 2e-2, &format!("{kind} d/d {layer}"));
+        }
+    }
+}
+
+#[test]
+fn a_few_sgd_steps_reduce_the_loss() {
+    // The network and its custom ops train: gradient descent on a fixed batch lowers the loss.
+    let ad = Device::flex().autodiff();
+    let mut model = SqueezeSegNetConfig::new().with_num_classes(3).init(&ad).unwrap();
+    let x = Tensor::<4>::random([2, 3, 33, 41], Distribution::Default, &ad);
+    let target = Tensor::<4>::random([2, 3, 33, 41], Distribution::Default, &ad);
+    let mut losses = Vec::new();
+    use burn::optim::{GradientsParams, Optimizer, SgdConfig};
+    let mut optim = SgdConfig::new().init();
+    for _ in 0..5 {
+        let y = model.forward(x.clone()).unwrap();
+        let loss = (y - target.clone()).powi_scalar(2).mean();
+        losses.push(host(loss.clone())[0]);
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        model = optim.step(0.05, model, grads);
+    }
+    assert!(losses[4] < 0.9 * losses[0], "losses {losses:?}");
+}
+
+#[test]
+fn weights_round_trip_including_batch_norm_statistics() {
+    let dir = tempdir("round_trip");
+    let ad = Device::flex().autodiff();
+    let model = SqueezeSegNetConfig::new().init(&ad).unwrap();
+    // One training-mode forward moves the batch-norm running statistics off their defaults.
+    let _ = model.forward(image([2, 3, 40, 40], 7, &ad)).unwrap();
+    let device = Device::flex();
+    let model = model.fork(&device);
+    let path = model.save(dir.join("model")).unwrap();
+    assert_eq!(path, dir.join("model.bpk"));
+    let loaded = SqueezeSegNetConfig::new()
+        .init_from_file(&path, &device)
+        .unwrap();
+    let x = image([1, 3, 40, 40], 8, &device);
+    let a = host(model.forward(x.clone()).unwrap());
+    let b = host(loaded.forward(x.clone()).unwrap());
+    assert_eq!(a, b);
+    // A fresh model differs: the test would notice a load that did nothing.
+    let fresh = host(SqueezeSegNetConfig::new().init(&device).unwrap().forward(x).unwrap());
+    assert_ne!(a, fresh);
+}
+
+#[test]
+fn bad_weights_files_are_typed_errors_naming_the_file() {
+    let dir = tempdir("bad_weights");
+    let device = Device::flex();
+    let config = SqueezeSegNetConfig::new();
+    let path = config.init(&device).unwrap().save(dir.join("good.bpk")).unwrap();
+
+    let missing = dir.join("missing.bpk");
+    let err = config.init_from_file(&missing, &device).unwrap_err();
+    assert!(matches!(&err, SegNetError::Load { path, .. } if *path == missing), "{err}");
+
+    let garbage = dir.join("garbage.bpk");
+    std::fs::write(&garbage, b"definitely not a burnpack file").unwrap();
+    let err = config.init_from_file(&garbage, &device).unwrap_err();
+    assert!(matches!(&err, SegNetError::Load { path, .. } if *path == garbage), "{err}");
+    assert!(err.to_string().contains("garbage.bpk"), "{err}");
+
+    let truncated = dir.join("truncated.bpk");
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
+    let err = config.init_from_file(&truncated, &device).unwrap_err();
+    assert!(matches!(&err, SegNetError::Load { .. }), "{err}");
+
+    let err = config.clone().with_num_classes(5).init_from_file(&path, &device).unwrap_err();
+    assert!(matches!(&err, SegNetError::WeightsMismatch { path: p, .. } if *p == path), "{err}");
+    let err = SqueezeSegNetConfig::paper().init_from_file(&path, &device).unwrap_err();
+    assert!(matches!(&err, SegNetError::WeightsMismatch { .. }), "{err}");
+}
+
+fn tempdir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("squeeze-segnet-test-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
