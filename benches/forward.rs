@@ -22,7 +22,9 @@ fn forward(c: &mut Criterion) {
                 continue;
             }
         };
-        let model = SqueezeSegNetConfig::new().init(&device).expect("default config");
+        let model = SqueezeSegNetConfig::new()
+            .init(&device)
+            .expect("default config");
         for (h, w, n) in [(360, 480, 1), (360, 480, 4), (180, 240, 1)] {
             let x = Tensor::<4>::random([n, 3, h, w], Distribution::Default, &device);
             let id = BenchmarkId::new(kind.name(), format!("{h}x{w}/b{n}"));

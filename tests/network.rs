@@ -5,9 +5,10 @@ mod common;
 
 use burn::module::Module;
 use burn::prelude::*;
-use burn::tensor::Distribution;
 use common::*;
-use squeeze_segnet::{SegNetError, SqueezeSegNet, SqueezeSegNetConfig, min_input_len};
+use squeeze_segnet::{
+    SegNetError, SqueezeSegNet, SqueezeSegNetConfig, min_input_len, num_trainable_params,
+};
 
 fn image(shape: [usize; 4], seed: u64, device: &Device) -> Tensor<4> {
     let mut rng = Rng::new(seed);
@@ -19,7 +20,14 @@ fn output_has_the_input_size_for_odd_even_and_minimum_sizes() {
     let device = Device::flex();
     let model = SqueezeSegNetConfig::new().init(&device).unwrap();
     let min = min_input_len();
-    for [h, w] in [[min, min], [min + 1, min + 2], [37, 53], [64, 80], [95, 128], [180, 240]] {
+    for [h, w] in [
+        [min, min],
+        [min + 1, min + 2],
+        [37, 53],
+        [64, 80],
+        [95, 128],
+        [180, 240],
+    ] {
         let y = model.forward(image([2, 3, h, w], 1, &device)).unwrap();
         assert_eq!(y.dims(), [2, 11, h, w], "input {h}×{w}");
     }
@@ -38,7 +46,7 @@ fn full_resolution_camvid_input() {
 }
 
 fn host_int_3(x: Tensor<3, Int>) -> Vec<i64> {
-    x.into_data().convert::<i64>().to_vec::<i64>().unwrap()
+    x.into_data().convert::<i64>().try_to_vec::<i64>().unwrap()
 }
 
 #[test]
@@ -47,34 +55,68 @@ fn parameter_counts_match_the_paper_and_the_summary() {
     let paper = SqueezeSegNetConfig::paper();
     let model = paper.init(&device).unwrap();
     // The paper's 2.7 M: every convolution with bias, no batch norm.
-    assert_eq!(model.num_params(), 2_692_555);
-    assert_eq!(paper.summary([1, 3, 360, 480]).unwrap().total_params(), 2_692_555);
+    assert_eq!(num_trainable_params(&model), 2_692_555);
+    assert_eq!(
+        paper.summary([1, 3, 360, 480]).unwrap().total_params(),
+        2_692_555
+    );
     // Default: batch norm (γ, β) after every convolution but the last, whose biases go:
     // 2,692,555 − 6,720 biases + 2 × 6,720 = 2,699,275.
     let default = SqueezeSegNetConfig::new();
     let model = default.init(&device).unwrap();
-    assert_eq!(model.num_params(), 2_699_275);
-    assert_eq!(default.summary([1, 3, 360, 480]).unwrap().total_params(), 2_699_275);
+    assert_eq!(num_trainable_params(&model), 2_699_275);
+    assert_eq!(
+        default.summary([1, 3, 360, 480]).unwrap().total_params(),
+        2_699_275
+    );
     // Other class counts change only deconv1 (64·k·9 + k).
     let four = SqueezeSegNetConfig::new().with_num_classes(4);
-    assert_eq!(four.init(&device).unwrap().num_params(), 2_699_275 - 7 * (64 * 9 + 1));
+    assert_eq!(
+        num_trainable_params(&four.init(&device).unwrap()),
+        2_699_275 - 7 * (64 * 9 + 1)
+    );
 }
 
 #[test]
 fn bad_inputs_and_configs_are_typed_errors() {
     let device = Device::flex();
     let model = SqueezeSegNetConfig::new().init(&device).unwrap();
-    let err = model.forward(Tensor::zeros([1, 3, 24, 64], &device)).unwrap_err();
-    assert!(matches!(err, SegNetError::InputTooSmall { height: 24, min_height: 25, .. }), "{err}");
+    let err = model
+        .forward(Tensor::zeros([1, 3, 24, 64], &device))
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            SegNetError::InputTooSmall {
+                height: 24,
+                min_height: 25,
+                ..
+            }
+        ),
+        "{err}"
+    );
     assert!(err.to_string().contains("at least 25×25"), "{err}");
-    let err = model.forward(Tensor::zeros([1, 4, 64, 64], &device)).unwrap_err();
-    assert!(matches!(err, SegNetError::InputChannels { channels: 3, .. }), "{err}");
-    let err = model.forward(Tensor::zeros([0, 3, 64, 64], &device)).unwrap_err();
+    let err = model
+        .forward(Tensor::zeros([1, 4, 64, 64], &device))
+        .unwrap_err();
+    assert!(
+        matches!(err, SegNetError::InputChannels { channels: 3, .. }),
+        "{err}"
+    );
+    let err = model
+        .forward(Tensor::zeros([0, 3, 64, 64], &device))
+        .unwrap_err();
     assert!(matches!(err, SegNetError::EmptyBatch), "{err}");
-    let err = SqueezeSegNetConfig::new().with_num_classes(0).init(&device).unwrap_err();
+    let err = SqueezeSegNetConfig::new()
+        .with_num_classes(0)
+        .init(&device)
+        .unwrap_err();
     assert!(err.to_string().contains("num_classes is 0"), "{err}");
     let err = "cuda".parse::<squeeze_segnet::BackendKind>().unwrap_err();
-    assert_eq!(err.to_string(), "unknown backend 'cuda': expected one of ndarray, flex, wgpu");
+    assert_eq!(
+        err.to_string(),
+        "unknown backend 'cuda': expected one of ndarray, flex, wgpu"
+    );
 }
 
 #[test]
@@ -85,89 +127,167 @@ fn grayscale_input_works_when_configured() {
         .with_num_classes(2)
         .init(&device)
         .unwrap();
-    assert_eq!(model.forward(image([1, 1, 40, 50], 3, &device)).unwrap().dims(), [1, 2, 40, 50]);
+    assert_eq!(
+        model
+            .forward(image([1, 1, 40, 50], 3, &device))
+            .unwrap()
+            .dims(),
+        [1, 2, 40, 50]
+    );
 }
 
 /// Same weights on every backend: forward logits (inference) agree.
 #[test]
 fn forward_agrees_across_backends() {
     let flex = Device::flex();
-    let model = SqueezeSegNetConfig::new().with_num_classes(5).init(&flex).unwrap();
+    let model = SqueezeSegNetConfig::new()
+        .with_num_classes(5)
+        .init(&flex)
+        .unwrap();
     let x = image([2, 3, 47, 61], 4, &flex);
     let want = host(model.forward(x.clone()).unwrap());
     for (kind, device) in backends() {
         let m = model.clone().to_device(&device);
         let got = host(m.forward(x.clone().to_device(&device)).unwrap());
         let scale = want.iter().map(|v| v.abs()).fold(0.0, f64::max);
-        assert_close(&got, &want, 1e-4 * scale.max(1.0), 1e-3, &format!("{kind} logits"));
+        assert_close(
+            &got,
+            &want,
+            1e-4 * scale.max(1.0),
+            1e-3,
+            &format!("{kind} logits"),
+        );
     }
 }
 
-/// Same weights on every backend: the gradients of a training step agree (batch norm in
-/// training mode, pooling/unpooling gradients through the whole network).
+/// Same weights on every backend: the gradients of a training step agree, through every pooling
+/// and unpooling of the network.
+///
+/// Max-pooling is discontinuous: where two window values differ only by float rounding,
+/// backends with different convolution kernels (WGPU) may pick different maxima, which moves
+/// some encoder gradients. So layers are compared by the relative L2 error of their gradient:
+/// tightly for the CPU backends and for decoder layers after the last unpooling, with room for
+/// such flips in WGPU's encoder gradients. The paper's network (no batch norm) is used: in
+/// training mode Burn's batch norm itself differs between backends by a few percent.
 #[test]
 fn backward_agrees_across_backends() {
     let flex = Device::flex();
-    let model = SqueezeSegNetConfig::new().with_num_classes(4).init(&flex).unwrap();
-    let x = image([2, 3, 41, 45], 5, &flex);
+    let model = SqueezeSegNetConfig::paper()
+        .with_num_classes(4)
+        .init(&flex)
+        .unwrap();
+    let shape = [2, 3, 73, 97];
+    let x = image(shape, 5, &flex);
     let mut rng = Rng::new(6);
-    let w = rng.normal(2 * 4 * 41 * 45);
+    let w = rng.normal(2 * 4 * 73 * 97);
+    // (layer, is it an encoder layer, whose gradient flows back through the poolings)
+    let layers = [
+        ("conv1", true),
+        ("fire5.expand3x3", true),
+        ("dfire2.squeeze", false),
+        ("deconv1", false),
+    ];
     let grads_on = |device: &Device| -> Vec<Vec<f64>> {
-        let ad = device.autodiff();
+        let ad = device.clone().autodiff();
         let m: SqueezeSegNet = model.clone().fork(&ad).train();
         let y = m.forward(x.clone().to_device(&ad)).unwrap();
-        let loss = (y * float(&w, [2, 4, 41, 45], &ad)).sum();
+        let loss = (y * float(&w, [2, 4, 73, 97], &ad)).sum();
         let grads = loss.backward();
         vec![
             host(m.conv1.conv.weight.val().grad(&grads).unwrap()),
             host(m.fire5.expand3x3.conv.weight.val().grad(&grads).unwrap()),
-            host(m.dfire4.squeeze.conv.weight.val().grad(&grads).unwrap()),
+            host(m.dfire2.squeeze.conv.weight.val().grad(&grads).unwrap()),
             host(m.deconv1.weight.val().grad(&grads).unwrap()),
         ]
     };
     let want = grads_on(&flex);
     for (kind, device) in backends() {
         let got = grads_on(&device);
-        for (layer, (g, w)) in ["conv1", "fire5.expand3x3", "dfire4.squeeze", "deconv1"]
-            .iter()
-            .zip(got.iter().zip(&want))
-        {
-            let scale = w.iter().map(|v| v.abs()).fold(0.0, f64::max);
-            assert!(scale > 0.0, "{layer}: zero gradient");
-            assert_close(g, w, 2e-3 * scale, 2e-2, &format!("{kind} d/d {layer}"));
+        for ((layer, encoder), (g, w)) in layers.iter().zip(got.iter().zip(&want)) {
+            let norm = w.iter().map(|v| v * v).sum::<f64>().sqrt();
+            let diff = g
+                .iter()
+                .zip(w)
+                .map(|(a, b)| (a - b) * (a - b))
+                .sum::<f64>()
+                .sqrt();
+            let tolerance = match (kind, encoder) {
+                (squeeze_segnet::BackendKind::Wgpu, true) => 2e-2,
+                _ => 1e-4,
+            };
+            assert!(norm > 0.0, "{layer}: zero gradient");
+            assert!(
+                diff <= tolerance * norm,
+                "{kind} d/d {layer}: relative L2 error {:.3e} > {tolerance:e}",
+                diff / norm
+            );
         }
     }
 }
 
 #[test]
-fn a_few_sgd_steps_reduce_the_loss() {
-    // The network and its custom ops train: gradient descent on a fixed batch lowers the loss.
+fn a_few_adam_steps_fit_a_fixed_segmentation() {
+    // The network and its custom ops train: a few Adam steps of cross-entropy on a fixed batch
+    // and label map raise pixel accuracy and cut the loss.
+    use burn::nn::loss::CrossEntropyLossConfig;
+    use burn::optim::{AdamConfig, GradientsParams};
     let ad = Device::flex().autodiff();
-    let mut model = SqueezeSegNetConfig::new().with_num_classes(3).init(&ad).unwrap();
-    let x = Tensor::<4>::random([2, 3, 33, 41], Distribution::Default, &ad);
-    let target = Tensor::<4>::random([2, 3, 33, 41], Distribution::Default, &ad);
-    let mut losses = Vec::new();
-    use burn::optim::{GradientsParams, Optimizer, SgdConfig};
-    let mut optim = SgdConfig::new().init();
-    for _ in 0..5 {
-        let y = model.forward(x.clone()).unwrap();
-        let loss = (y - target.clone()).powi_scalar(2).mean();
-        losses.push(host(loss.clone())[0]);
+    let (n, k, h, w) = (2, 3, 33, 41);
+    let mut model = SqueezeSegNetConfig::new()
+        .with_num_classes(k)
+        .init(&ad)
+        .unwrap();
+    let x = image([n, 3, h, w], 9, &ad);
+    // Labels: three vertical bands.
+    let labels: Vec<i64> = (0..n * h * w).map(|i| ((i % w) * k / w) as i64).collect();
+    let target = Tensor::<1, Int>::from_data(TensorData::new(labels.clone(), [n * h * w]), &ad);
+    let loss_fn = CrossEntropyLossConfig::new().init(&ad);
+    let mut optim = AdamConfig::new().init();
+    let mut history = Vec::new();
+    for _ in 0..12 {
+        let y = model.forward(x.clone()).unwrap(); // [n, k, h, w]
+        let flat = y.clone().permute([0, 2, 3, 1]).reshape([n * h * w, k]);
+        let loss = loss_fn.forward(flat.clone(), target.clone());
+        let pred = host_int_1(flat.argmax(1).squeeze_dim(1));
+        let acc =
+            pred.iter().zip(&labels).filter(|(a, b)| a == b).count() as f64 / labels.len() as f64;
+        history.push((host(loss.clone())[0], acc));
         let grads = GradientsParams::from_grads(loss.backward(), &model);
-        model = optim.step(0.05, model, grads);
+        model = optim.step(1e-2, model, grads);
     }
-    assert!(losses[4] < 0.9 * losses[0], "losses {losses:?}");
+    let (first, last) = (history[0], history[history.len() - 1]);
+    assert!(last.0 < 0.7 * first.0, "loss did not fall: {history:?}");
+    assert!(last.1 > first.1 + 0.2, "accuracy did not rise: {history:?}");
+}
+
+fn host_int_1(x: Tensor<1, Int>) -> Vec<i64> {
+    x.into_data().convert::<i64>().try_to_vec::<i64>().unwrap()
 }
 
 #[test]
 fn weights_round_trip_including_batch_norm_statistics() {
     let dir = tempdir("round_trip");
     let ad = Device::flex().autodiff();
-    let model = SqueezeSegNetConfig::new().init(&ad).unwrap();
+    let model = SqueezeSegNetConfig::new().init(&ad).unwrap().train();
     // One training-mode forward moves the batch-norm running statistics off their defaults.
     let _ = model.forward(image([2, 3, 40, 40], 7, &ad)).unwrap();
+    let model = model.valid(); // inference snapshot on the plain device
     let device = Device::flex();
-    let model = model.fork(&device);
+    assert!(!model.conv1.conv.weight.val().device().is_autodiff());
+    let running_mean = host(
+        model
+            .dfire3
+            .squeeze
+            .norm
+            .as_ref()
+            .unwrap()
+            .running_mean
+            .value(),
+    );
+    assert!(
+        running_mean.iter().any(|m| *m != 0.0),
+        "running statistics did not move"
+    );
     let path = model.save(dir.join("model")).unwrap();
     assert_eq!(path, dir.join("model.bpk"));
     let loaded = SqueezeSegNetConfig::new()
@@ -178,7 +298,13 @@ fn weights_round_trip_including_batch_norm_statistics() {
     let b = host(loaded.forward(x.clone()).unwrap());
     assert_eq!(a, b);
     // A fresh model differs: the test would notice a load that did nothing.
-    let fresh = host(SqueezeSegNetConfig::new().init(&device).unwrap().forward(x).unwrap());
+    let fresh = host(
+        SqueezeSegNetConfig::new()
+            .init(&device)
+            .unwrap()
+            .forward(x)
+            .unwrap(),
+    );
     assert_ne!(a, fresh);
 }
 
@@ -187,16 +313,26 @@ fn bad_weights_files_are_typed_errors_naming_the_file() {
     let dir = tempdir("bad_weights");
     let device = Device::flex();
     let config = SqueezeSegNetConfig::new();
-    let path = config.init(&device).unwrap().save(dir.join("good.bpk")).unwrap();
+    let path = config
+        .init(&device)
+        .unwrap()
+        .save(dir.join("good.bpk"))
+        .unwrap();
 
     let missing = dir.join("missing.bpk");
     let err = config.init_from_file(&missing, &device).unwrap_err();
-    assert!(matches!(&err, SegNetError::Load { path, .. } if *path == missing), "{err}");
+    assert!(
+        matches!(&err, SegNetError::Load { path, .. } if *path == missing),
+        "{err}"
+    );
 
     let garbage = dir.join("garbage.bpk");
     std::fs::write(&garbage, b"definitely not a burnpack file").unwrap();
     let err = config.init_from_file(&garbage, &device).unwrap_err();
-    assert!(matches!(&err, SegNetError::Load { path, .. } if *path == garbage), "{err}");
+    assert!(
+        matches!(&err, SegNetError::Load { path, .. } if *path == garbage),
+        "{err}"
+    );
     assert!(err.to_string().contains("garbage.bpk"), "{err}");
 
     let truncated = dir.join("truncated.bpk");
@@ -205,14 +341,24 @@ fn bad_weights_files_are_typed_errors_naming_the_file() {
     let err = config.init_from_file(&truncated, &device).unwrap_err();
     assert!(matches!(&err, SegNetError::Load { .. }), "{err}");
 
-    let err = config.clone().with_num_classes(5).init_from_file(&path, &device).unwrap_err();
-    assert!(matches!(&err, SegNetError::WeightsMismatch { path: p, .. } if *p == path), "{err}");
-    let err = SqueezeSegNetConfig::paper().init_from_file(&path, &device).unwrap_err();
+    let err = config
+        .clone()
+        .with_num_classes(5)
+        .init_from_file(&path, &device)
+        .unwrap_err();
+    assert!(
+        matches!(&err, SegNetError::WeightsMismatch { path: p, .. } if *p == path),
+        "{err}"
+    );
+    let err = SqueezeSegNetConfig::paper()
+        .init_from_file(&path, &device)
+        .unwrap_err();
     assert!(matches!(&err, SegNetError::WeightsMismatch { .. }), "{err}");
 }
 
 fn tempdir(name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("squeeze-segnet-test-{}-{name}", std::process::id()));
+    let dir =
+        std::env::temp_dir().join(format!("squeeze-segnet-test-{}-{name}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }

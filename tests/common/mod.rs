@@ -71,12 +71,18 @@ impl Rng {
 
 /// A float tensor from host values, in the device's default float dtype (f32).
 pub fn float(values: &[f64], shape: [usize; 4], device: &Device) -> Tensor<4> {
-    Tensor::from_data(TensorData::new(values.to_vec(), shape).convert::<f32>(), device)
+    Tensor::from_data(
+        TensorData::new(values.to_vec(), shape).convert::<f32>(),
+        device,
+    )
 }
 
 /// A float tensor from host values, in f64.
 pub fn float64(values: &[f64], shape: [usize; 4], device: &Device) -> Tensor<4> {
-    Tensor::from_data(TensorData::new(values.to_vec(), shape), (device, DType::F64))
+    Tensor::from_data(
+        TensorData::new(values.to_vec(), shape),
+        (device, DType::F64),
+    )
 }
 
 /// An int tensor from host indices, in the device's default int dtype.
@@ -90,18 +96,21 @@ pub fn int_as(values: &[i64], shape: [usize; 4], device: &Device, dtype: DType) 
 }
 
 pub fn host<const D: usize>(x: Tensor<D>) -> Vec<f64> {
-    x.into_data().convert::<f64>().to_vec::<f64>().unwrap()
+    x.into_data().convert::<f64>().try_to_vec::<f64>().unwrap()
 }
 
 pub fn host_int<const D: usize>(x: Tensor<D, Int>) -> Vec<i64> {
-    x.into_data().convert::<i64>().to_vec::<i64>().unwrap()
+    x.into_data().convert::<i64>().try_to_vec::<i64>().unwrap()
 }
 
 /// Asserts two float vectors agree within `atol + rtol·|b|` elementwise, naming the first miss.
 pub fn assert_close(a: &[f64], b: &[f64], atol: f64, rtol: f64, what: &str) {
     assert_eq!(a.len(), b.len(), "{what}: lengths differ");
     for (i, (x, y)) in a.iter().zip(b).enumerate() {
-        let ok = (x - y).abs() <= atol + rtol * y.abs() || (x.is_nan() && y.is_nan());
-        assert!(ok, "{what}: element {i}: {x} vs {y} (atol {atol}, rtol {rtol})");
+        let ok = x == y || (x - y).abs() <= atol + rtol * y.abs() || (x.is_nan() && y.is_nan());
+        assert!(
+            ok,
+            "{what}: element {i}: {x} vs {y} (atol {atol}, rtol {rtol})"
+        );
     }
 }

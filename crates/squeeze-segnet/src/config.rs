@@ -139,7 +139,9 @@ pub fn encoder_sizes(len: usize) -> Option<[usize; 4]> {
 ///
 /// 25 → conv1 12 → pool1 6 → pool3 3 → pool5 1; at 24, pool3 gives 2, too small for pool5.
 pub fn min_input_len() -> usize {
-    (1..).find(|&len| encoder_sizes(len).is_some()).expect("some size works")
+    (1..)
+        .find(|&len| encoder_sizes(len).is_some())
+        .expect("some size works")
 }
 
 #[cfg(test)]
@@ -162,10 +164,20 @@ mod tests {
     #[test]
     fn widths_chain() {
         for pair in ENCODER_FIRES.windows(2) {
-            assert_eq!(pair[0].expand * 2, pair[1].input, "{} → {}", pair[0].name, pair[1].name);
+            assert_eq!(
+                pair[0].expand * 2,
+                pair[1].input,
+                "{} → {}",
+                pair[0].name,
+                pair[1].name
+            );
         }
         for pair in DECODER_DFIRES.windows(2) {
-            assert_eq!(pair[0].output, pair[1].input, "{} → {}", pair[0].name, pair[1].name);
+            assert_eq!(
+                pair[0].output, pair[1].input,
+                "{} → {}",
+                pair[0].name, pair[1].name
+            );
         }
         assert_eq!(ENCODER_FIRES[0].input, CONV1_CHANNELS);
         assert_eq!(ENCODER_FIRES[7].expand * 2, CONV10_CHANNELS);

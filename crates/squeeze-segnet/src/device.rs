@@ -57,7 +57,7 @@ impl BackendKind {
             Tensor::<1>::ones([4], &probe)
                 .sum()
                 .into_data()
-                .to_vec::<f32>()
+                .try_to_vec::<f32>()
         });
         std::panic::set_hook(previous);
         match result {

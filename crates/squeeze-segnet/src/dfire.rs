@@ -78,6 +78,6 @@ mod tests {
         let x = Tensor::<4>::ones([1, 128, 5, 6], &device);
         assert_eq!(dfire.forward(x).dims(), [1, 64, 5, 6]);
         // e(10·in + 2) + out(2e + 1) = 16·1282 + 64·33
-        assert_eq!(dfire.num_params(), 20512 + 2112);
+        assert_eq!(crate::num_trainable_params(&dfire), 20512 + 2112);
     }
 }

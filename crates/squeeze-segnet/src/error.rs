@@ -22,7 +22,9 @@ pub enum OpError {
         stride: [usize; 2],
     },
     /// Values and indices of an unpooling differ in shape.
-    #[error("unpooling values of shape {values:?} with indices of shape {indices:?}: they must match")]
+    #[error(
+        "unpooling values of shape {values:?} with indices of shape {indices:?}: they must match"
+    )]
     ShapeMismatch {
         /// Shape of the values.
         values: [usize; 4],

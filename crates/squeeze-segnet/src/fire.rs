@@ -81,6 +81,9 @@ mod tests {
         let x = Tensor::<4>::ones([2, 64, 7, 9], &device);
         assert_eq!(fire.forward(x).dims(), [2, 128, 7, 9]);
         // 16·64 (squeeze) + 64·16 (1×1) + 64·16·9 (3×3) weights + 3 batch norms of 16, 64, 64
-        assert_eq!(fire.num_params(), 1024 + 1024 + 9216 + 2 * (16 + 64 + 64));
+        assert_eq!(
+            crate::num_trainable_params(&fire),
+            1024 + 1024 + 9216 + 2 * (16 + 64 + 64)
+        );
     }
 }

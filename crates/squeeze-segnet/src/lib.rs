@@ -64,5 +64,5 @@ pub use dfire::{DFire, DFireConfig};
 pub use error::{OpError, SegNetError};
 pub use fire::{Fire, FireConfig};
 pub use model::SqueezeSegNet;
-pub use summary::{LayerSummary, ModelSummary};
+pub use summary::{LayerSummary, ModelSummary, num_trainable_params};
 pub use weights::weights_path;

@@ -2,6 +2,9 @@
 
 use std::fmt;
 
+use burn::module::{Module, ModuleVisitor, Param};
+use burn::prelude::*;
+
 use crate::SegNetError;
 use crate::config::{
     CONV1_CHANNELS, CONV10_CHANNELS, DECODER_DFIRES, ENCODER_FIRES, SqueezeSegNetConfig,
@@ -58,6 +61,44 @@ impl ModelSummary {
     }
 }
 
+/// Trainable parameters of any module: weights, biases, batch norm's scales and shifts — not
+/// batch norm's running statistics, which Burn's `Module::num_params` also counts.
+///
+/// ```
+/// use burn::prelude::*;
+/// use squeeze_segnet::{SqueezeSegNetConfig, num_trainable_params};
+/// let model = SqueezeSegNetConfig::paper().init(&Device::flex())?;
+/// assert_eq!(num_trainable_params(&model), 2_692_555);
+/// # Ok::<(), squeeze_segnet::SegNetError>(())
+/// ```
+pub fn num_trainable_params<M: Module>(module: &M) -> usize {
+    #[derive(Default)]
+    struct Counter {
+        path: Vec<String>,
+        count: usize,
+    }
+    impl ModuleVisitor for Counter {
+        fn enter_module(&mut self, name: &str, _container: &str) {
+            self.path.push(name.to_string());
+        }
+        fn exit_module(&mut self, _name: &str, _container: &str) {
+            self.path.pop();
+        }
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            let buffer = matches!(
+                self.path.last().map(String::as_str),
+                Some("running_mean" | "running_var")
+            );
+            if !buffer {
+                self.count += param.lazy_shape().num_elements();
+            }
+        }
+    }
+    let mut counter = Counter::default();
+    module.visit(&mut counter);
+    counter.count
+}
+
 /// Parameters and MACs (per output pixel) of a k×k convolution with optional bias and batch norm.
 fn conv(cin: usize, cout: usize, k: usize, bn: bool) -> (usize, u64) {
     let weights = cin * cout * k * k;
@@ -107,7 +148,11 @@ impl SqueezeSegNetConfig {
                 conv(s.squeeze, s.expand, 1, bn),
                 conv(s.squeeze, s.expand, 3, bn),
             ];
-            (s, parts.iter().map(|p| p.0).sum(), parts.iter().map(|p| p.1).sum())
+            (
+                s,
+                parts.iter().map(|p| p.0).sum(),
+                parts.iter().map(|p| p.1).sum(),
+            )
         };
         let dfire_cost = |i: usize| {
             let s = DECODER_DFIRES[i];
@@ -116,13 +161,26 @@ impl SqueezeSegNetConfig {
                 conv(s.input, s.expand, 3, bn),
                 conv(2 * s.expand, s.output, 1, bn),
             ];
-            (s, parts.iter().map(|p| p.0).sum(), parts.iter().map(|p| p.1).sum())
+            (
+                s,
+                parts.iter().map(|p| p.0).sum(),
+                parts.iter().map(|p| p.1).sum(),
+            )
         };
 
         let (p, m) = conv(c, CONV1_CHANNELS, 3, bn);
         row("conv1", "Conv 3×3/2", CONV1_CHANNELS, 0, p, m);
         row("pool1", "MaxPool 3×3/2 + indices", CONV1_CHANNELS, 1, 0, 0);
-        for (i, level) in [(0, 1), (1, 1), (2, 2), (3, 2), (4, 3), (5, 3), (6, 3), (7, 3)] {
+        for (i, level) in [
+            (0, 1),
+            (1, 1),
+            (2, 2),
+            (3, 2),
+            (4, 3),
+            (5, 3),
+            (6, 3),
+            (7, 3),
+        ] {
             let (s, p, m) = fire_cost(i);
             row(s.name, "Fire", 2 * s.expand, level, p, m);
             match s.name {
@@ -134,7 +192,16 @@ impl SqueezeSegNetConfig {
         let (p, m) = conv(CONV10_CHANNELS, CONV10_CHANNELS, 1, bn);
         row("conv10", "Conv 1×1", CONV10_CHANNELS, 3, p, m);
         row("conv10_d", "Conv 1×1", CONV10_CHANNELS, 3, p, m);
-        for (i, level) in [(0, 3), (1, 3), (2, 3), (3, 3), (4, 2), (5, 2), (6, 1), (7, 1)] {
+        for (i, level) in [
+            (0, 3),
+            (1, 3),
+            (2, 3),
+            (3, 3),
+            (4, 2),
+            (5, 2),
+            (6, 1),
+            (7, 1),
+        ] {
             let (s, p, m) = dfire_cost(i);
             row(s.name, "DFire", s.output, level, p, m);
             match s.name {
@@ -203,7 +270,9 @@ mod tests {
 
     #[test]
     fn paper_network_has_2_692_555_parameters() {
-        let s = SqueezeSegNetConfig::paper().summary([1, 3, 360, 480]).unwrap();
+        let s = SqueezeSegNetConfig::paper()
+            .summary([1, 3, 360, 480])
+            .unwrap();
         assert_eq!(s.total_params(), 2_692_555);
         // 2,692,555 × 4 bytes = 10.27 MiB in fp32 (the paper: 2.7 M, 10.35 MB).
         assert_eq!(s.fp32_bytes(), 10_770_220);
@@ -211,16 +280,22 @@ mod tests {
 
     #[test]
     fn macs_at_360x480_are_3_31_g() {
-        let s = SqueezeSegNetConfig::paper().summary([1, 3, 360, 480]).unwrap();
+        let s = SqueezeSegNetConfig::paper()
+            .summary([1, 3, 360, 480])
+            .unwrap();
         let g = s.total_macs() as f64 / 1e9;
         assert!((g - 3.31).abs() < 0.01, "{g} GMAC");
-        let batch4 = SqueezeSegNetConfig::paper().summary([4, 3, 360, 480]).unwrap();
+        let batch4 = SqueezeSegNetConfig::paper()
+            .summary([4, 3, 360, 480])
+            .unwrap();
         assert_eq!(batch4.total_macs(), 4 * s.total_macs());
     }
 
     #[test]
     fn shapes_follow_the_network() {
-        let s = SqueezeSegNetConfig::new().summary([2, 3, 360, 480]).unwrap();
+        let s = SqueezeSegNetConfig::new()
+            .summary([2, 3, 360, 480])
+            .unwrap();
         let shape = |name| s.layers.iter().find(|l| l.name == name).unwrap().output;
         assert_eq!(shape("conv1"), [2, 64, 179, 239]);
         assert_eq!(shape("pool1"), [2, 64, 89, 119]);
@@ -231,12 +306,17 @@ mod tests {
         assert_eq!(shape("unpool3"), [2, 128, 89, 119]);
         assert_eq!(shape("unpool1"), [2, 64, 179, 239]);
         assert_eq!(shape("deconv1"), [2, 11, 360, 480]);
-        assert_eq!(s.layers.len(), 25);
+        assert_eq!(s.layers.len(), 26);
     }
 
     #[test]
     fn too_small_input_is_an_error() {
-        let e = SqueezeSegNetConfig::new().summary([1, 3, 24, 100]).unwrap_err();
-        assert!(matches!(e, SegNetError::InputTooSmall { height: 24, .. }), "{e}");
+        let e = SqueezeSegNetConfig::new()
+            .summary([1, 3, 24, 100])
+            .unwrap_err();
+        assert!(
+            matches!(e, SegNetError::InputTooSmall { height: 24, .. }),
+            "{e}"
+        );
     }
 }

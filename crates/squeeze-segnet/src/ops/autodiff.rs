@@ -14,10 +14,9 @@ use burn::backend::autodiff::{
     checkpoint::{base::Checkpointer, strategy::CheckpointStrategy},
     grads::Gradients,
     ops::{Backward, Ops, OpsKind},
-    tensor::AutodiffTensor,
 };
 use burn::backend::{
-    Backend, TensorMetadata,
+    AutodiffBackend, Backend, TensorMetadata,
     tensor::{FloatTensor, IntTensor},
 };
 use burn::tensor::IntDType;
@@ -70,10 +69,15 @@ impl<B: Backend + SegNetOps, C: CheckpointStrategy> SegNetOps for Autodiff<B, C>
     ) -> (FloatTensor<Self>, IntTensor<Self>) {
         let shape = x.shape();
         let input_size = [shape[2], shape[3]];
-        match PoolBackward.prepare::<C>([x.node()]).compute_bound().stateful() {
+        let (x, guard) = x.into_parts();
+        match PoolBackward
+            .prepare::<C>([guard])
+            .compute_bound()
+            .stateful()
+        {
             OpsKind::Tracked(prep) => {
                 let (values, indices) = B::seg_max_pool2d_with_indices(
-                    x.primitive,
+                    x,
                     kernel_h,
                     kernel_w,
                     stride_h,
@@ -90,7 +94,7 @@ impl<B: Backend + SegNetOps, C: CheckpointStrategy> SegNetOps for Autodiff<B, C>
             }
             OpsKind::UnTracked(prep) => {
                 let (values, indices) = B::seg_max_pool2d_with_indices(
-                    x.primitive,
+                    x,
                     kernel_h,
                     kernel_w,
                     stride_h,
@@ -112,8 +116,8 @@ impl<B: Backend + SegNetOps, C: CheckpointStrategy> SegNetOps for Autodiff<B, C>
         stride_h: usize,
         stride_w: usize,
     ) -> FloatTensor<Self> {
-        AutodiffTensor::new(B::seg_max_pool2d_backward(
-            grad.primitive,
+        Self::from_inner(B::seg_max_pool2d_backward(
+            grad.into_primitive(),
             indices,
             in_h,
             in_w,
@@ -130,18 +134,17 @@ impl<B: Backend + SegNetOps, C: CheckpointStrategy> SegNetOps for Autodiff<B, C>
         out_h: usize,
         out_w: usize,
     ) -> FloatTensor<Self> {
+        let (x, guard) = x.into_parts();
         match UnpoolBackward
-            .prepare::<C>([x.node()])
+            .prepare::<C>([guard])
             .compute_bound()
             .stateful()
         {
             OpsKind::Tracked(prep) => {
-                let out = B::seg_max_unpool2d(x.primitive, indices.clone(), out_h, out_w);
+                let out = B::seg_max_unpool2d(x, indices.clone(), out_h, out_w);
                 prep.finish(indices, out)
             }
-            OpsKind::UnTracked(prep) => {
-                prep.finish(B::seg_max_unpool2d(x.primitive, indices, out_h, out_w))
-            }
+            OpsKind::UnTracked(prep) => prep.finish(B::seg_max_unpool2d(x, indices, out_h, out_w)),
         }
     }
 
@@ -149,6 +152,6 @@ impl<B: Backend + SegNetOps, C: CheckpointStrategy> SegNetOps for Autodiff<B, C>
         grad: FloatTensor<Self>,
         indices: IntTensor<Self>,
     ) -> FloatTensor<Self> {
-        AutodiffTensor::new(B::seg_max_unpool2d_backward(grad.primitive, indices))
+        Self::from_inner(B::seg_max_unpool2d_backward(grad.into_primitive(), indices))
     }
 }

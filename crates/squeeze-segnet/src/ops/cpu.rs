@@ -8,7 +8,7 @@
 #![allow(deprecated)] // burn::backend::NdArray: deprecated in Burn 0.22, supported on request.
 
 use burn::backend::{
-    Backend, Flex, NdArray,
+    Backend, Flex, NdArray, TensorMetadata,
     tensor::{FloatTensor, IntTensor},
 };
 use burn::tensor::{DType, IntDType, Shape, TensorData, read_sync};
@@ -63,12 +63,18 @@ impl HostIndices<'_> {
 }
 
 fn with_indices<R>(data: &TensorData, f: impl FnOnce(HostIndices<'_>) -> R) -> R {
-    match data.dtype {
-        DType::I32 => f(HostIndices::I32(data.as_slice::<i32>().expect("i32 storage"))),
-        DType::I64 => f(HostIndices::I64(data.as_slice::<i64>().expect("i64 storage"))),
+    match data.dtype() {
+        DType::I32 => f(HostIndices::I32(
+            data.as_slice::<i32>().expect("i32 storage"),
+        )),
+        DType::I64 => f(HostIndices::I64(
+            data.as_slice::<i64>().expect("i64 storage"),
+        )),
         _ => {
             let converted = data.clone().convert::<i64>();
-            f(HostIndices::I64(converted.as_slice::<i64>().expect("i64 storage")))
+            f(HostIndices::I64(
+                converted.as_slice::<i64>().expect("i64 storage"),
+            ))
         }
     }
 }
@@ -88,7 +94,7 @@ fn dims4(shape: &Shape) -> [usize; 4] {
 /// Runs `f` on the float storage of `data` as f32 or f64.
 macro_rules! float_dispatch {
     ($data:expr, $op:literal, |$slice:ident| $body:expr) => {
-        match $data.dtype {
+        match $data.dtype() {
             DType::F32 => {
                 let $slice = $data.as_slice::<f32>().expect("f32 storage");
                 $body
@@ -247,9 +253,9 @@ fn pool<B: Backend>(
     stride: [usize; 2],
     indices_dtype: IntDType,
 ) -> (FloatTensor<B>, IntTensor<B>) {
-    let device = B::float_device(&x);
+    let device = x.device();
     let data = float_data::<B>(x);
-    let [n, c, h, w] = dims4(&data.shape);
+    let [n, c, h, w] = dims4(data.shape());
     let oh = pooled_len(h, kernel[0], stride[0]).unwrap_or(0);
     let ow = pooled_len(w, kernel[1], stride[1]).unwrap_or(0);
     let shape = [n, c, oh, ow];
@@ -268,15 +274,16 @@ fn pool_backward<B: Backend>(
     indices: IntTensor<B>,
     input_size: [usize; 2],
 ) -> FloatTensor<B> {
-    let device = B::float_device(&grad);
+    let device = grad.device();
     let grad = float_data::<B>(grad);
     let indices = int_data::<B>(indices);
-    let [n, c, oh, ow] = dims4(&grad.shape);
+    let [n, c, oh, ow] = dims4(grad.shape());
     let shape = [n, c, input_size[0], input_size[1]];
     let plane_in = input_size[0] * input_size[1];
-    let out = float_dispatch!(grad, "max_pool2d_backward", |g| with_indices(&indices, |i| {
-        TensorData::new(pool_backward_planes(g, &i, n * c, oh * ow, plane_in), shape)
-    }));
+    let out = float_dispatch!(grad, "max_pool2d_backward", |g| with_indices(
+        &indices,
+        |i| { TensorData::new(pool_backward_planes(g, &i, n * c, oh * ow, plane_in), shape) }
+    ));
     B::float_from_data(out, &device)
 }
 
@@ -285,10 +292,10 @@ fn unpool<B: Backend>(
     indices: IntTensor<B>,
     output_size: [usize; 2],
 ) -> FloatTensor<B> {
-    let device = B::float_device(&x);
+    let device = x.device();
     let x = float_data::<B>(x);
     let indices = int_data::<B>(indices);
-    let [n, c, h, w] = dims4(&x.shape);
+    let [n, c, h, w] = dims4(x.shape());
     let shape = [n, c, output_size[0], output_size[1]];
     let plane_out = output_size[0] * output_size[1];
     let out = float_dispatch!(x, "max_unpool2d", |v| with_indices(&indices, |i| {
@@ -298,14 +305,20 @@ fn unpool<B: Backend>(
 }
 
 fn unpool_backward<B: Backend>(grad: FloatTensor<B>, indices: IntTensor<B>) -> FloatTensor<B> {
-    let device = B::float_device(&grad);
+    let device = grad.device();
     let grad = float_data::<B>(grad);
     let indices = int_data::<B>(indices);
-    let [_, _, oh, ow] = dims4(&grad.shape);
-    let [n, c, h, w] = dims4(&indices.shape);
-    let out = float_dispatch!(grad, "max_unpool2d_backward", |g| with_indices(&indices, |i| {
-        TensorData::new(unpool_backward_planes(g, &i, n * c, h * w, oh * ow), [n, c, h, w])
-    }));
+    let [_, _, oh, ow] = dims4(grad.shape());
+    let [n, c, h, w] = dims4(indices.shape());
+    let out = float_dispatch!(grad, "max_unpool2d_backward", |g| with_indices(
+        &indices,
+        |i| {
+            TensorData::new(
+                unpool_backward_planes(g, &i, n * c, h * w, oh * ow),
+                [n, c, h, w],
+            )
+        }
+    ));
     B::float_from_data(out, &device)
 }
 

@@ -64,7 +64,7 @@ fn pool_kernel<F: Float, I: Int>(
     for y in y0..y1 {
         for xx in x0..x1 {
             let v = x[base + y * w + xx];
-            if v > best || v.is_nan() {
+            if v > best || v != v {
                 best = v;
                 best_index = y * w + xx;
             }

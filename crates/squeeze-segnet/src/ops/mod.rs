@@ -17,7 +17,8 @@
 //!   `ceil((H - k) / s) + 1` rows, minus one when the last window would start outside the input
 //!   (PyTorch's rule). Windows that overhang the bottom/right edge only see the input.
 //! - An index is the flat position `h * W + w` of the maximum inside its `H × W` input plane.
-//!   Ties go to the first maximum in row-major window order; NaN propagates (a NaN is a maximum).
+//!   Ties go to the first maximum in row-major window order. On the CPU backends NaN propagates
+//!   (a NaN is a maximum); WGSL gives shaders no NaN guarantees, so on WGPU it may not.
 //! - Unpooling writes each value at its index in a zeroed `output_size` plane. When overlapping
 //!   windows make several pooled cells point to the same position, the cell that comes **last** in
 //!   row-major order wins (PyTorch's CPU rule), on every backend, GPU included.
@@ -29,7 +30,11 @@
 //! The backend-level trait methods are unchecked: they skip out-of-range indices rather than
 //! panic. The public functions [`max_pool2d_with_indices`] and [`max_unpool2d`] validate their
 //! arguments and return [`OpError`](crate::OpError).
-#![allow(missing_docs)] // The macro-generated Dispatch items carry no docs.
+#![allow(missing_docs)]
+// The macro-generated Dispatch items carry no docs.
+// NdArray is deprecated by Burn 0.22 in favour of Flex; the user asked for both, and the
+// extension macro's generated routing names it. The allowance stays inside `ops`.
+#![allow(deprecated)]
 
 mod autodiff;
 mod cpu;
@@ -77,7 +82,6 @@ pub(crate) fn plane_shape(x: &Shape, out_h: &usize, out_w: &usize) -> Shape {
 /// All tensors are NCHW. Indices may be any integer dtype the backend supports (I32 and I64 are
 /// tested). Use the checked functions [`max_pool2d_with_indices`] and [`max_unpool2d`] rather than
 /// calling these directly.
-#[allow(deprecated)] // NdArray is deprecated in Burn 0.22 in favour of Flex; the user asked for both.
 #[backend_extension(NdArray, Flex, Cube, Fusion, Autodiff)]
 pub trait SegNetOps: Backend {
     /// Max-pooling, no padding, ceil mode. Returns the pooled values and, for each, the flat
@@ -129,6 +133,8 @@ pub trait SegNetOps: Backend {
     ///
     /// `grad: [n, c, out_h, out_w]`, `indices: [n, c, h, w]` → `[n, c, h, w]`.
     #[fusion(dtype = grad, shape = indices)]
-    fn seg_max_unpool2d_backward(grad: FloatTensor<Self>, indices: IntTensor<Self>)
-    -> FloatTensor<Self>;
+    fn seg_max_unpool2d_backward(
+        grad: FloatTensor<Self>,
+        indices: IntTensor<Self>,
+    ) -> FloatTensor<Self>;
 }

@@ -102,8 +102,8 @@ pub(crate) fn check_float_dtype(dtype: DType) -> Result<(), OpError> {
 /// let x = Tensor::<4>::from_floats([[[[1., 5., 2.], [4., 3., 9.], [0., 8., 7.]]]], &device);
 /// let (values, indices) = max_pool2d_with_indices(x, PoolOptions::new([2, 2], [2, 2]))?;
 /// assert_eq!(values.dims(), [1, 1, 2, 2]);
-/// assert_eq!(values.into_data().to_vec::<f32>().unwrap(), vec![5., 9., 8., 7.]);
-/// assert_eq!(indices.into_data().convert::<i64>().to_vec::<i64>().unwrap(), vec![1, 5, 7, 8]);
+/// assert_eq!(values.into_data().try_to_vec::<f32>().unwrap(), vec![5., 9., 8., 7.]);
+/// assert_eq!(indices.into_data().convert::<i64>().try_to_vec::<i64>().unwrap(), vec![1, 5, 7, 8]);
 /// # Ok::<(), squeeze_segnet::OpError>(())
 /// ```
 pub fn max_pool2d_with_indices(
@@ -131,7 +131,7 @@ pub fn max_pool2d_with_indices_unchecked(
     x: Tensor<4>,
     options: PoolOptions,
 ) -> (Tensor<4>, Tensor<4, Int>) {
-    let indices_dtype = x.device().get_or_init_settings().int_dtype;
+    let indices_dtype = x.device().settings().int_dtype;
     let (values, indices) = Dispatch::seg_max_pool2d_with_indices(
         x.into_dispatch(),
         options.kernel[0],
@@ -140,7 +140,10 @@ pub fn max_pool2d_with_indices_unchecked(
         options.stride[1],
         indices_dtype,
     );
-    (Tensor::from_dispatch(values), Tensor::from_dispatch(indices))
+    (
+        Tensor::from_dispatch(values),
+        Tensor::from_dispatch(indices),
+    )
 }
 
 #[cfg(test)]

@@ -10,14 +10,14 @@ use super::{PoolOptions, pooled_len};
 pub fn float_host(x: Tensor<4>) -> (Vec<f64>, [usize; 4]) {
     let dims = x.dims();
     let data = x.into_data().convert::<f64>();
-    (data.to_vec::<f64>().expect("f64 after convert"), dims)
+    (data.try_to_vec::<f64>().expect("f64 after convert"), dims)
 }
 
 /// Host copy of an int tensor as i64, with its shape.
 pub fn int_host(x: Tensor<4, Int>) -> (Vec<i64>, [usize; 4]) {
     let dims = x.dims();
     let data = x.into_data().convert::<i64>();
-    (data.to_vec::<i64>().expect("i64 after convert"), dims)
+    (data.try_to_vec::<i64>().expect("i64 after convert"), dims)
 }
 
 /// Reference pooling: values, indices and the output shape.

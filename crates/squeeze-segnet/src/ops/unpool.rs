@@ -29,7 +29,7 @@ use crate::OpError;
 /// let (values, indices) = max_pool2d_with_indices(x, PoolOptions::new([2, 2], [2, 2]))?;
 /// let restored = max_unpool2d(values, indices, [3, 3])?;
 /// assert_eq!(
-///     restored.into_data().to_vec::<f32>().unwrap(),
+///     restored.into_data().try_to_vec::<f32>().unwrap(),
 ///     vec![0., 5., 0., 0., 0., 9., 0., 8., 7.]
 /// );
 /// # Ok::<(), squeeze_segnet::OpError>(())
@@ -52,10 +52,7 @@ pub fn max_unpool2d(
         let high = scalar_i64(indices.clone().max());
         for index in [low, high] {
             if index < 0 || index as u128 >= plane as u128 {
-                return Err(OpError::IndexOutOfRange {
-                    index,
-                    output_size,
-                });
+                return Err(OpError::IndexOutOfRange { index, output_size });
             }
         }
     }
@@ -65,7 +62,7 @@ pub fn max_unpool2d(
 fn scalar_i64(t: Tensor<1, Int>) -> i64 {
     t.into_data()
         .convert::<i64>()
-        .to_vec::<i64>()
+        .try_to_vec::<i64>()
         .expect("an i64 vector after convert")[0]
 }
 

