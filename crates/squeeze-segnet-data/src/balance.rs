@@ -44,9 +44,9 @@ impl ClassStats {
             ignored: 0,
         };
         for (hist, total) in per_image {
-            for c in 0..k {
-                stats.pixels[c] += hist[c];
-                if hist[c] > 0 {
+            for (c, &count) in hist.iter().take(k).enumerate() {
+                stats.pixels[c] += count;
+                if count > 0 {
                     stats.image_pixels[c] += total;
                 }
             }

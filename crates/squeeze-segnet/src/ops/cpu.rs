@@ -168,10 +168,10 @@ fn pool_backward_planes<T: HostFloat>(
         .enumerate()
         .for_each(|(plane, out)| {
             let base = plane * pooled_plane;
-            for k in base..base + pooled_plane {
-                let q = indices.get(k);
+            for (k, &g) in grad[base..base + pooled_plane].iter().enumerate() {
+                let q = indices.get(base + k);
                 if q >= 0 && (q as usize) < input_plane {
-                    out[q as usize] = out[q as usize].add(grad[k]);
+                    out[q as usize] = out[q as usize].add(g);
                 }
             }
         });
@@ -193,10 +193,10 @@ fn unpool_planes<T: HostFloat>(
         .enumerate()
         .for_each(|(plane, out)| {
             let base = plane * input_plane;
-            for k in base..base + input_plane {
-                let q = indices.get(k);
+            for (k, &v) in x[base..base + input_plane].iter().enumerate() {
+                let q = indices.get(base + k);
                 if q >= 0 && (q as usize) < output_plane {
-                    out[q as usize] = x[k];
+                    out[q as usize] = v;
                 }
             }
         });

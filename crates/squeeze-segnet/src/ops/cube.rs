@@ -10,6 +10,10 @@
 //!   output position gathers its winner's value (deterministic "last wins", like the CPU);
 //! - unpooling backward: the same winner pass, then one thread per cell gathers its gradient.
 
+// The #[cube] DSL has no `div_ceil` and no usable scalar `is_nan` for generic floats:
+// `v != v` is the NaN test (shader compilers may still fold it; see the ops docs).
+#![allow(clippy::manual_div_ceil, clippy::eq_op)]
+
 use burn::backend::cubecl::dtype_to_storage_type;
 use burn::backend::{
     TensorMetadata,
