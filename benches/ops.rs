@@ -48,8 +48,7 @@ fn bench_ops(c: &mut Criterion) {
             group.bench_function(id("unpool", "ours"), |b| {
                 b.iter(|| ops::max_unpool2d_unchecked(v.clone(), i.clone(), size).into_data())
             });
-            let ad = device.clone().autodiff();
-            let xa = x.clone().to_device(&ad).require_grad();
+            let xa = x.clone().autodiff().require_grad();
             group.bench_function(id("pool+unpool fwd+bwd", "ours"), |b| {
                 b.iter(|| {
                     let (v, i) = ops::max_pool2d_with_indices_unchecked(xa.clone(), POOL);

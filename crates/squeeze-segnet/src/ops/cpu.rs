@@ -19,17 +19,11 @@ use super::{SegNetOps, pooled_len};
 /// Float element types the CPU kernels run on.
 trait HostFloat: burn::tensor::Element + PartialOrd + Send + Sync {
     const ZERO: Self;
-    const NEG_INFINITY: Self;
-    fn is_nan(self) -> bool;
     fn add(self, other: Self) -> Self;
 }
 
 impl HostFloat for f32 {
     const ZERO: Self = 0.0;
-    const NEG_INFINITY: Self = f32::NEG_INFINITY;
-    fn is_nan(self) -> bool {
-        f32::is_nan(self)
-    }
     fn add(self, other: Self) -> Self {
         self + other
     }
@@ -37,10 +31,6 @@ impl HostFloat for f32 {
 
 impl HostFloat for f64 {
     const ZERO: Self = 0.0;
-    const NEG_INFINITY: Self = f64::NEG_INFINITY;
-    fn is_nan(self) -> bool {
-        f64::is_nan(self)
-    }
     fn add(self, other: Self) -> Self {
         self + other
     }
@@ -134,15 +124,17 @@ fn pool_planes<T: HostFloat>(
                 let (y0, y1) = (i * sh, (i * sh + kh).min(h));
                 for j in 0..ow {
                     let (x0, x1) = (j * sw, (j * sw + kw).min(w));
-                    let mut best = T::NEG_INFINITY;
+                    // Branch-free scan: on random data a branch per compare mispredicts often.
+                    // `v != v` is the NaN test: a NaN replaces the maximum (PyTorch's rule).
+                    let mut best = input[y0 * w + x0];
                     let mut best_index = y0 * w + x0;
                     for y in y0..y1 {
-                        let row = &input[y * w..y * w + x1];
-                        for (xx, &v) in row.iter().enumerate().skip(x0) {
-                            if v > best || v.is_nan() {
-                                best = v;
-                                best_index = y * w + xx;
-                            }
+                        let start = y * w + x0;
+                        for (dx, &v) in input[start..y * w + x1].iter().enumerate() {
+                            #[allow(clippy::eq_op)]
+                            let take = v > best || v != v;
+                            best = if take { v } else { best };
+                            best_index = if take { start + dx } else { best_index };
                         }
                     }
                     values[i * ow + j] = best;
