@@ -58,7 +58,38 @@ def timed(fn, warmup, repeats):
     return statistics.median(times), min(times), max(times)
 
 
+def export(path, h, w, n):
+    """Exports the network to ONNX (opset 18) in its own process, so ONNX Runtime's timing and
+    memory are measured without PyTorch loaded."""
+    import torch
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import squeeze_segnet as ss
+    torch.manual_seed(0)
+    model = ss.SqueezeSegNet().eval()
+    torch.onnx.export(model, (torch.randn(n, 3, h, w),), path, opset_version=18, dynamo=True)
+
+
 def child(engine, h, w, n, threads, warmup, repeats):
+    if engine == "onnxruntime":
+        import numpy as np
+        import onnx
+        import onnxruntime as ort
+        path = os.path.join(tempfile.mkdtemp(), "squeeze_segnet.onnx")
+        subprocess.run([sys.executable, __file__, "--export", path, str(h), str(w), str(n)], check=True,
+                       capture_output=True)
+        ops = sorted({node.op_type for node in onnx.load(path).graph.node})
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        sess = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
+        xn = np.random.default_rng(0).standard_normal((n, 3, h, w), dtype=np.float32)
+        name = sess.get_inputs()[0].name
+        med, lo, hi = timed(lambda: sess.run(None, {name: xn}), warmup, repeats)
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(json.dumps(dict(engine=engine, h=h, w=w, batch=n, threads=threads, median_ms=med * 1e3,
+                              min_ms=lo * 1e3, max_ms=hi * 1e3, peak_rss_mib=peak,
+                              onnxruntime=ort.__version__, onnx_ops=ops)))
+        return
     import torch
     torch.set_num_threads(threads)
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -75,17 +106,6 @@ def child(engine, h, w, n, threads, warmup, repeats):
         xc = x.to(memory_format=torch.channels_last)
         with torch.inference_mode():
             med, lo, hi = timed(lambda: model(xc), warmup, repeats)
-    elif engine == "onnxruntime":
-        import onnxruntime as ort
-        path = os.path.join(tempfile.mkdtemp(), "squeeze_segnet.onnx")
-        torch.onnx.export(model, x, path, opset_version=18, dynamo=False)
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-        sess = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
-        xn = x.numpy()
-        name = sess.get_inputs()[0].name
-        med, lo, hi = timed(lambda: sess.run(None, {name: xn}), warmup, repeats)
     elif engine == "torch-train-step":
         model = ss.SqueezeSegNet(batch_norm=True).train()
         opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
@@ -114,7 +134,11 @@ def main():
     ap.add_argument("--engines", default="torch-eager,torch-eager-channels-last,onnxruntime")
     ap.add_argument("--train", action="store_true", help="also time training steps at batch 4")
     ap.add_argument("--child", nargs=4)
+    ap.add_argument("--export", nargs=4)
     a = ap.parse_args()
+    if a.export:
+        p, h, w, n = a.export
+        return export(p, int(h), int(w), int(n))
     if a.child:
         e, h, w, n = a.child
         return child(e, int(h), int(w), int(n), a.threads, a.warmup, a.repeats)

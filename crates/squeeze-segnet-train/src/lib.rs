@@ -1,0 +1,56 @@
+//! # Squeeze-SegNet training
+//!
+//! Train, evaluate and run [`squeeze_segnet`] models on data from [`squeeze_segnet_data`]:
+//!
+//! - [`segmentation_cross_entropy`]: class-weighted pixel-wise cross-entropy, void ignored;
+//! - [`ConfusionMatrix`] → [`SegmentationScores`]: global accuracy, class-average accuracy
+//!   (the paper's headline), per-class accuracy and IoU, mean IoU;
+//! - [`Trainer`]: the training loop on any backend, with validation at the labels' full
+//!   resolution, a progress bar, a metrics log and chart, and checkpoints that survive `kill -9`
+//!   ([`checkpoint`]) and resume exactly;
+//! - [`evaluate()`] and [`predict_at`]: scoring and inference at any resolution;
+//! - [`colorize`] and [`overlay`]: pictures of predictions;
+//! - [`SegmentationMetric`]: the same scores as burn-train metrics, for Burn's `Learner`.
+//!
+//! What is Burn's: autodiff, the optimisers ([`burn::optim`]: SGD with momentum, Adam), the
+//! model and optimiser records (burnpack files, each written atomically), the `Batcher`, and
+//! bilinear interpolation. What is ours: the loop, its data order, the learning-rate schedule
+//! ([`TrainingConfig::learning_rate`]), the checkpoint manifest, metrics, logs and chart.
+//!
+//! ```no_run
+//! use burn::prelude::*;
+//! use squeeze_segnet_data::{camvid, camvid_sample_root};
+//! use squeeze_segnet_train::{RunOptions, Trainer, TrainingConfig};
+//!
+//! let root = camvid_sample_root();
+//! let config = TrainingConfig::new().with_epochs(2);
+//! let trainer = Trainer::new(config, Device::flex(), camvid(&root, "train")?, Some(camvid(&root, "val")?), "runs/demo")?;
+//! let outcome = trainer.run(RunOptions { verbose: true, ..Default::default() })?;
+//! println!("best class-average accuracy: {:?}", outcome.best);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+#![warn(missing_docs)]
+
+mod burn_metric;
+mod chart;
+pub mod checkpoint;
+mod config;
+mod error;
+mod evaluate;
+pub mod loader;
+mod loss;
+mod metrics;
+mod progress;
+mod trainer;
+mod visualize;
+
+pub use burn_metric::{Score, SegmentationMetric, SegmentationMetricInput};
+pub use chart::{render as render_chart, write_chart};
+pub use config::{ClassWeighting, OptimizerKind, Schedule, TrainingConfig};
+pub use error::TrainError;
+pub use evaluate::{evaluate, predict_at, upsample_logits};
+pub use loss::segmentation_cross_entropy;
+pub use metrics::{ConfusionMatrix, SegmentationScores};
+pub use progress::{ProgressBar, clock};
+pub use trainer::{EpochRecord, RunOptions, Trainer, TrainingOutcome, summary_line};
+pub use visualize::{colorize, overlay};

@@ -1,0 +1,445 @@
+//! The training loop: Burn's autodiff, optimisers and records, driven by a loop that owns the
+//! data order, the learning-rate schedule, validation, logs, the chart and checkpoints — so that a
+//! run can stop anywhere (Ctrl-C, `kill -9`) and resume to the same result.
+//!
+//! Run folder:
+//! ```text
+//! <run>/config.json      the TrainingConfig        <run>/model.json   the network's config
+//! <run>/metrics.jsonl    one JSON record per epoch <run>/metrics.csv  the same, as a table
+//! <run>/chart.png        loss and validation scores over epochs
+//! <run>/best.bpk         weights with the best validation class-average accuracy so far
+//! <run>/last.bpk         weights after the last finished epoch
+//! <run>/class_weights.json   median-frequency weights (cached)
+//! <run>/checkpoints/     see [`crate::checkpoint`]
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use burn::data::dataloader::batcher::Batcher;
+use burn::module::Module;
+use burn::optim::momentum::MomentumConfig;
+use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer, SgdConfig, decay::WeightDecayConfig};
+use burn::prelude::*;
+use serde::{Deserialize, Serialize};
+use squeeze_segnet::SqueezeSegNet;
+use squeeze_segnet_data::{
+    SEGNET_TUTORIAL_WEIGHTS, SegmentationBatcher, SegmentationDataset, median_frequency_weights,
+};
+
+use crate::checkpoint::{CheckpointDir, TrainState, write_atomic};
+use crate::loader::{CachedDataset, EpochStream, batches, epoch_order};
+use crate::progress::ProgressBar;
+use crate::{
+    ClassWeighting, OptimizerKind, SegmentationScores, TrainError, TrainingConfig,
+    segmentation_cross_entropy,
+};
+
+/// What happened in one epoch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpochRecord {
+    /// 1-based epoch number.
+    pub epoch: usize,
+    /// Optimiser steps done at the end of the epoch.
+    pub step: usize,
+    /// Learning rate of the epoch's last step.
+    pub lr: f64,
+    /// Mean training loss over the epoch's images.
+    pub train_loss: f64,
+    /// Training throughput (images per second, data loading included).
+    pub images_per_sec: f64,
+    /// Validation scores, when a validation split was given.
+    pub val: Option<SegmentationScores>,
+}
+
+/// How [`Trainer::run`] treats the run folder.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunOptions {
+    /// Continue from the folder's latest checkpoint (an error when there is none).
+    pub resume: bool,
+    /// Stop (with a checkpoint) once this many epochs are done, even if the config asks for more:
+    /// to split a long run over several sittings.
+    pub stop_after_epochs: Option<usize>,
+    /// Print the progress bar and a summary line per epoch on stderr.
+    pub verbose: bool,
+}
+
+/// The result of [`Trainer::run`].
+#[derive(Debug)]
+pub struct TrainingOutcome {
+    /// The model after the last step, in inference mode.
+    pub model: SqueezeSegNet,
+    /// One record per finished epoch (resumed epochs included).
+    pub history: Vec<EpochRecord>,
+    /// Best validation class-average accuracy and its epoch.
+    pub best: Option<(f64, usize)>,
+    /// True when the run was stopped early (stop flag or `stop_after_epochs`) after saving a
+    /// checkpoint; `--resume` continues it.
+    pub interrupted: bool,
+}
+
+/// Trains a Squeeze-SegNet on a split, validating on another, in a run folder.
+pub struct Trainer {
+    config: TrainingConfig,
+    device: Device,
+    train: Arc<CachedDataset>,
+    val: Option<Arc<CachedDataset>>,
+    dir: PathBuf,
+    stop: Arc<AtomicBool>,
+}
+
+impl Trainer {
+    /// A trainer for `config` on `device` (a plain device; autodiff is added here).
+    ///
+    /// # Errors
+    /// [`TrainError::Config`] for a bad option, an empty split, or splits whose class counts
+    /// differ from the model's.
+    pub fn new(
+        config: TrainingConfig,
+        device: Device,
+        train: SegmentationDataset,
+        val: Option<SegmentationDataset>,
+        dir: impl Into<PathBuf>,
+    ) -> Result<Self, TrainError> {
+        config.validate()?;
+        for (name, split) in [("training", Some(&train)), ("validation", val.as_ref())] {
+            let Some(split) = split else { continue };
+            if split.is_empty() {
+                return Err(TrainError::Config(format!("the {name} split is empty")));
+            }
+            if split.num_classes() != config.model.num_classes {
+                return Err(TrainError::Config(format!(
+                    "the {name} split has {} classes but the model {}",
+                    split.num_classes(),
+                    config.model.num_classes
+                )));
+            }
+        }
+        let cache = config.cache_images;
+        Ok(Self {
+            train: Arc::new(CachedDataset::new(train, cache)),
+            val: val.map(|v| Arc::new(CachedDataset::new(v, cache))),
+            config,
+            device: device.without_autodiff(),
+            dir: dir.into(),
+            stop: Arc::new(AtomicBool::new(false)),
+        })
+    }
+
+    /// A flag that, once set (e.g. from a Ctrl-C handler), makes the run save a checkpoint after
+    /// the current batch and return with `interrupted`.
+    pub fn stop_flag(&self) -> Arc<AtomicBool> {
+        self.stop.clone()
+    }
+
+    /// The run folder.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The options.
+    pub fn config(&self) -> &TrainingConfig {
+        &self.config
+    }
+
+    /// Trains until the configured number of epochs, a stop request, or `stop_after_epochs`.
+    pub fn run(&self, options: RunOptions) -> Result<TrainingOutcome, TrainError> {
+        let cfg = &self.config;
+        let ckpts = CheckpointDir::new(&self.dir, cfg.keep_checkpoints);
+        let latest = ckpts.latest()?;
+        let ad = self.device.clone().autodiff();
+        self.device.seed(cfg.seed);
+        let model = cfg.model.init(&ad)?;
+        let optim = self.optimizer();
+        let (mut model, mut optim, mut state) = match (options.resume, latest) {
+            (true, Some((files, state))) => {
+                self.check_resume_config()?;
+                let model = model.load(&files.model)?;
+                let optim = optim.load(&files.optim).map_err(|e| TrainError::Checkpoint {
+                    path: files.optim.clone(),
+                    reason: format!("{e:?}"),
+                })?;
+                (model, optim, state)
+            }
+            (true, None) => return Err(TrainError::NothingToResume(self.dir.clone())),
+            (false, Some(_)) => return Err(TrainError::RunExists(self.dir.clone())),
+            (false, None) => {
+                self.write_run_files()?;
+                let state = TrainState {
+                    epoch: 0,
+                    batch: 0,
+                    step: 0,
+                    seed: cfg.seed,
+                    epoch_loss_sum: 0.0,
+                    epoch_images: 0,
+                    best: None,
+                    history: Vec::new(),
+                };
+                (model, optim, state)
+            }
+        };
+        let weights = self.class_weights()?;
+        let weights = Tensor::<1>::from_floats(weights.as_slice(), &ad);
+        let ignore = self.train.dataset().ignore() as usize;
+        let n = self.train.len();
+        let per_epoch = n.div_ceil(cfg.batch_size);
+        let total_steps = per_epoch * cfg.epochs;
+        let warmup = per_epoch * cfg.warmup_epochs;
+        let last_epoch = options
+            .stop_after_epochs
+            .map_or(cfg.epochs, |e| e.min(cfg.epochs));
+        let mut interrupted = false;
+
+        while state.epoch < last_epoch {
+            let epoch = state.epoch;
+            let all = batches(&epoch_order(n, state.seed, epoch), cfg.batch_size);
+            let todo = all[state.batch..].to_vec();
+            let label = format!("epoch {}/{}", epoch + 1, cfg.epochs);
+            let mut bar = ProgressBar::new(label, all.len(), options.verbose);
+            let start = Instant::now();
+            let mut images_now = 0usize;
+            let stream = EpochStream::start(
+                self.train.clone(),
+                cfg.train_transform(),
+                todo,
+                state.seed,
+                epoch,
+            );
+            let mut lr = cfg.learning_rate(state.step, warmup, total_steps);
+            for items in stream {
+                let items = items?;
+                let count = items.len();
+                let batch = SegmentationBatcher.batch(items, &ad);
+                let logits = model.forward(batch.images)?;
+                let loss = segmentation_cross_entropy(logits, batch.masks, weights.clone(), ignore);
+                let value: f32 = loss
+                    .clone()
+                    .try_into_scalar()
+                    .map_err(|e| TrainError::Readback(format!("{e:?}")))?;
+                if !value.is_finite() {
+                    return Err(TrainError::Diverged {
+                        loss: value,
+                        epoch: epoch + 1,
+                        step: state.step,
+                    });
+                }
+                let grads = GradientsParams::from_grads(loss.backward(), &model);
+                lr = cfg.learning_rate(state.step, warmup, total_steps);
+                model = optim.step(lr, model, grads);
+                state.step += 1;
+                state.batch += 1;
+                state.epoch_loss_sum += value as f64 * count as f64;
+                state.epoch_images += count;
+                images_now += count;
+                bar.update(
+                    state.batch,
+                    count,
+                    state.epoch_loss_sum / state.epoch_images.max(1) as f64,
+                );
+                if self.stop.load(Ordering::SeqCst) && state.batch < all.len() {
+                    interrupted = true;
+                    break;
+                }
+            }
+            bar.finish();
+            if interrupted {
+                self.checkpoint(&ckpts, &model, &optim, &state)?;
+                if options.verbose {
+                    eprintln!(
+                        "stopped in epoch {} after batch {}/{}; checkpoint saved, continue with --resume",
+                        epoch + 1,
+                        state.batch,
+                        all.len()
+                    );
+                }
+                break;
+            }
+            let seconds = start.elapsed().as_secs_f64();
+            let val = self.validate(&model)?;
+            let record = EpochRecord {
+                epoch: epoch + 1,
+                step: state.step,
+                lr,
+                train_loss: state.epoch_loss_sum / state.epoch_images.max(1) as f64,
+                images_per_sec: images_now as f64 / seconds.max(1e-9),
+                val,
+            };
+            if options.verbose {
+                eprintln!("{}", summary_line(&record));
+            }
+            state.history.push(record.clone());
+            state.epoch += 1;
+            state.batch = 0;
+            state.epoch_loss_sum = 0.0;
+            state.epoch_images = 0;
+            if let Some(v) = &record.val
+                && state.best.is_none_or(|(b, _)| v.class_average_accuracy > b)
+            {
+                state.best = Some((v.class_average_accuracy, record.epoch));
+                model.valid().save(self.dir.join("best.bpk"))?;
+            }
+            model.valid().save(self.dir.join("last.bpk"))?;
+            self.write_logs(&state.history)?;
+            self.checkpoint(&ckpts, &model, &optim, &state)?;
+            if self.stop.load(Ordering::SeqCst) && state.epoch < last_epoch {
+                interrupted = true;
+                break;
+            }
+        }
+        interrupted |= state.epoch < cfg.epochs;
+        Ok(TrainingOutcome {
+            model: model.valid(),
+            history: state.history,
+            best: state.best,
+            interrupted,
+        })
+    }
+
+    fn optimizer(&self) -> ModuleOptimizer {
+        let cfg = &self.config;
+        let decay = (cfg.weight_decay > 0.0).then(|| WeightDecayConfig::new(cfg.weight_decay as f32));
+        match cfg.optimizer {
+            OptimizerKind::Sgd => SgdConfig::new()
+                .with_momentum((cfg.momentum > 0.0).then(|| {
+                    MomentumConfig::new()
+                        .with_momentum(cfg.momentum)
+                        .with_dampening(0.0)
+                }))
+                .with_weight_decay(decay)
+                .init(),
+            OptimizerKind::Adam => AdamConfig::new().with_weight_decay(decay).init(),
+        }
+    }
+
+    /// The loss's class weights, per the config.
+    pub fn class_weights(&self) -> Result<Vec<f32>, TrainError> {
+        let k = self.config.model.num_classes;
+        Ok(match self.config.class_weighting {
+            ClassWeighting::Uniform => vec![1.0; k],
+            ClassWeighting::SegNetTutorial => SEGNET_TUTORIAL_WEIGHTS.to_vec(),
+            ClassWeighting::MedianFrequency => median_frequency_weights(
+                self.train.dataset(),
+                Some(&self.dir.join("class_weights.json")),
+            )?,
+        })
+    }
+
+    fn validate(&self, model: &SqueezeSegNet) -> Result<Option<SegmentationScores>, TrainError> {
+        let Some(val) = &self.val else {
+            return Ok(None);
+        };
+        let matrix = crate::evaluate(
+            &model.valid(),
+            val.clone(),
+            self.config.eval_transform(),
+            self.config.batch_size,
+            &self.device,
+        )?;
+        Ok(Some(matrix.scores()))
+    }
+
+    fn checkpoint(
+        &self,
+        ckpts: &CheckpointDir,
+        model: &SqueezeSegNet,
+        optim: &ModuleOptimizer,
+        state: &TrainState,
+    ) -> Result<(), TrainError> {
+        let files = ckpts.prepare(state.epoch, state.batch)?;
+        model.save(&files.model)?;
+        optim
+            .save(&files.optim)
+            .map_err(|e| TrainError::Checkpoint {
+                path: files.optim.clone(),
+                reason: format!("cannot write: {e:?}"),
+            })?;
+        ckpts.commit(&files, state)
+    }
+
+    fn write_run_files(&self) -> Result<(), TrainError> {
+        std::fs::create_dir_all(&self.dir).map_err(|e| TrainError::io(&self.dir, e))?;
+        write_atomic(
+            &self.dir.join("config.json"),
+            self.config.to_string().as_bytes(),
+        )?;
+        write_atomic(
+            &self.dir.join("model.json"),
+            self.config.model.to_string().as_bytes(),
+        )
+    }
+
+    /// On resume, the stored config must match this one except for `epochs`.
+    fn check_resume_config(&self) -> Result<(), TrainError> {
+        let path = self.dir.join("config.json");
+        let stored = std::fs::read_to_string(&path).map_err(|e| TrainError::io(&path, e))?;
+        let stored: serde_json::Value =
+            serde_json::from_str(&stored).map_err(|e| TrainError::Checkpoint {
+                path: path.clone(),
+                reason: format!("unreadable config: {e}"),
+            })?;
+        let given: serde_json::Value =
+            serde_json::from_str(&self.config.to_string()).expect("config serialises");
+        if let (Some(s), Some(g)) = (stored.as_object(), given.as_object()) {
+            for (field, g) in g {
+                let s = s.get(field).cloned().unwrap_or(serde_json::Value::Null);
+                if field != "epochs" && &s != g {
+                    return Err(TrainError::ResumeMismatch {
+                        path,
+                        field: field.clone(),
+                        stored: s.to_string(),
+                        given: g.to_string(),
+                    });
+                }
+            }
+        }
+        if stored.get("epochs") != given.get("epochs") {
+            write_atomic(&path, self.config.to_string().as_bytes())?;
+        }
+        Ok(())
+    }
+
+    fn write_logs(&self, history: &[EpochRecord]) -> Result<(), TrainError> {
+        let mut jsonl = String::new();
+        let mut csv = String::from(
+            "epoch,step,lr,train_loss,images_per_sec,val_global_accuracy,val_class_average_accuracy,val_mean_iou\n",
+        );
+        for r in history {
+            jsonl.push_str(&serde_json::to_string(r).expect("record serialises"));
+            jsonl.push('\n');
+            let v = |f: fn(&SegmentationScores) -> f64| {
+                r.val.as_ref().map_or(String::new(), |s| format!("{:.5}", f(s)))
+            };
+            csv.push_str(&format!(
+                "{},{},{:.6},{:.5},{:.2},{},{},{}\n",
+                r.epoch,
+                r.step,
+                r.lr,
+                r.train_loss,
+                r.images_per_sec,
+                v(|s| s.global_accuracy),
+                v(|s| s.class_average_accuracy),
+                v(|s| s.mean_iou)
+            ));
+        }
+        write_atomic(&self.dir.join("metrics.jsonl"), jsonl.as_bytes())?;
+        write_atomic(&self.dir.join("metrics.csv"), csv.as_bytes())?;
+        crate::chart::write_chart(&self.dir.join("chart.png"), history)
+    }
+}
+
+/// `epoch 3: loss 1.2345, 4.1 img/s, val class-avg 0.412 mIoU 0.301 global 0.702`
+pub fn summary_line(r: &EpochRecord) -> String {
+    let mut s = format!(
+        "epoch {}: loss {:.4}, lr {:.2e}, {:.1} img/s",
+        r.epoch, r.train_loss, r.lr, r.images_per_sec
+    );
+    if let Some(v) = &r.val {
+        s.push_str(&format!(
+            ", val class-avg {:.3} mIoU {:.3} global {:.3}",
+            v.class_average_accuracy, v.mean_iou, v.global_accuracy
+        ));
+    }
+    s
+}

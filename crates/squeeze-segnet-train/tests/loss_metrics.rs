@@ -1,0 +1,191 @@
+//! The loss against hand computations (void pixels contribute nothing), and the metrics against
+//! confusion matrices counted by hand.
+
+use burn::prelude::*;
+use burn::tensor::Tolerance;
+use squeeze_segnet_train::{ConfusionMatrix, segmentation_cross_entropy};
+
+const VOID: usize = 3;
+
+/// Logits of 3 classes over a 1×2×2 image: pixel p has logits `rows[p]`.
+fn logits(rows: [[f32; 3]; 4], device: &Device) -> Tensor<4> {
+    // [1, 3, 2, 2]: channel-major.
+    let mut data = vec![0f32; 12];
+    for (p, row) in rows.iter().enumerate() {
+        for (c, v) in row.iter().enumerate() {
+            data[c * 4 + p] = *v;
+        }
+    }
+    Tensor::from_data(TensorData::new(data, [1, 3, 2, 2]), device)
+}
+
+fn targets(t: [i64; 4], device: &Device) -> Tensor<3, Int> {
+    Tensor::from_data(TensorData::new(t.to_vec(), [1, 2, 2]), device)
+}
+
+fn log_softmax(row: [f32; 3]) -> [f64; 3] {
+    let m = row.iter().cloned().fold(f32::MIN, f32::max) as f64;
+    let s: f64 = row.iter().map(|&v| (v as f64 - m).exp()).sum();
+    row.map(|v| v as f64 - m - s.ln())
+}
+
+const ROWS: [[f32; 3]; 4] = [
+    [2.0, 0.5, -1.0],
+    [0.1, 0.2, 0.3],
+    [-0.5, 1.5, 0.0],
+    [3.0, -2.0, 1.0],
+];
+
+#[test]
+fn weighted_loss_matches_a_hand_computation() {
+    let device = Device::flex();
+    let w = [0.5f32, 2.0, 1.0];
+    let t = [0i64, 2, 1, VOID as i64];
+    let loss = segmentation_cross_entropy(
+        logits(ROWS, &device),
+        targets(t, &device),
+        Tensor::from_floats(w, &device),
+        VOID,
+    );
+    // Σ w[y] · (−log p[y]) / Σ w[y] over the three labelled pixels.
+    let (mut num, mut den) = (0.0f64, 0.0f64);
+    for p in 0..3 {
+        let y = t[p] as usize;
+        num -= w[y] as f64 * log_softmax(ROWS[p])[y];
+        den += w[y] as f64;
+    }
+    let expected = (num / den) as f32;
+    let got: f32 = loss.into_scalar();
+    assert!((got - expected).abs() < 1e-5, "loss {got}, expected {expected}");
+}
+
+#[test]
+fn void_pixels_contribute_neither_loss_nor_gradient() {
+    let device = Device::flex().autodiff();
+    let w = Tensor::<1>::from_floats([1.0, 3.0, 0.5], &device);
+    let t = [1i64, VOID as i64, 0, VOID as i64];
+    let mut changed = ROWS;
+    changed[1] = [9.0, -9.0, 4.0]; // a void pixel: its logits must not matter
+    changed[3] = [-7.0, 7.0, 0.0];
+    let a = logits(ROWS, &device).require_grad();
+    let loss_a = segmentation_cross_entropy(a.clone(), targets(t, &device), w.clone(), VOID);
+    let loss_b = segmentation_cross_entropy(logits(changed, &device), targets(t, &device), w, VOID);
+    loss_a
+        .clone()
+        .into_data()
+        .assert_approx_eq::<f32>(&loss_b.into_data(), Tolerance::default());
+    let grads = loss_a.backward();
+    let g = a.grad(&grads).expect("logits have a gradient").into_data();
+    let g = g.try_to_vec::<f32>().unwrap();
+    for c in 0..3 {
+        for p in [1, 3] {
+            assert_eq!(g[c * 4 + p], 0.0, "void pixel {p} class {c} got a gradient");
+        }
+        for p in [0, 2] {
+            assert!(g[c * 4 + p] != 0.0, "labelled pixel {p} class {c} has no gradient");
+        }
+    }
+}
+
+#[test]
+fn all_void_gives_zero_loss() {
+    let device = Device::flex();
+    let v = VOID as i64;
+    let loss = segmentation_cross_entropy(
+        logits(ROWS, &device),
+        targets([v, v, v, v], &device),
+        Tensor::from_floats([1.0, 1.0, 1.0], &device),
+        VOID,
+    );
+    assert_eq!(loss.into_scalar::<f32>(), 0.0);
+}
+
+#[test]
+fn metrics_match_a_hand_counted_confusion_matrix() {
+    // 4 classes; class 3 never appears in the labels; label 255 is void.
+    let targets = [0, 0, 0, 1, 1, 2, 2, 2, 2, 255, 255];
+    let predict = [0, 0, 1, 1, 3, 2, 2, 0, 2, 1, 0];
+    let mut m = ConfusionMatrix::new(4);
+    m.add(&targets, &predict, 255);
+    assert_eq!(m.total(), 9, "void pixels are not counted");
+    assert_eq!(m.count(0, 0), 2);
+    assert_eq!(m.count(0, 1), 1);
+    assert_eq!(m.count(1, 3), 1);
+    assert_eq!(m.count(2, 0), 1);
+    let s = m.scores();
+    // Recalls: class 0 2/3, class 1 1/2, class 2 3/4, class 3 absent.
+    let close = |a: f64, b: f64| assert!((a - b).abs() < 1e-12, "{a} != {b}");
+    close(s.class_accuracy[0].unwrap(), 2.0 / 3.0);
+    close(s.class_accuracy[1].unwrap(), 0.5);
+    close(s.class_accuracy[2].unwrap(), 0.75);
+    assert_eq!(s.class_accuracy[3], None);
+    close(s.class_average_accuracy, (2.0 / 3.0 + 0.5 + 0.75) / 3.0);
+    close(s.global_accuracy, 6.0 / 9.0);
+    // IoU = tp / (row + col − tp): class 0 2/(3+3−2), 1 1/(2+2−1), 2 3/(4+3−3), 3 0/(0+1−0).
+    close(s.class_iou[0].unwrap(), 0.5);
+    close(s.class_iou[1].unwrap(), 1.0 / 3.0);
+    close(s.class_iou[2].unwrap(), 0.75);
+    close(s.class_iou[3].unwrap(), 0.0);
+    close(s.mean_iou, (0.5 + 1.0 / 3.0 + 0.75 + 0.0) / 4.0);
+}
+
+#[test]
+fn a_class_absent_everywhere_is_left_out_of_both_means() {
+    let mut m = ConfusionMatrix::new(3);
+    m.add(&[0, 1, 1, 0], &[0, 1, 0, 0], 9);
+    let s = m.scores();
+    assert_eq!(s.class_accuracy[2], None);
+    assert_eq!(s.class_iou[2], None);
+    assert!((s.class_average_accuracy - 0.75).abs() < 1e-12);
+    // IoU 0: 2/3, IoU 1: 1/2.
+    assert!((s.mean_iou - (2.0 / 3.0 + 0.5) / 2.0).abs() < 1e-12);
+}
+
+#[test]
+fn tensors_and_merge_count_like_slices() {
+    let device = Device::flex();
+    let t = Tensor::<3, Int>::from_data(TensorData::new(vec![0i64, 1, 11, 2], [1, 2, 2]), &device);
+    let p = Tensor::<3, Int>::from_data(TensorData::new(vec![0i64, 2, 2, 2], [1, 2, 2]), &device);
+    let mut a = ConfusionMatrix::new(11);
+    a.add_tensors(p, t, 11).unwrap();
+    let mut b = ConfusionMatrix::new(11);
+    b.add(&[0, 1, 2], &[0, 2, 2], 11);
+    assert_eq!(a, b);
+    a.merge(&b);
+    assert_eq!(a.count(1, 2), 2);
+    let csv = a.to_csv(&["a", "b"]);
+    assert!(csv.starts_with("label\\prediction,a,b,2,"), "{csv}");
+    assert_eq!(csv.lines().count(), 12);
+}
+
+#[test]
+fn burn_metric_accumulates_over_batches_and_clears() {
+    use burn::train::metric::{Metric, Numeric, NumericEntry};
+    use squeeze_segnet_train::{Score, SegmentationMetric, SegmentationMetricInput};
+    let device = Device::flex();
+    let batch = |t: [i64; 4], p: [i64; 4]| SegmentationMetricInput {
+        targets: Tensor::from_data(TensorData::new(t.to_vec(), [1, 2, 2]), &device),
+        predictions: Tensor::from_data(TensorData::new(p.to_vec(), [1, 2, 2]), &device),
+    };
+    let meta = burn::train::metric::MetricMetadata {
+        progress: burn::data::dataloader::Progress {
+            items_processed: 1,
+            items_total: 2,
+            unit: None,
+        },
+        iteration: Some(0),
+        lr: None,
+    };
+    let mut m = SegmentationMetric::new(Score::ClassAverageAccuracy, 3, 9);
+    m.update(&batch([0, 0, 1, 9], [0, 1, 1, 2]), &meta).unwrap();
+    m.update(&batch([2, 2, 1, 1], [2, 0, 0, 1]), &meta).unwrap();
+    // Recalls: class 0 1/2, class 1 2/3, class 2 1/2.
+    let expected = (0.5 + 2.0 / 3.0 + 0.5) / 3.0;
+    match m.final_value() {
+        NumericEntry::Final(v) => assert!((v - expected).abs() < 1e-12, "{v}"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(m.matrix().total(), 7);
+    m.clear();
+    assert_eq!(m.matrix().total(), 0);
+}

@@ -1,0 +1,283 @@
+//! Training end to end on small real CamVid images (Flex, seeded): the model overfits two images,
+//! an interrupted run resumes to the same weights as an uninterrupted one, and a checkpoint
+//! write cut off half-way leaves the previous checkpoint usable.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use burn::prelude::*;
+use burn::tensor::Tolerance;
+use squeeze_segnet::SqueezeSegNetConfig;
+use burn::data::dataloader::batcher::Batcher;
+use squeeze_segnet_data::{
+    SegmentationBatcher, SegmentationDataset, TransformConfig, camvid, camvid_sample_root,
+};
+use squeeze_segnet_train::checkpoint::CheckpointDir;
+use squeeze_segnet_train::loader::CachedDataset;
+use squeeze_segnet_train::{
+    ClassWeighting, EpochRecord, OptimizerKind, RunOptions, TrainError, Trainer, TrainingConfig, evaluate,
+};
+
+/// The first `n` pairs of the embedded sample's training split.
+fn sample(n: usize) -> SegmentationDataset {
+    let all = camvid(camvid_sample_root(), "train").unwrap();
+    SegmentationDataset::new(
+        all.paths()[..n].to_vec(),
+        all.num_classes(),
+        squeeze_segnet_data::MaskEncoding::Index { ignore: all.ignore() },
+    )
+    .unwrap()
+}
+
+/// The backend's random generator is global: tests that initialise networks from a seed must not
+/// run at the same time as others that draw from it.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn tmp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("ssn-train-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+/// A small, fast recipe: 64×80 inputs, no augmentation.
+fn small_config() -> TrainingConfig {
+    TrainingConfig::new()
+        .with_size([64, 80])
+        .with_batch_size(2)
+        .with_augment(false)
+        .with_warmup_epochs(0)
+        .with_seed(7)
+}
+
+/// Pixel accuracy on `data` at 64×80: in inference mode (batch norm's running statistics), and
+/// in training mode (statistics of the batch itself, as during the steps).
+fn pixel_accuracy(model: &squeeze_segnet::SqueezeSegNet, data: SegmentationDataset) -> (f64, f64) {
+    let transform = TransformConfig::new([64, 80]);
+    let data = Arc::new(CachedDataset::new(data, false));
+    let eval = evaluate(model, data.clone(), transform.clone(), 2, &Device::flex()).unwrap();
+    let items: Vec<_> = (0..data.len())
+        .map(|i| transform.apply(&data.get(i).unwrap(), &mut squeeze_segnet_data::SplitMix64::new(0)))
+        .collect();
+    let ad = Device::flex().autodiff();
+    let batch = SegmentationBatcher.batch(items, &ad);
+    let [n, h, w] = batch.masks.dims();
+    let predictions = model.clone().fork(&ad).train().forward(batch.images).unwrap().argmax(1).reshape([n, h, w]);
+    let mut train = squeeze_segnet_train::ConfusionMatrix::new(11);
+    train.add_tensors(predictions.inner(), batch.masks.inner(), 11).unwrap();
+    (eval.scores().global_accuracy, train.scores().global_accuracy)
+}
+
+#[test]
+fn overfits_two_images() {
+    let _serial = serial();
+    let dir = tmp_dir("overfit");
+    let config = small_config()
+        .with_epochs(100)
+        .with_optimizer(OptimizerKind::Adam)
+        .with_lr(0.01)
+        .with_class_weighting(ClassWeighting::Uniform)
+        .with_schedule(squeeze_segnet_train::Schedule::Cosine);
+    let fresh = config.model.init(&Device::flex()).unwrap();
+    let before = pixel_accuracy(&fresh, sample(2));
+    let trainer = Trainer::new(config, Device::flex(), sample(2), None, &dir).unwrap();
+    let outcome = trainer.run(RunOptions::default()).unwrap();
+    let first = outcome.history.first().unwrap().train_loss;
+    let last = outcome.history.last().unwrap().train_loss;
+    let after = pixel_accuracy(&outcome.model, sample(2));
+    assert!(last < 0.3 * first, "loss {first:.3} -> {last:.3}: expected below 30 %");
+    // With batch statistics (as in the steps) the two images are mostly learnt; batch norm's
+    // running statistics lag behind the fast-moving weights of such a short run, so inference
+    // mode gains less, but must gain clearly too.
+    assert!(
+        after.1 > 0.75 && after.1 > before.1 + 0.4,
+        "training-mode pixel accuracy {:.3} -> {:.3}: expected +0.4 and above 0.75",
+        before.1,
+        after.1
+    );
+    assert!(
+        after.0 > before.0 + 0.25,
+        "inference-mode pixel accuracy {:.3} -> {:.3}: expected +0.25",
+        before.0,
+        after.0
+    );
+    // The run folder holds what a user looks for.
+    for f in ["config.json", "model.json", "metrics.csv", "metrics.jsonl", "chart.png", "last.bpk"] {
+        assert!(dir.join(f).is_file(), "{f} missing");
+    }
+    let csv = std::fs::read_to_string(dir.join("metrics.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 101, "a header and one line per epoch");
+    let chart = image::open(dir.join("chart.png")).unwrap();
+    assert_eq!((chart.width(), chart.height()), (960, 400));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The logits of the weights in `path` on a fixed input: equal logits, equal networks.
+fn logits_of(path: &Path) -> TensorData {
+    let device = Device::flex();
+    let model = SqueezeSegNetConfig::new().init_from_file(path, &device).unwrap();
+    let x = Tensor::<4>::from_data(
+        TensorData::new((0..3 * 64 * 80).map(|i| ((i % 97) as f32 / 48.0) - 1.0).collect(), [1, 3, 64, 80]),
+        &device,
+    );
+    model.forward(x).unwrap().into_data()
+}
+
+#[test]
+fn a_resumed_run_matches_an_uninterrupted_one() {
+    let _serial = serial();
+    let config = || small_config().with_epochs(2).with_batch_size(2);
+    let val = || Some(sample(2));
+
+    let straight = tmp_dir("straight");
+    Trainer::new(config(), Device::flex(), sample(4), val(), &straight)
+        .unwrap()
+        .run(RunOptions::default())
+        .unwrap();
+
+    // Stop after the first batch (as Ctrl-C would), resume, stop after epoch 1, resume again.
+    let split = tmp_dir("split");
+    let t = Trainer::new(config(), Device::flex(), sample(4), val(), &split).unwrap();
+    t.stop_flag().store(true, Ordering::SeqCst);
+    let o = t.run(RunOptions::default()).unwrap();
+    assert!(o.interrupted && o.history.is_empty(), "stopped inside epoch 1");
+    let t = Trainer::new(config(), Device::flex(), sample(4), val(), &split).unwrap();
+    let o = t
+        .run(RunOptions {
+            resume: true,
+            stop_after_epochs: Some(1),
+            verbose: false,
+        })
+        .unwrap();
+    assert!(o.interrupted);
+    assert_eq!(o.history.len(), 1);
+    let t = Trainer::new(config(), Device::flex(), sample(4), val(), &split).unwrap();
+    let o = t
+        .run(RunOptions {
+            resume: true,
+            ..Default::default()
+        })
+        .unwrap();
+    assert!(!o.interrupted);
+    assert_eq!(o.history.len(), 2);
+
+    logits_of(&straight.join("last.bpk"))
+        .assert_approx_eq::<f32>(&logits_of(&split.join("last.bpk")), Tolerance::rel_abs(1e-3, 1e-4));
+    let history = |d: &Path| std::fs::read_to_string(d.join("metrics.jsonl")).unwrap();
+    let (h1, h2) = (history(&straight), history(&split));
+    assert_eq!(h1.lines().count(), 2);
+    assert_eq!(h2.lines().count(), 2);
+    for (a, b) in h1.lines().zip(h2.lines()) {
+        let (a, b): (EpochRecord, EpochRecord) =
+            (serde_json::from_str(a).unwrap(), serde_json::from_str(b).unwrap());
+        assert_eq!((a.epoch, a.step, a.lr), (b.epoch, b.step, b.lr));
+        assert!((a.train_loss - b.train_loss).abs() < 1e-4, "{} vs {}", a.train_loss, b.train_loss);
+        let (va, vb) = (a.val.unwrap(), b.val.unwrap());
+        assert!((va.class_average_accuracy - vb.class_average_accuracy).abs() < 1e-3);
+        assert!((va.mean_iou - vb.mean_iou).abs() < 1e-3);
+    }
+    let _ = std::fs::remove_dir_all(&straight);
+    let _ = std::fs::remove_dir_all(&split);
+}
+
+#[test]
+fn a_checkpoint_cut_off_half_way_leaves_the_previous_one_usable() {
+    let _serial = serial();
+    let dir = tmp_dir("cut");
+    let config = || small_config().with_epochs(2);
+    let t = Trainer::new(config(), Device::flex(), sample(2), None, &dir).unwrap();
+    t.run(RunOptions {
+        stop_after_epochs: Some(1),
+        ..Default::default()
+    })
+    .unwrap();
+    let ckpts = CheckpointDir::new(&dir, 2);
+    let (committed, state) = ckpts.latest().unwrap().expect("epoch 1 is committed");
+    assert_eq!((state.epoch, state.batch), (1, 0));
+
+    // A kill while writing the next checkpoint: its folder holds a truncated model, no state,
+    // and a temporary manifest that never replaced the real one.
+    let next = ckpts.prepare(2, 0).unwrap();
+    let bytes = std::fs::read(&committed.model).unwrap();
+    std::fs::write(&next.model, &bytes[..bytes.len() / 2]).unwrap();
+    std::fs::write(dir.join("checkpoints/.latest.json.999.tmp"), b"{\"dir\": \"e0002").unwrap();
+    let (again, _) = ckpts.latest().unwrap().unwrap();
+    assert_eq!(again.dir, committed.dir, "the manifest still names epoch 1");
+
+    // Resuming uses epoch 1's checkpoint and finishes the run.
+    let t = Trainer::new(config(), Device::flex(), sample(2), None, &dir).unwrap();
+    let o = t
+        .run(RunOptions {
+            resume: true,
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(o.history.len(), 2);
+    assert!(!o.interrupted);
+
+    // A manifest pointing at a damaged checkpoint is an error that names the file, not a panic.
+    let (files, _) = ckpts.latest().unwrap().unwrap();
+    let bytes = std::fs::read(&files.model).unwrap();
+    std::fs::write(&files.model, &bytes[..bytes.len() / 3]).unwrap();
+    let t = Trainer::new(config().with_epochs(3), Device::flex(), sample(2), None, &dir).unwrap();
+    let err = t
+        .run(RunOptions {
+            resume: true,
+            ..Default::default()
+        })
+        .unwrap_err();
+    assert!(err.to_string().contains("model.bpk"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn run_folder_misuse_is_a_clear_error() {
+    let _serial = serial();
+    let dir = tmp_dir("misuse");
+    let t = Trainer::new(small_config().with_epochs(1), Device::flex(), sample(2), None, &dir).unwrap();
+    assert!(matches!(
+        t.run(RunOptions { resume: true, ..Default::default() }),
+        Err(TrainError::NothingToResume(_))
+    ));
+    t.run(RunOptions::default()).unwrap();
+    assert!(matches!(t.run(RunOptions::default()), Err(TrainError::RunExists(_))));
+    let other = small_config().with_epochs(1).with_lr(0.01);
+    let t = Trainer::new(other, Device::flex(), sample(2), None, &dir).unwrap();
+    let err = t.run(RunOptions { resume: true, ..Default::default() }).unwrap_err();
+    assert!(
+        matches!(&err, TrainError::ResumeMismatch { field, .. } if field == "lr"),
+        "{err}"
+    );
+    assert!(Trainer::new(small_config().with_batch_size(0), Device::flex(), sample(2), None, &dir).is_err());
+    assert!(Trainer::new(small_config().with_size([8, 8]), Device::flex(), sample(2), None, &dir).is_err());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn saved_weights_include_the_last_batch_norm_update() {
+    // Burn's batch norm keeps the last running-statistics update pending until a sync; a
+    // checkpoint taken right after a training step must still include it.
+    let _serial = serial();
+    let ad = Device::flex().autodiff();
+    let model = SqueezeSegNetConfig::new().init(&ad).unwrap();
+    let x = Tensor::<4>::from_data(
+        TensorData::new((0..2 * 3 * 64 * 80).map(|i| ((i % 97) as f32 / 20.0) - 1.0).collect(), [2, 3, 64, 80]),
+        &ad,
+    );
+    let _ = model.forward(x.clone()).unwrap().sum().into_scalar::<f32>();
+    let dir = tmp_dir("bn");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = model.save(dir.join("m.bpk")).unwrap();
+    let expected = model.valid().forward(x.clone().inner()).unwrap().into_data();
+    let loaded = SqueezeSegNetConfig::new().init_from_file(&path, &Device::flex()).unwrap();
+    loaded
+        .forward(x.inner())
+        .unwrap()
+        .into_data()
+        .assert_approx_eq::<f32>(&expected, Tolerance::default());
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,0 +1,45 @@
+//! Peak resident memory of one inference forward pass at 360×480, batch 1, read from the OS
+//! (`VmHWM` in `/proc/self/status`, Linux). Run once per backend, each in a fresh process:
+//!
+//! ```text
+//! cargo run --release --example peak_memory -- flex
+//! ```
+
+use std::process::ExitCode;
+
+use burn::prelude::*;
+use burn::tensor::Distribution;
+use squeeze_segnet::{BackendKind, SqueezeSegNetConfig};
+
+fn status_kib(field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn run() -> Result<(), Box<dyn std::error::Error>> {
+    let kind: BackendKind = std::env::args().nth(1).unwrap_or_else(|| "flex".into()).parse()?;
+    let device = kind.device()?;
+    let before = status_kib("VmHWM:").ok_or("no /proc/self/status (Linux only)")?;
+    let model = SqueezeSegNetConfig::new().init(&device)?;
+    let x = Tensor::<4>::random([1, 3, 360, 480], Distribution::Default, &device);
+    let y = model.forward(x)?;
+    let _ = y.slice([0..1, 0..1, 0..1, 0..1]).into_data();
+    let peak = status_kib("VmHWM:").unwrap_or(0);
+    println!(
+        "{kind}: peak RSS {:.0} MiB (process start, incl. runtime: {:.0} MiB)",
+        peak as f64 / 1024.0,
+        before as f64 / 1024.0
+    );
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,112 @@
+//! Segment images with trained weights: a colourised class mask (CamVid palette) and an overlay
+//! on the input, as PNGs.
+//!
+//! ```text
+//! cargo run --release --example predict -- --weights runs/camvid/best.bpk photo.png more_photos/
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use burn::prelude::*;
+use squeeze_segnet::{BackendKind, SqueezeSegNetConfig};
+use squeeze_segnet_data::{CAMVID_PALETTE, TransformConfig, camvid_sample_root, decode};
+use squeeze_segnet_train::{TrainingConfig, colorize, overlay, predict_at};
+use squeeze_segnet_workspace::cli::{self, opt};
+
+const FLAGS: &[cli::Flag] = &[
+    opt("weights", "FILE", "weights (.bpk); default: runs/camvid/best.bpk when it exists"),
+    opt("out", "DIR", "output folder (default predictions)"),
+    opt("size", "HxW", "resolution the model runs at (default: the run's eval size, else 360x480)"),
+    opt("backend", "NAME", "flex (default), ndarray or wgpu"),
+];
+
+fn main() -> ExitCode {
+    cli::exit(run())
+}
+
+fn run() -> Result<(), Box<dyn std::error::Error>> {
+    let about = "Segment images (files or folders; default: the sample's validation images).";
+    let args = cli::parse("predict", about, FLAGS, Some("[IMAGE|DIR]..."))?;
+    let weights: PathBuf = match args.get("weights")? {
+        Some(w) => w,
+        None => squeeze_segnet_workspace::default_weights()
+            .ok_or("no --weights given and none found (train with the train_camvid example)")?,
+    };
+    let run_dir = weights.parent().map(PathBuf::from).unwrap_or_default();
+    let model_config = SqueezeSegNetConfig::load(run_dir.join("model.json"))
+        .unwrap_or_else(|_| SqueezeSegNetConfig::new());
+    let run_size = TrainingConfig::load(run_dir.join("config.json"))
+        .ok()
+        .map(|c| c.eval_size.unwrap_or(c.size));
+    let size = args.size("size")?.or(run_size).unwrap_or([360, 480]);
+    let backend: BackendKind = args.get("backend")?.unwrap_or(BackendKind::Flex);
+    let out = PathBuf::from(args.raw("out").unwrap_or("predictions"));
+
+    let inputs = if args.positional.is_empty() {
+        vec![camvid_sample_root().join("val")]
+    } else {
+        args.positional.iter().map(PathBuf::from).collect()
+    };
+    let files = image_files(&inputs)?;
+    let device = backend.device()?;
+    let model = model_config.init_from_file(&weights, &device)?;
+    let transform = TransformConfig::new(size);
+    std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
+    for file in files {
+        let image = decode(&file)?.to_rgb8();
+        let (w, h) = (image.width() as usize, image.height() as usize);
+        let x = Tensor::<4>::from_data(
+            TensorData::new(transform.prepare_image(&image), [1, 3, size[0], size[1]]),
+            &device,
+        );
+        let classes = predict_at(&model, x, [h, w])?
+            .into_data()
+            .convert::<i64>()
+            .try_into_vec::<i64>()
+            .map_err(|e| format!("{e:?}"))?;
+        let mask = colorize(&classes, [h, w], &CAMVID_PALETTE);
+        let stem = file.file_stem().unwrap_or_default().to_string_lossy();
+        let (mask_path, overlay_path) = (
+            out.join(format!("{stem}_mask.png")),
+            out.join(format!("{stem}_overlay.png")),
+        );
+        mask.save(&mask_path).map_err(|e| format!("{}: {e}", mask_path.display()))?;
+        overlay(&image, &mask, 0.5)
+            .save(&overlay_path)
+            .map_err(|e| format!("{}: {e}", overlay_path.display()))?;
+        println!("{} -> {}, {}", file.display(), mask_path.display(), overlay_path.display());
+    }
+    Ok(())
+}
+
+/// The files given, and the PNG/JPEG files of the folders given (sorted).
+fn image_files(inputs: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
+    let mut files = Vec::new();
+    for input in inputs {
+        if input.is_dir() {
+            let mut found: Vec<PathBuf> = std::fs::read_dir(input)
+                .map_err(|e| format!("{}: {e}", input.display()))?
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| is_image(p))
+                .collect();
+            if found.is_empty() {
+                return Err(format!("{}: no .png or .jpg images in this folder", input.display()));
+            }
+            found.sort();
+            files.extend(found);
+        } else if input.is_file() {
+            files.push(input.clone());
+        } else {
+            return Err(format!("{}: no such file or folder", input.display()));
+        }
+    }
+    Ok(files)
+}
+
+fn is_image(p: &Path) -> bool {
+    p.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| ["png", "jpg", "jpeg"].contains(&e.to_ascii_lowercase().as_str()))
+}

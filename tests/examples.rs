@@ -1,0 +1,121 @@
+//! The examples as a user runs them, on the embedded sample with a tiny schedule: train, stop,
+//! resume, evaluate, predict; their outputs exist and parse; bad flags fail with one line.
+//!
+//! `cargo test` builds the examples first; they are run from `target/<profile>/examples/`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn example(name: &str) -> Command {
+    // target/<profile>/deps/<this test> → target/<profile>/examples/<name>
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap().parent().unwrap().join("examples");
+    let path = dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    assert!(path.is_file(), "{} not built (cargo test builds examples)", path.display());
+    let mut cmd = Command::new(path);
+    cmd.env("XDG_RUNTIME_DIR", std::env::temp_dir());
+    cmd
+}
+
+fn run(cmd: &mut Command) -> Output {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed\nstdout:\n{}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("ssn-examples-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+fn fails_with_one_line(cmd: &mut Command, needle: &str) {
+    let out = cmd.output().unwrap();
+    assert!(!out.status.success(), "{cmd:?} should fail");
+    let err = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "one line expected, got:\n{err}");
+    assert!(lines[0].starts_with("error: ") && lines[0].contains(needle), "{err}");
+}
+
+#[test]
+fn train_stop_resume_evaluate_predict() {
+    let run_dir = tmp("run");
+    let out = run_dir.to_str().unwrap();
+    let tiny = ["--epochs", "2", "--size", "64x80", "--batch-size", "8"];
+    // Stop after epoch 1, as a user splitting a run over two sittings would.
+    run(example("train_camvid")
+        .args(tiny)
+        .args(["--out", out, "--stop-after", "1"]));
+    let csv = |d: &Path| std::fs::read_to_string(d.join("metrics.csv")).unwrap();
+    assert_eq!(csv(&run_dir).lines().count(), 2, "header + epoch 1");
+    // Starting again without --resume must not overwrite the run.
+    fails_with_one_line(
+        example("train_camvid").args(tiny).args(["--out", out]),
+        "--resume",
+    );
+    run(example("train_camvid").args(["--out", out, "--resume"]));
+    let metrics = csv(&run_dir);
+    assert_eq!(metrics.lines().count(), 3, "header + 2 epochs:\n{metrics}");
+    let last: Vec<&str> = metrics.lines().last().unwrap().split(',').collect();
+    let class_avg: f64 = last[6].parse().expect("class-average accuracy parses");
+    assert!((0.0..=1.0).contains(&class_avg));
+    for f in ["best.bpk", "last.bpk", "chart.png", "metrics.jsonl", "run.json", "checkpoints/latest.json"] {
+        assert!(run_dir.join(f).is_file(), "{f} missing");
+    }
+    image::open(run_dir.join("chart.png")).expect("the chart is a PNG");
+
+    let weights = run_dir.join("best.bpk");
+    let w = weights.to_str().unwrap();
+    let eval = run(example("evaluate").args(["--weights", w, "--split", "val"]));
+    let table = String::from_utf8_lossy(&eval.stdout);
+    for row in ["Sky", "Bicyclist", "class average", "global", "mean IoU"] {
+        assert!(table.contains(row), "missing '{row}' in\n{table}");
+    }
+    let confusion = std::fs::read_to_string(run_dir.join("confusion_val.csv")).unwrap();
+    let counts: u64 = confusion
+        .lines()
+        .skip(1)
+        .flat_map(|l| l.split(',').skip(1).map(|v| v.parse::<u64>().unwrap()))
+        .sum();
+    // 4 validation images at their full 360×480, void pixels left out.
+    assert!((600_000..4 * 360 * 480).contains(&counts), "{counts} labelled pixels counted");
+
+    let pred = tmp("pred");
+    let sample = squeeze_segnet_data::camvid_sample_root().join("val/0016E5_07959.png");
+    run(example("predict").args(["--weights", w, "--out", pred.to_str().unwrap()]).arg(&sample));
+    for suffix in ["mask", "overlay"] {
+        let img = image::open(pred.join(format!("0016E5_07959_{suffix}.png"))).unwrap();
+        assert_eq!((img.width(), img.height()), (480, 360), "{suffix} at the input's size");
+    }
+    let _ = std::fs::remove_dir_all(&run_dir);
+    let _ = std::fs::remove_dir_all(&pred);
+}
+
+#[test]
+fn bad_arguments_fail_with_one_line() {
+    fails_with_one_line(example("train_camvid").arg("--bogus"), "unknown flag '--bogus'");
+    fails_with_one_line(example("train_camvid").args(["--size", "big"]), "HEIGHTxWIDTH");
+    fails_with_one_line(example("train_camvid").args(["--optimizer", "rmsprop"]), "sgd or adam");
+    fails_with_one_line(
+        example("train_camvid").args(["--data", "/nonexistent/camvid", "--out", tmp("bad").to_str().unwrap()]),
+        "/nonexistent/camvid",
+    );
+    fails_with_one_line(
+        example("train_camvid").args(["--out", tmp("none").to_str().unwrap(), "--resume"]),
+        "nothing to resume",
+    );
+    fails_with_one_line(
+        example("evaluate").args(["--weights", "/nonexistent/w.bpk"]),
+        "/nonexistent/w.bpk",
+    );
+    fails_with_one_line(
+        example("predict").args(["--weights", "/nonexistent/w.bpk", "/nonexistent/image.png"]),
+        "/nonexistent/image.png",
+    );
+}
