@@ -211,8 +211,13 @@ fn backward_agrees_across_backends() {
                 .map(|(a, b)| (a - b) * (a - b))
                 .sum::<f64>()
                 .sqrt();
+            // Encoder gradients flow back through three poolings: a different summation order
+            // (WGPU's kernels, or a CPU backend's thread split, which varies with load) can flip
+            // a near-tie between two window candidates and move a little gradient to the
+            // neighbour. Seen: up to 1.1e-3 on NdArray under load, ~1e-2 on WGPU.
             let tolerance = match (kind, encoder) {
                 (squeeze_segnet::BackendKind::Wgpu, true) => 2e-2,
+                (_, true) => 5e-3,
                 _ => 1e-4,
             };
             assert!(norm > 0.0, "{layer}: zero gradient");

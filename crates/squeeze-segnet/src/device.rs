@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::{Once, OnceLock};
 
 use burn::prelude::*;
 
@@ -50,33 +51,54 @@ impl BackendKind {
         if self != BackendKind::Wgpu {
             return Ok(device);
         }
-        let probe = device.clone();
-        let previous = std::panic::take_hook();
-        std::panic::set_hook(Box::new(|_| {}));
-        let result = std::panic::catch_unwind(move || {
-            Tensor::<1>::ones([4], &probe)
-                .sum()
-                .into_data()
-                .try_to_vec::<f32>()
-        });
-        std::panic::set_hook(previous);
-        match result {
-            Ok(Ok(v)) if v == [4.0] => Ok(device),
-            Ok(Ok(v)) => Err(SegNetError::NoAdapter {
-                reason: format!("a test sum of four ones gave {v:?}"),
-            }),
-            Ok(Err(e)) => Err(SegNetError::NoAdapter {
-                reason: format!("{e:?}"),
-            }),
-            Err(panic) => Err(SegNetError::NoAdapter {
-                reason: panic
-                    .downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                    .unwrap_or_else(|| "the WGPU runtime failed to start".into()),
+        match wgpu_probe() {
+            Ok(()) => Ok(device),
+            Err(reason) => Err(SegNetError::NoAdapter {
+                reason: reason.clone(),
             }),
         }
     }
+}
+
+/// Name of the thread that probes WGPU; its panics (a missing adapter) are silenced.
+const PROBE_THREAD: &str = "squeeze-segnet-wgpu-probe";
+
+/// Runs a tiny computation on the default WGPU device once per process, on its own thread, and
+/// remembers the outcome. A panic hook is chained (once) that silences panics of that thread
+/// only, so other threads' panic messages are never lost.
+fn wgpu_probe() -> &'static Result<(), String> {
+    static RESULT: OnceLock<Result<(), String>> = OnceLock::new();
+    RESULT.get_or_init(|| {
+        static HOOK: Once = Once::new();
+        HOOK.call_once(|| {
+            let previous = std::panic::take_hook();
+            std::panic::set_hook(Box::new(move |info| {
+                if std::thread::current().name() != Some(PROBE_THREAD) {
+                    previous(info);
+                }
+            }));
+        });
+        let probe = std::thread::Builder::new()
+            .name(PROBE_THREAD.into())
+            .spawn(|| {
+                let device = Device::wgpu(DeviceKind::DefaultDevice);
+                Tensor::<1>::ones([4], &device)
+                    .sum()
+                    .into_data()
+                    .try_to_vec::<f32>()
+            })
+            .map_err(|e| format!("cannot start the probe thread: {e}"))?;
+        match probe.join() {
+            Ok(Ok(v)) if v == [4.0] => Ok(()),
+            Ok(Ok(v)) => Err(format!("a test sum of four ones gave {v:?}")),
+            Ok(Err(e)) => Err(format!("{e:?}")),
+            Err(panic) => Err(panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "the WGPU runtime failed to start".into())),
+        }
+    })
 }
 
 impl fmt::Display for BackendKind {
