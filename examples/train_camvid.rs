@@ -26,8 +26,8 @@ const FLAGS: &[cli::Flag] = &[
     opt("batch-size", "N", "images per step (default 4)"),
     opt("size", "HxW", "training resolution (default 180x240)"),
     opt("eval-size", "HxW", "resolution the model runs at for validation (default: --size)"),
-    opt("optimizer", "NAME", "sgd (momentum 0.9, default) or adam"),
-    opt("lr", "RATE", "peak learning rate (default 0.05 for sgd, 0.002 for adam)"),
+    opt("optimizer", "NAME", "adam (default) or sgd (momentum 0.9)"),
+    opt("lr", "RATE", "peak learning rate (default 0.005 for adam, 0.05 for sgd)"),
     opt("schedule", "NAME", "cosine (default), poly or constant, after 1 warm-up epoch"),
     opt("class-weights", "NAME", "median (median-frequency, default), segnet or uniform"),
     switch("no-augment", "no flips, scale-and-crop or colour jitter"),
@@ -115,7 +115,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
 /// A fresh run's options from the flags.
 fn new_config(args: &Args) -> Result<TrainingConfig, String> {
     let mut c = TrainingConfig::new();
-    let optimizer = match args.raw("optimizer").unwrap_or("sgd") {
+    let optimizer = match args.raw("optimizer").unwrap_or("adam") {
         "sgd" => OptimizerKind::Sgd,
         "adam" => OptimizerKind::Adam,
         other => return Err(format!("--optimizer: '{other}' is not sgd or adam")),
@@ -123,7 +123,7 @@ fn new_config(args: &Args) -> Result<TrainingConfig, String> {
     c.optimizer = optimizer;
     c.lr = args.get("lr")?.unwrap_or(match optimizer {
         OptimizerKind::Sgd => 0.05,
-        OptimizerKind::Adam => 0.002,
+        OptimizerKind::Adam => 0.005,
     });
     c.schedule = match args.raw("schedule").unwrap_or("cosine") {
         "cosine" => Schedule::Cosine,

@@ -26,7 +26,6 @@ pub fn render(history: &[EpochRecord]) -> RgbImage {
     let left = Panel::new(60, 40, 400, 310, xs.len(), [0.0, max_loss]);
     left.frame(&mut img, "TRAIN LOSS");
     left.series(&mut img, &xs, &losses, LOSS);
-    text(&mut img, 70, 52, "LOSS", LOSS);
 
     let right = Panel::new(540, 40, 400, 310, xs.len(), [0.0, 1.0]);
     right.frame(&mut img, "VALIDATION");
@@ -51,7 +50,7 @@ pub fn render(history: &[EpochRecord]) -> RgbImage {
     {
         let (x, y) = pick(f);
         right.series(&mut img, &x, &y, colour);
-        text(&mut img, 550, 52 + 12 * i as u32, name, colour);
+        text(&mut img, 880, 48 + 12 * i as u32, name, colour);
     }
     img
 }
