@@ -215,9 +215,9 @@ fn backward_agrees_across_backends() {
             // summation order (WGPU's kernels, or a CPU backend's thread split, which varies with
             // load) can flip a near-tie between two window candidates, or a ReLU at zero, and
             // move a little gradient elsewhere. Seen on NdArray under the full test load: 1e-3
-            // to 7e-3; on WGPU about 1e-2. Decoder layers, before any pooling, stay at 1e-4; the
+            // to 7e-3; on WGPU 1e-2 to 2.4e-2. Decoder layers, before any pooling, stay at 1e-4; the
             // ops themselves are compared exactly in tests/ops.rs.
-            let tolerance = if *encoder { 2e-2 } else { 1e-4 };
+            let tolerance = if *encoder { 5e-2 } else { 1e-4 };
             assert!(norm > 0.0, "{layer}: zero gradient");
             assert!(
                 diff <= tolerance * norm,

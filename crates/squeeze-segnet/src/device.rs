@@ -32,6 +32,19 @@ impl BackendKind {
         }
     }
 
+    /// The backend `device` runs on (an autodiff device answers for the one it wraps), or `None`
+    /// for a backend this crate is not built with.
+    pub fn of(device: &Device) -> Option<BackendKind> {
+        use burn::backend::DispatchDevice;
+        match device.clone().without_autodiff().as_dispatch() {
+            DispatchDevice::NdArray(_) => Some(BackendKind::NdArray),
+            DispatchDevice::Flex(_) => Some(BackendKind::Flex),
+            DispatchDevice::Cube(_) => Some(BackendKind::Wgpu),
+            #[allow(unreachable_patterns)]
+            _ => None,
+        }
+    }
+
     /// The device, without checking that it works (see [`device`](Self::device)).
     pub fn device_unchecked(self) -> Device {
         match self {

@@ -41,6 +41,7 @@
 //! - [`SqueezeSegNetConfig`], [`config`]: options and every layer width, in one place;
 //! - [`Fire`], [`DFire`], [`ConvBlock`]: the building blocks; [`SqueezeSegNet`]: the network;
 //! - [`ops`]: pooling with indices and unpooling as backend-extension ops;
+//! - [`deconv`]: the final transposed convolution as four ordinary convolutions;
 //! - [`ModelSummary`]: per-layer shapes, parameters and multiply-accumulates;
 //! - weights: [`SqueezeSegNet::save`], [`SqueezeSegNet::load`];
 //! - [`BackendKind`]: pick a backend by name, with a clear error when WGPU has no adapter.
@@ -48,6 +49,7 @@
 
 pub mod config;
 mod conv;
+pub mod deconv;
 mod device;
 mod dfire;
 mod error;

@@ -8,6 +8,9 @@ use burn::nn::{
 use burn::prelude::*;
 use burn::tensor::{module::conv_transpose2d, ops::ConvTransposeOptions};
 
+use crate::BackendKind;
+use crate::deconv::conv_transpose2d_3x3_s2;
+
 use crate::config::{
     CONV1_CHANNELS, CONV10_CHANNELS, DECODER_DFIRES, ENCODER_FIRES, POOL, SqueezeSegNetConfig,
     encoder_sizes, min_input_len,
@@ -244,14 +247,23 @@ impl SqueezeSegNet {
 
     /// The final transposed convolution, with the output padding (0 or 1 per side) that lands
     /// exactly on the input size: `2·(h1 − 1) + 3 + pad = height`.
+    ///
+    /// On NdArray, whose transposed convolution is a scalar loop, it runs as four ordinary
+    /// convolutions ([`crate::deconv`]; exact, about 4× faster for the whole network at
+    /// 360×480); Flex's and WGPU's own transposed convolutions are faster than that
+    /// decomposition there (measured in `BENCHMARKS.md`).
     fn deconv(&self, x: Tensor<4>, [height, width]: [usize; 2]) -> Tensor<4> {
+        let d = &self.deconv1;
+        let bias = d.bias.as_ref().map(|b| b.val());
+        if BackendKind::of(&x.device()) == Some(BackendKind::NdArray) {
+            return conv_transpose2d_3x3_s2(x, d.weight.val(), bias, [height, width]);
+        }
         let [_, _, h1, w1] = x.dims();
         let padding_out = [height - (2 * h1 + 1), width - (2 * w1 + 1)];
-        let d = &self.deconv1;
         conv_transpose2d(
             x,
             d.weight.val(),
-            d.bias.as_ref().map(|b| b.val()),
+            bias,
             ConvTransposeOptions::new(d.stride, d.padding, padding_out, d.dilation, d.groups),
         )
     }
