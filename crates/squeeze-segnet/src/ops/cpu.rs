@@ -101,16 +101,37 @@ macro_rules! float_dispatch {
     };
 }
 
-fn pool_planes<T: HostFloat>(
+/// Index element types the pooling kernel writes directly (the backend's int dtype), so no
+/// conversion pass or second buffer is needed.
+trait HostIndex: burn::tensor::Element + Copy + Send + Sync {
+    const ZERO: Self;
+    fn from_usize(i: usize) -> Self;
+}
+
+impl HostIndex for i32 {
+    const ZERO: Self = 0;
+    fn from_usize(i: usize) -> Self {
+        i as i32
+    }
+}
+
+impl HostIndex for i64 {
+    const ZERO: Self = 0;
+    fn from_usize(i: usize) -> Self {
+        i as i64
+    }
+}
+
+fn pool_planes<T: HostFloat, I: HostIndex>(
     x: &[T],
     [n, c, h, w]: [usize; 4],
     [kh, kw]: [usize; 2],
     [sh, sw]: [usize; 2],
     [oh, ow]: [usize; 2],
-) -> (Vec<T>, Vec<i64>) {
+) -> (Vec<T>, Vec<I>) {
     let planes = n * c;
     let mut values = vec![T::ZERO; planes * oh * ow];
-    let mut indices = vec![0_i64; planes * oh * ow];
+    let mut indices = vec![I::ZERO; planes * oh * ow];
     if oh * ow == 0 {
         return (values, indices);
     }
@@ -120,25 +141,36 @@ fn pool_planes<T: HostFloat>(
         .enumerate()
         .for_each(|(plane, (values, indices))| {
             let input = &x[plane * h * w..(plane + 1) * h * w];
+            // One output row at a time, all its windows together: the innermost loop runs over
+            // the output columns, which are independent (no loop-carried dependency as in a
+            // per-window scan), so it pipelines and vectorises. Per window the elements are
+            // still visited in row-major order, so ties keep the first maximum, and a NaN
+            // replaces the maximum (PyTorch's rule; `v != v` is the NaN test).
+            let mut best_index = vec![0_usize; ow];
             for i in 0..oh {
                 let (y0, y1) = (i * sh, (i * sh + kh).min(h));
-                for j in 0..ow {
-                    let (x0, x1) = (j * sw, (j * sw + kw).min(w));
-                    // Branch-free scan: on random data a branch per compare mispredicts often.
-                    // `v != v` is the NaN test: a NaN replaces the maximum (PyTorch's rule).
-                    let mut best = input[y0 * w + x0];
-                    let mut best_index = y0 * w + x0;
-                    for y in y0..y1 {
-                        let start = y * w + x0;
-                        for (dx, &v) in input[start..y * w + x1].iter().enumerate() {
+                let best = &mut values[i * ow..(i + 1) * ow];
+                for (j, (b, bi)) in best.iter_mut().zip(best_index.iter_mut()).enumerate() {
+                    *bi = y0 * w + j * sw;
+                    *b = input[*bi];
+                }
+                for y in y0..y1 {
+                    let row = &input[y * w..(y + 1) * w];
+                    for dx in 0..kw.min(w) {
+                        // Windows whose column dx is still inside the row (ceil mode).
+                        let columns = (w - dx).div_ceil(sw).min(ow);
+                        for j in 0..columns {
+                            let x = j * sw + dx;
+                            let v = row[x];
                             #[allow(clippy::eq_op)]
-                            let take = v > best || v != v;
-                            best = if take { v } else { best };
-                            best_index = if take { start + dx } else { best_index };
+                            let take = v > best[j] || v != v;
+                            best[j] = if take { v } else { best[j] };
+                            best_index[j] = if take { y * w + x } else { best_index[j] };
                         }
                     }
-                    values[i * ow + j] = best;
-                    indices[i * ow + j] = best_index as i64;
+                }
+                for (o, &bi) in indices[i * ow..(i + 1) * ow].iter_mut().zip(&best_index) {
+                    *o = I::from_usize(bi);
                 }
             }
         });
@@ -228,17 +260,6 @@ fn unpool_backward_planes<T: HostFloat>(
     out
 }
 
-fn indices_data(indices: Vec<i64>, shape: [usize; 4], dtype: IntDType) -> TensorData {
-    match dtype {
-        IntDType::I32 => TensorData::new(
-            indices.into_iter().map(|i| i as i32).collect::<Vec<_>>(),
-            shape,
-        ),
-        IntDType::I64 => TensorData::new(indices, shape),
-        other => TensorData::new(indices, shape).convert_dtype(DType::from(other)),
-    }
-}
-
 fn pool<B: Backend>(
     x: FloatTensor<B>,
     kernel: [usize; 2],
@@ -252,12 +273,27 @@ fn pool<B: Backend>(
     let ow = pooled_len(w, kernel[1], stride[1]).unwrap_or(0);
     let shape = [n, c, oh, ow];
     let (values, indices) = float_dispatch!(data, "max_pool2d_with_indices", |x| {
-        let (v, i) = pool_planes(x, [n, c, h, w], kernel, stride, [oh, ow]);
-        (TensorData::new(v, shape), i)
+        let dims = [n, c, h, w];
+        match indices_dtype {
+            IntDType::I32 => {
+                let (v, i) = pool_planes::<_, i32>(x, dims, kernel, stride, [oh, ow]);
+                (TensorData::new(v, shape), TensorData::new(i, shape))
+            }
+            other => {
+                let (v, i) = pool_planes::<_, i64>(x, dims, kernel, stride, [oh, ow]);
+                let i = TensorData::new(i, shape);
+                let i = if other == IntDType::I64 {
+                    i
+                } else {
+                    i.convert_dtype(DType::from(other))
+                };
+                (TensorData::new(v, shape), i)
+            }
+        }
     });
     (
         B::float_from_data(values, &device),
-        B::int_from_data(indices_data(indices, shape, indices_dtype), &device),
+        B::int_from_data(indices, &device),
     )
 }
 
