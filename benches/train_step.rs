@@ -49,6 +49,25 @@ fn train_step(c: &mut Criterion) {
             });
         }
     }
+    // The paper's layers without batch norm, to show what batch norm costs in a step.
+    let ad = BackendKind::Flex.device().expect("CPU backend").autodiff();
+    let (n, h, w) = (4, 180, 240);
+    let mut model = Some(SqueezeSegNetConfig::paper().init(&ad).unwrap().train());
+    let mut optim = SgdConfig::new()
+        .with_momentum(Some(MomentumConfig::new().with_momentum(0.9)))
+        .init();
+    let weights = Tensor::<1>::from_floats(WEIGHTS, &ad);
+    let x = Tensor::<4>::random([n, 3, h, w], Distribution::Default, &ad);
+    let labels = Tensor::<3, Int>::random([n, h, w], Distribution::Uniform(0.0, 12.0), &ad);
+    group.bench_function(BenchmarkId::new("flex-no-batch-norm", format!("{h}x{w}/b{n}")), |b| {
+        b.iter(|| {
+            let m = model.take().unwrap();
+            let y = m.forward(x.clone()).unwrap();
+            let loss = segmentation_cross_entropy(y, labels.clone(), weights.clone(), 11);
+            let grads = GradientsParams::from_grads(loss.backward(), &m);
+            model = Some(optim.step(0.01, m, grads));
+        })
+    });
     group.finish();
 }
 
