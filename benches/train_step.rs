@@ -7,7 +7,8 @@ use burn::optim::momentum::MomentumConfig;
 use burn::optim::{GradientsParams, SgdConfig};
 use burn::prelude::*;
 use burn::tensor::Distribution;
-use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use criterion::measurement::WallTime;
+use criterion::{BenchmarkGroup, BenchmarkId, Criterion, criterion_group, criterion_main};
 use squeeze_segnet::{BackendKind, SqueezeSegNetConfig};
 use squeeze_segnet_train::segmentation_cross_entropy;
 
@@ -16,50 +17,24 @@ const WEIGHTS: [f32; 11] = [
     0.279, 0.202, 4.787, 0.149, 1.000, 0.422, 3.847, 1.974, 0.789, 6.375, 8.859,
 ];
 
-fn train_step(c: &mut Criterion) {
-    let mut group = c.benchmark_group("train_step");
-    group.sample_size(10);
-    for kind in [BackendKind::Flex, BackendKind::NdArray] {
-        let ad = kind.device().expect("CPU backend").autodiff();
-        // NdArray's backward is slow (about 10 s a step at 180x240): its 360x480 step would
-        // take minutes per sample, so only the smaller size runs there.
-        let sizes: &[(usize, usize)] = match kind {
-            BackendKind::NdArray => &[(180, 240)],
-            _ => &[(180, 240), (360, 480)],
-        };
-        for &(h, w) in sizes {
-            let n = 4;
-            let mut model = Some(SqueezeSegNetConfig::new().init(&ad).unwrap().train());
-            let mut optim = SgdConfig::new()
-                .with_momentum(Some(MomentumConfig::new().with_momentum(0.9)))
-                .init();
-            let weights = Tensor::<1>::from_floats(WEIGHTS, &ad);
-            let x = Tensor::<4>::random([n, 3, h, w], Distribution::Default, &ad);
-            // Labels 0..=11, 11 being void (ignored), about 1 pixel in 12.
-            let labels = Tensor::<3, Int>::random([n, h, w], Distribution::Uniform(0.0, 12.0), &ad);
-            let id = BenchmarkId::new(kind.name(), format!("{h}x{w}/b{n}"));
-            group.bench_function(id, |b| {
-                b.iter(|| {
-                    let m = model.take().unwrap();
-                    let y = m.forward(x.clone()).unwrap();
-                    let loss = segmentation_cross_entropy(y, labels.clone(), weights.clone(), 11);
-                    let grads = GradientsParams::from_grads(loss.backward(), &m);
-                    model = Some(optim.step(0.01, m, grads));
-                })
-            });
-        }
-    }
-    // The paper's layers without batch norm, to show what batch norm costs in a step.
-    let ad = BackendKind::Flex.device().expect("CPU backend").autodiff();
-    let (n, h, w) = (4, 180, 240);
-    let mut model = Some(SqueezeSegNetConfig::paper().init(&ad).unwrap().train());
+/// Benchmarks one step of `config`'s network on `device` (autodiff added) at batch 4 and `h`×`w`.
+fn bench_step(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    id: BenchmarkId,
+    config: SqueezeSegNetConfig,
+    device: &Device,
+    [h, w]: [usize; 2],
+) {
+    let (ad, n) = (device.clone().autodiff(), 4);
+    let mut model = Some(config.init(&ad).unwrap().train());
     let mut optim = SgdConfig::new()
         .with_momentum(Some(MomentumConfig::new().with_momentum(0.9)))
         .init();
     let weights = Tensor::<1>::from_floats(WEIGHTS, &ad);
     let x = Tensor::<4>::random([n, 3, h, w], Distribution::Default, &ad);
+    // Labels 0..=11, 11 being void (ignored), about 1 pixel in 12.
     let labels = Tensor::<3, Int>::random([n, h, w], Distribution::Uniform(0.0, 12.0), &ad);
-    group.bench_function(BenchmarkId::new("flex-no-batch-norm", format!("{h}x{w}/b{n}")), |b| {
+    group.bench_function(id, |b| {
         b.iter(|| {
             let m = model.take().unwrap();
             let y = m.forward(x.clone()).unwrap();
@@ -68,6 +43,28 @@ fn train_step(c: &mut Criterion) {
             model = Some(optim.step(0.01, m, grads));
         })
     });
+}
+
+fn train_step(c: &mut Criterion) {
+    let mut group = c.benchmark_group("train_step");
+    group.sample_size(10);
+    for kind in [BackendKind::Flex, BackendKind::NdArray] {
+        let device = kind.device().expect("CPU backend");
+        // NdArray's backward is slow (about 10 s a step at 180x240): its 360x480 step would
+        // take minutes per sample, so only the smaller size runs there.
+        let sizes: &[[usize; 2]] = match kind {
+            BackendKind::NdArray => &[[180, 240]],
+            _ => &[[180, 240], [360, 480]],
+        };
+        for &[h, w] in sizes {
+            let id = BenchmarkId::new(kind.name(), format!("{h}x{w}/b4"));
+            bench_step(&mut group, id, SqueezeSegNetConfig::new(), &device, [h, w]);
+        }
+    }
+    // The paper's layers without batch norm, to show what batch norm costs in a step.
+    let id = BenchmarkId::new("flex-no-batch-norm", "180x240/b4");
+    let device = BackendKind::Flex.device().expect("CPU backend");
+    bench_step(&mut group, id, SqueezeSegNetConfig::paper(), &device, [180, 240]);
     group.finish();
 }
 

@@ -10,10 +10,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use burn::config::Config;
-use squeeze_segnet::{BackendKind, SqueezeSegNetConfig};
+use squeeze_segnet::BackendKind;
 use squeeze_segnet_data::{CAMVID_CLASSES, TransformConfig, camvid, camvid_sample_root};
-use squeeze_segnet_train::{TrainingConfig, evaluate, loader::CachedDataset};
+use squeeze_segnet_train::{evaluate, loader::CachedDataset};
 use squeeze_segnet_workspace::cli::{self, opt};
 
 const FLAGS: &[cli::Flag] = &[
@@ -35,19 +34,8 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let args = cli::parse("evaluate", about, FLAGS, None)?;
     let root: PathBuf = args.get("data")?.unwrap_or_else(camvid_sample_root);
     let split = args.raw("split").unwrap_or("val");
-    let weights: PathBuf = match args.get("weights")? {
-        Some(w) => w,
-        None => squeeze_segnet_workspace::default_weights()
-            .ok_or("no --weights given and none found (train with the train_camvid example)")?,
-    };
+    let (weights, model_config, size) = squeeze_segnet_workspace::resolve_weights(&args)?;
     let run_dir = weights.parent().map(PathBuf::from).unwrap_or_default();
-    // A run folder holds the network's config and the size it was validated at.
-    let model_config = SqueezeSegNetConfig::load(run_dir.join("model.json"))
-        .unwrap_or_else(|_| SqueezeSegNetConfig::new());
-    let run_size = TrainingConfig::load(run_dir.join("config.json"))
-        .ok()
-        .map(|c| c.eval_size.unwrap_or(c.size));
-    let size = args.size("size")?.or(run_size).unwrap_or([360, 480]);
     let backend: BackendKind = args.get("backend")?.unwrap_or(BackendKind::Flex);
 
     let device = backend.device()?;

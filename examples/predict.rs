@@ -9,9 +9,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use burn::prelude::*;
-use squeeze_segnet::{BackendKind, SqueezeSegNetConfig};
+use squeeze_segnet::BackendKind;
 use squeeze_segnet_data::{CAMVID_PALETTE, TransformConfig, camvid_sample_root, decode};
-use squeeze_segnet_train::{TrainingConfig, colorize, overlay, predict_at};
+use squeeze_segnet_train::{colorize, overlay, predict_at};
 use squeeze_segnet_workspace::cli::{self, opt};
 
 const FLAGS: &[cli::Flag] = &[
@@ -28,18 +28,7 @@ fn main() -> ExitCode {
 fn run() -> Result<(), Box<dyn std::error::Error>> {
     let about = "Segment images (files or folders; default: the sample's validation images).";
     let args = cli::parse("predict", about, FLAGS, Some("[IMAGE|DIR]..."))?;
-    let weights: PathBuf = match args.get("weights")? {
-        Some(w) => w,
-        None => squeeze_segnet_workspace::default_weights()
-            .ok_or("no --weights given and none found (train with the train_camvid example)")?,
-    };
-    let run_dir = weights.parent().map(PathBuf::from).unwrap_or_default();
-    let model_config = SqueezeSegNetConfig::load(run_dir.join("model.json"))
-        .unwrap_or_else(|_| SqueezeSegNetConfig::new());
-    let run_size = TrainingConfig::load(run_dir.join("config.json"))
-        .ok()
-        .map(|c| c.eval_size.unwrap_or(c.size));
-    let size = args.size("size")?.or(run_size).unwrap_or([360, 480]);
+    let (weights, model_config, size) = squeeze_segnet_workspace::resolve_weights(&args)?;
     let backend: BackendKind = args.get("backend")?.unwrap_or(BackendKind::Flex);
     let out = PathBuf::from(args.raw("out").unwrap_or("predictions"));
 

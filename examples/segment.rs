@@ -97,12 +97,5 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
 }
 
 fn main() -> ExitCode {
-    let result = parse_args().map_err(Into::into).and_then(run);
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    squeeze_segnet_workspace::cli::exit(parse_args().map_err(Into::into).and_then(run))
 }

@@ -11,3 +11,26 @@ pub fn default_weights() -> Option<PathBuf> {
     let run = PathBuf::from("runs/camvid/best.bpk");
     run.is_file().then_some(run)
 }
+
+/// The weights an example runs with, the network they belong to and the size to run it at:
+/// `--weights FILE` (default [`default_weights`]); the network's config and validation size are
+/// read from the run folder holding the weights (`model.json`, `config.json`) when present;
+/// `--size HxW` overrides the size (default 360×480 outside a run folder).
+pub fn resolve_weights(
+    args: &cli::Args,
+) -> Result<(PathBuf, squeeze_segnet::SqueezeSegNetConfig, [usize; 2]), String> {
+    use burn::config::Config;
+    let weights: PathBuf = match args.get("weights")? {
+        Some(w) => w,
+        None => default_weights()
+            .ok_or("no --weights given and none found (train with the train_camvid example)")?,
+    };
+    let run_dir = weights.parent().map(PathBuf::from).unwrap_or_default();
+    let model = squeeze_segnet::SqueezeSegNetConfig::load(run_dir.join("model.json"))
+        .unwrap_or_else(|_| squeeze_segnet::SqueezeSegNetConfig::new());
+    let run_size = squeeze_segnet_train::TrainingConfig::load(run_dir.join("config.json"))
+        .ok()
+        .map(|c| c.eval_size.unwrap_or(c.size));
+    let size = args.size("size")?.or(run_size).unwrap_or([360, 480]);
+    Ok((weights, model, size))
+}

@@ -119,3 +119,17 @@ fn bad_arguments_fail_with_one_line() {
         "/nonexistent/image.png",
     );
 }
+
+#[test]
+fn segment_prints_the_summary_and_writes_a_mask() {
+    let dir = tmp("segment");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mask = dir.join("mask.png");
+    let out = run(example("segment").args(["--out", mask.to_str().unwrap()]));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("parameters: 2699275"), "{stdout}");
+    assert!(stdout.contains("multiply-accumulates: 3.310 G"), "{stdout}");
+    let img = image::open(&mask).unwrap();
+    assert_eq!((img.width(), img.height()), (480, 360));
+    let _ = std::fs::remove_dir_all(&dir);
+}
