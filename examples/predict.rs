@@ -15,7 +15,7 @@ use squeeze_segnet_train::{colorize, overlay, predict_at};
 use squeeze_segnet_workspace::cli::{self, opt};
 
 const FLAGS: &[cli::Flag] = &[
-    opt("weights", "FILE", "weights (.bpk); default: runs/camvid/best.bpk when it exists"),
+    opt("weights", "FILE", "weights (.bpk); default: the shipped CamVid weights, else runs/camvid/best.bpk"),
     opt("out", "DIR", "output folder (default predictions)"),
     opt("size", "HxW", "resolution the model runs at (default: the run's eval size, else 360x480)"),
     opt("backend", "NAME", "flex (default), ndarray or wgpu"),

@@ -5,11 +5,13 @@ pub mod cli;
 
 use std::path::PathBuf;
 
-/// The weights the examples use when none are given: `runs/camvid/best.bpk`, the best model of
-/// the default `train_camvid` run, when it exists.
+/// The weights the examples use when none are given: the CamVid weights shipped with the model
+/// crate ([`squeeze_segnet::camvid_weights_path`]), else `runs/camvid/best.bpk` (the best model of
+/// the default `train_camvid` run), when they exist.
 pub fn default_weights() -> Option<PathBuf> {
+    let shipped = squeeze_segnet::camvid_weights_path();
     let run = PathBuf::from("runs/camvid/best.bpk");
-    run.is_file().then_some(run)
+    [shipped, run].into_iter().find(|p| p.is_file())
 }
 
 /// The weights an example runs with, the network they belong to and the size to run it at:

@@ -67,4 +67,4 @@ pub use error::{OpError, SegNetError};
 pub use fire::{Fire, FireConfig};
 pub use model::SqueezeSegNet;
 pub use summary::{LayerSummary, ModelSummary, num_trainable_params};
-pub use weights::weights_path;
+pub use weights::{camvid_weights_path, weights_path};

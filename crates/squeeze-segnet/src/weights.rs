@@ -81,6 +81,31 @@ impl SqueezeSegNetConfig {
     }
 }
 
+/// The CamVid weights shipped with this crate (`weights/camvid/camvid.bpk` in its source
+/// folder, next to `model.json` and `config.json`, the network's and the training run's options).
+/// They are for [`SqueezeSegNetConfig::new`] (11 classes, batch norm); their training command
+/// and validation scores are in the README.
+pub fn camvid_weights_path() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("weights/camvid/camvid.bpk")
+}
+
+impl SqueezeSegNet {
+    /// The default network with the shipped CamVid weights ([`camvid_weights_path`]).
+    ///
+    /// ```no_run
+    /// use burn::prelude::*;
+    /// let model = squeeze_segnet::SqueezeSegNet::pretrained_camvid(&Device::flex())?;
+    /// # Ok::<(), squeeze_segnet::SegNetError>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`SegNetError::Load`] naming the file when it is missing (e.g. a packaged crate without
+    /// its `weights/` folder).
+    pub fn pretrained_camvid(device: &Device) -> Result<SqueezeSegNet, SegNetError> {
+        SqueezeSegNetConfig::new().init_from_file(camvid_weights_path(), device)
+    }
+}
+
 fn record_reason(e: RecordError) -> String {
     match e {
         RecordError::Io(m) | RecordError::Validation(m) => m,
