@@ -64,7 +64,13 @@ fn train_step(c: &mut Criterion) {
     // The paper's layers without batch norm, to show what batch norm costs in a step.
     let id = BenchmarkId::new("flex-no-batch-norm", "180x240/b4");
     let device = BackendKind::Flex.device().expect("CPU backend");
-    bench_step(&mut group, id, SqueezeSegNetConfig::paper(), &device, [180, 240]);
+    bench_step(
+        &mut group,
+        id,
+        SqueezeSegNetConfig::paper(),
+        &device,
+        [180, 240],
+    );
     group.finish();
 }
 

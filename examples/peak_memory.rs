@@ -18,7 +18,10 @@ fn status_kib(field: &str) -> Option<u64> {
 }
 
 fn run() -> Result<(), Box<dyn std::error::Error>> {
-    let kind: BackendKind = std::env::args().nth(1).unwrap_or_else(|| "flex".into()).parse()?;
+    let kind: BackendKind = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "flex".into())
+        .parse()?;
     let device = kind.device()?;
     let before = status_kib("VmHWM:").ok_or("no /proc/self/status (Linux only)")?;
     let model = SqueezeSegNetConfig::new().init(&device)?;

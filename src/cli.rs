@@ -79,7 +79,12 @@ impl Args {
 }
 
 /// Parses `std::env::args()`; `--help` prints `about`, the usage and the flags, then exits 0.
-pub fn parse(program: &str, about: &str, flags: &[Flag], positional: Option<&str>) -> Result<Args, String> {
+pub fn parse(
+    program: &str,
+    about: &str,
+    flags: &[Flag],
+    positional: Option<&str>,
+) -> Result<Args, String> {
     parse_from(program, about, flags, positional, std::env::args().skip(1))
 }
 

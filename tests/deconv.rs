@@ -24,23 +24,31 @@ fn reference(x: Tensor<4>, w: Tensor<4>, b: Tensor<1>, out: [usize; 2]) -> Tenso
 #[test]
 fn matches_burns_transposed_convolution_with_gradients() {
     let cases = [
-        ([2, 5, 7, 9], 3, [15, 19]),   // output padding 0 / 0
-        ([1, 4, 6, 5], 2, [14, 11]),   // 1 / 0
-        ([3, 3, 1, 4], 4, [3, 10]),    // a single input row; 0 / 1
+        ([2, 5, 7, 9], 3, [15, 19]),    // output padding 0 / 0
+        ([1, 4, 6, 5], 2, [14, 11]),    // 1 / 0
+        ([3, 3, 1, 4], 4, [3, 10]),     // a single input row; 0 / 1
         ([1, 8, 11, 12], 11, [24, 26]), // 1 / 1
     ];
     for (kind, device) in backends() {
         let ad = device.clone().autodiff();
         // Each new shape makes WGPU compile and autotune kernels (slow on Mesa's software Vulkan):
         // two cases there, covering output padding 0 and 1 on both sides.
-        let cases = if kind == squeeze_segnet::BackendKind::Wgpu { &cases[2..] } else { &cases[..] };
+        let cases = if kind == squeeze_segnet::BackendKind::Wgpu {
+            &cases[2..]
+        } else {
+            &cases[..]
+        };
         for &(shape, c_out, out) in cases {
             let started = std::time::Instant::now();
             let x = Tensor::<4>::random(shape, Distribution::Default, &ad).require_grad();
             let w = Tensor::<4>::random([shape[1], c_out, 3, 3], Distribution::Default, &ad)
                 .require_grad();
             let b = Tensor::<1>::random([c_out], Distribution::Default, &ad).require_grad();
-            let g = Tensor::<4>::random([shape[0], c_out, out[0], out[1]], Distribution::Default, &ad);
+            let g = Tensor::<4>::random(
+                [shape[0], c_out, out[0], out[1]],
+                Distribution::Default,
+                &ad,
+            );
             let ours = conv_transpose2d_3x3_s2(x.clone(), w.clone(), Some(b.clone()), out);
             let theirs = reference(x.clone(), w.clone(), b.clone(), out);
             assert_eq!(ours.dims(), [shape[0], c_out, out[0], out[1]]);
@@ -72,6 +80,9 @@ fn matches_burns_transposed_convolution_with_gradients() {
 fn backend_kind_is_read_from_the_device_autodiff_included() {
     for (kind, device) in backends() {
         assert_eq!(squeeze_segnet::BackendKind::of(&device), Some(kind));
-        assert_eq!(squeeze_segnet::BackendKind::of(&device.autodiff()), Some(kind));
+        assert_eq!(
+            squeeze_segnet::BackendKind::of(&device.autodiff()),
+            Some(kind)
+        );
     }
 }

@@ -11,7 +11,11 @@ fn example(name: &str) -> Command {
     let exe = std::env::current_exe().unwrap();
     let dir = exe.parent().unwrap().parent().unwrap().join("examples");
     let path = dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
-    assert!(path.is_file(), "{} not built (cargo test builds examples)", path.display());
+    assert!(
+        path.is_file(),
+        "{} not built (cargo test builds examples)",
+        path.display()
+    );
     let mut cmd = Command::new(path);
     cmd.env("XDG_RUNTIME_DIR", std::env::temp_dir());
     cmd
@@ -40,7 +44,10 @@ fn fails_with_one_line(cmd: &mut Command, needle: &str) {
     let err = String::from_utf8_lossy(&out.stderr);
     let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
     assert_eq!(lines.len(), 1, "one line expected, got:\n{err}");
-    assert!(lines[0].starts_with("error: ") && lines[0].contains(needle), "{err}");
+    assert!(
+        lines[0].starts_with("error: ") && lines[0].contains(needle),
+        "{err}"
+    );
 }
 
 #[test]
@@ -65,7 +72,14 @@ fn train_stop_resume_evaluate_predict() {
     let last: Vec<&str> = metrics.lines().last().unwrap().split(',').collect();
     let class_avg: f64 = last[6].parse().expect("class-average accuracy parses");
     assert!((0.0..=1.0).contains(&class_avg));
-    for f in ["best.bpk", "last.bpk", "chart.png", "metrics.jsonl", "run.json", "checkpoints/latest.json"] {
+    for f in [
+        "best.bpk",
+        "last.bpk",
+        "chart.png",
+        "metrics.jsonl",
+        "run.json",
+        "checkpoints/latest.json",
+    ] {
         assert!(run_dir.join(f).is_file(), "{f} missing");
     }
     image::open(run_dir.join("chart.png")).expect("the chart is a PNG");
@@ -84,14 +98,23 @@ fn train_stop_resume_evaluate_predict() {
         .flat_map(|l| l.split(',').skip(1).map(|v| v.parse::<u64>().unwrap()))
         .sum();
     // 4 validation images at their full 360×480, void pixels left out.
-    assert!((600_000..4 * 360 * 480).contains(&counts), "{counts} labelled pixels counted");
+    assert!(
+        (600_000..4 * 360 * 480).contains(&counts),
+        "{counts} labelled pixels counted"
+    );
 
     let pred = tmp("pred");
     let sample = squeeze_segnet_data::camvid_sample_root().join("val/0016E5_07959.png");
-    run(example("predict").args(["--weights", w, "--out", pred.to_str().unwrap()]).arg(&sample));
+    run(example("predict")
+        .args(["--weights", w, "--out", pred.to_str().unwrap()])
+        .arg(&sample));
     for suffix in ["mask", "overlay"] {
         let img = image::open(pred.join(format!("0016E5_07959_{suffix}.png"))).unwrap();
-        assert_eq!((img.width(), img.height()), (480, 360), "{suffix} at the input's size");
+        assert_eq!(
+            (img.width(), img.height()),
+            (480, 360),
+            "{suffix} at the input's size"
+        );
     }
     let _ = std::fs::remove_dir_all(&run_dir);
     let _ = std::fs::remove_dir_all(&pred);
@@ -99,11 +122,25 @@ fn train_stop_resume_evaluate_predict() {
 
 #[test]
 fn bad_arguments_fail_with_one_line() {
-    fails_with_one_line(example("train_camvid").arg("--bogus"), "unknown flag '--bogus'");
-    fails_with_one_line(example("train_camvid").args(["--size", "big"]), "HEIGHTxWIDTH");
-    fails_with_one_line(example("train_camvid").args(["--optimizer", "rmsprop"]), "sgd or adam");
     fails_with_one_line(
-        example("train_camvid").args(["--data", "/nonexistent/camvid", "--out", tmp("bad").to_str().unwrap()]),
+        example("train_camvid").arg("--bogus"),
+        "unknown flag '--bogus'",
+    );
+    fails_with_one_line(
+        example("train_camvid").args(["--size", "big"]),
+        "HEIGHTxWIDTH",
+    );
+    fails_with_one_line(
+        example("train_camvid").args(["--optimizer", "rmsprop"]),
+        "sgd or adam",
+    );
+    fails_with_one_line(
+        example("train_camvid").args([
+            "--data",
+            "/nonexistent/camvid",
+            "--out",
+            tmp("bad").to_str().unwrap(),
+        ]),
         "/nonexistent/camvid",
     );
     fails_with_one_line(

@@ -13,8 +13,8 @@ use std::sync::Arc;
 use burn::prelude::*;
 use burn::tensor::TensorReadError;
 use burn::train::metric::{
-    Metric, MetricAttributes, MetricMetadata, MetricName, Numeric, NumericAttributes,
-    NumericEntry, SerializedEntry,
+    Metric, MetricAttributes, MetricMetadata, MetricName, Numeric, NumericAttributes, NumericEntry,
+    SerializedEntry,
 };
 
 use crate::ConfusionMatrix;

@@ -43,7 +43,9 @@ pub fn render(history: &[EpochRecord]) -> RgbImage {
                 as fn(&EpochRecord) -> Option<f64>,
         ),
         ("MIOU", MIOU, |r| r.val.as_ref().map(|v| v.mean_iou)),
-        ("GLOBAL", GLOBAL, |r| r.val.as_ref().map(|v| v.global_accuracy)),
+        ("GLOBAL", GLOBAL, |r| {
+            r.val.as_ref().map(|v| v.global_accuracy)
+        }),
     ]
     .into_iter()
     .enumerate()
@@ -109,20 +111,42 @@ impl Panel {
             } else {
                 format!("{v:.2}")
             };
-            text(img, (self.x0 - 8 - 6 * label.len() as i64) as u32, (y - 3) as u32, &label, INK);
+            text(
+                img,
+                (self.x0 - 8 - 6 * label.len() as i64) as u32,
+                (y - 3) as u32,
+                &label,
+                INK,
+            );
         }
         let (x1, y1) = (self.x0 + self.w, self.y0 + self.h);
         line(img, self.x0, self.y0, self.x0, y1, INK);
         line(img, self.x0, y1, x1, y1, INK);
         text(img, self.x0 as u32, (self.y0 - 18) as u32, title, INK);
-        text(img, (self.x0 + self.w / 2 - 15) as u32, (y1 + 24) as u32, "EPOCH", INK);
+        text(
+            img,
+            (self.x0 + self.w / 2 - 15) as u32,
+            (y1 + 24) as u32,
+            "EPOCH",
+            INK,
+        );
         text(img, self.x0 as u32, (y1 + 8) as u32, "1", INK);
         let last = self.epochs.to_string();
-        text(img, (x1 - 6 * last.len() as i64) as u32, (y1 + 8) as u32, &last, INK);
+        text(
+            img,
+            (x1 - 6 * last.len() as i64) as u32,
+            (y1 + 8) as u32,
+            &last,
+            INK,
+        );
     }
 
     fn series(&self, img: &mut RgbImage, xs: &[f64], ys: &[f64], colour: Rgb<u8>) {
-        let pts: Vec<(i64, i64)> = xs.iter().zip(ys).map(|(&x, &y)| (self.px(x), self.py(y))).collect();
+        let pts: Vec<(i64, i64)> = xs
+            .iter()
+            .zip(ys)
+            .map(|(&x, &y)| (self.px(x), self.py(y)))
+            .collect();
         for p in pts.windows(2) {
             line(img, p[0].0, p[0].1, p[1].0, p[1].1, colour);
             line(img, p[0].0, p[0].1 + 1, p[1].0, p[1].1 + 1, colour);
@@ -172,7 +196,12 @@ fn text(img: &mut RgbImage, x: u32, y: u32, s: &str, c: Rgb<u8>) {
         for (r, bits) in rows.iter().enumerate() {
             for col in 0..5 {
                 if bits & (0x10 >> col) != 0 {
-                    put(img, (x + 6 * i as u32 + col) as i64, (y + r as u32) as i64, c);
+                    put(
+                        img,
+                        (x + 6 * i as u32 + col) as i64,
+                        (y + r as u32) as i64,
+                        c,
+                    );
                 }
             }
         }

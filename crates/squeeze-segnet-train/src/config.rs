@@ -118,7 +118,10 @@ impl TrainingConfig {
             return bad("batch size must be at least 1".into());
         }
         let min = squeeze_segnet::min_input_len();
-        for (what, s) in [("training size", Some(self.size)), ("eval size", self.eval_size)] {
+        for (what, s) in [
+            ("training size", Some(self.size)),
+            ("eval size", self.eval_size),
+        ] {
             if let Some(s) = s
                 && (s[0] < min || s[1] < min)
             {
@@ -143,8 +146,7 @@ impl TrainingConfig {
                 self.min_lr_ratio
             ));
         }
-        if self.class_weighting == ClassWeighting::SegNetTutorial && self.model.num_classes != 11
-        {
+        if self.class_weighting == ClassWeighting::SegNetTutorial && self.model.num_classes != 11 {
             return bad(format!(
                 "the SegNet-Tutorial class weights are for CamVid's 11 classes, not {}",
                 self.model.num_classes
@@ -184,7 +186,9 @@ impl TrainingConfig {
         let t = ((step - warmup_steps) as f64 / span).min(1.0);
         match self.schedule {
             Schedule::Constant => self.lr,
-            Schedule::Cosine => min + (self.lr - min) * 0.5 * (1.0 + (std::f64::consts::PI * t).cos()),
+            Schedule::Cosine => {
+                min + (self.lr - min) * 0.5 * (1.0 + (std::f64::consts::PI * t).cos())
+            }
             Schedule::Poly => min + (self.lr - min) * (1.0 - t).powf(0.9),
         }
     }

@@ -29,7 +29,11 @@ pub fn segmentation_cross_entropy(
     ignore: usize,
 ) -> Tensor<1> {
     let [n, c, h, w] = logits.dims();
-    debug_assert_eq!(targets.dims(), [n, h, w], "targets must be [batch, height, width]");
+    debug_assert_eq!(
+        targets.dims(),
+        [n, h, w],
+        "targets must be [batch, height, width]"
+    );
     debug_assert_eq!(weights.dims(), [c], "one weight per class");
     let valid = targets.clone().not_equal_elem(ignore as i64);
     // Ignored pixels point at class 0 with weight 0: no loss, no gradient.

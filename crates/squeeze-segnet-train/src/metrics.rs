@@ -147,7 +147,11 @@ impl ConfusionMatrix {
 
     /// The matrix as CSV: a header of predicted class names, then one row per labelled class.
     pub fn to_csv(&self, names: &[&str]) -> String {
-        let name = |i: usize| names.get(i).map_or_else(|| i.to_string(), |s| s.to_string());
+        let name = |i: usize| {
+            names
+                .get(i)
+                .map_or_else(|| i.to_string(), |s| s.to_string())
+        };
         let mut s = String::from("label\\prediction");
         for p in 0..self.classes {
             let _ = write!(s, ",{}", name(p));
@@ -176,7 +180,9 @@ impl SegmentationScores {
         let fmt = |v: Option<f64>| v.map_or_else(|| "    -".to_string(), |x| format!("{x:.3}"));
         let mut s = format!("{:<14} {:>8} {:>8}\n", "class", "accuracy", "IoU");
         for (i, (a, u)) in self.class_accuracy.iter().zip(&self.class_iou).enumerate() {
-            let name = names.get(i).map_or_else(|| i.to_string(), |s| s.to_string());
+            let name = names
+                .get(i)
+                .map_or_else(|| i.to_string(), |s| s.to_string());
             let _ = writeln!(s, "{name:<14} {:>8} {:>8}", fmt(*a), fmt(*u));
         }
         let _ = writeln!(

@@ -21,7 +21,9 @@ use std::time::Instant;
 use burn::data::dataloader::batcher::Batcher;
 use burn::module::Module;
 use burn::optim::momentum::MomentumConfig;
-use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer, SgdConfig, decay::WeightDecayConfig};
+use burn::optim::{
+    AdamConfig, GradientsParams, ModuleOptimizer, SgdConfig, decay::WeightDecayConfig,
+};
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 use squeeze_segnet::SqueezeSegNet;
@@ -157,10 +159,12 @@ impl Trainer {
             (true, Some((files, state))) => {
                 self.check_resume_config()?;
                 let model = model.load(&files.model)?;
-                let optim = optim.load(&files.optim).map_err(|e| TrainError::Checkpoint {
-                    path: files.optim.clone(),
-                    reason: format!("{e:?}"),
-                })?;
+                let optim = optim
+                    .load(&files.optim)
+                    .map_err(|e| TrainError::Checkpoint {
+                        path: files.optim.clone(),
+                        reason: format!("{e:?}"),
+                    })?;
                 (model, optim, state)
             }
             (true, None) => return Err(TrainError::NothingToResume(self.dir.clone())),
@@ -299,7 +303,8 @@ impl Trainer {
 
     fn optimizer(&self) -> ModuleOptimizer {
         let cfg = &self.config;
-        let decay = (cfg.weight_decay > 0.0).then(|| WeightDecayConfig::new(cfg.weight_decay as f32));
+        let decay =
+            (cfg.weight_decay > 0.0).then(|| WeightDecayConfig::new(cfg.weight_decay as f32));
         match cfg.optimizer {
             OptimizerKind::Sgd => SgdConfig::new()
                 .with_momentum((cfg.momentum > 0.0).then(|| {
@@ -409,7 +414,9 @@ impl Trainer {
             jsonl.push_str(&serde_json::to_string(r).expect("record serialises"));
             jsonl.push('\n');
             let v = |f: fn(&SegmentationScores) -> f64| {
-                r.val.as_ref().map_or(String::new(), |s| format!("{:.5}", f(s)))
+                r.val
+                    .as_ref()
+                    .map_or(String::new(), |s| format!("{:.5}", f(s)))
             };
             csv.push_str(&format!(
                 "{},{},{:.6},{:.5},{:.2},{},{},{}\n",

@@ -21,7 +21,11 @@ pub fn colorize(classes: &[i64], [h, w]: [usize; 2], palette: &[[u8; 3]]) -> Rgb
 
 /// Blends `mask` over `image` (`alpha` = weight of the mask, 0–1); both must have one size.
 pub fn overlay(image: &RgbImage, mask: &RgbImage, alpha: f32) -> RgbImage {
-    assert_eq!(image.dimensions(), mask.dimensions(), "overlay sizes differ");
+    assert_eq!(
+        image.dimensions(),
+        mask.dimensions(),
+        "overlay sizes differ"
+    );
     let a = alpha.clamp(0.0, 1.0);
     RgbImage::from_fn(image.width(), image.height(), |x, y| {
         let (p, m) = (image.get_pixel(x, y).0, mask.get_pixel(x, y).0);

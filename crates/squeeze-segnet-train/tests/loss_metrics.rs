@@ -56,7 +56,10 @@ fn weighted_loss_matches_a_hand_computation() {
     }
     let expected = (num / den) as f32;
     let got: f32 = loss.into_scalar();
-    assert!((got - expected).abs() < 1e-5, "loss {got}, expected {expected}");
+    assert!(
+        (got - expected).abs() < 1e-5,
+        "loss {got}, expected {expected}"
+    );
 }
 
 #[test]
@@ -82,7 +85,10 @@ fn void_pixels_contribute_neither_loss_nor_gradient() {
             assert_eq!(g[c * 4 + p], 0.0, "void pixel {p} class {c} got a gradient");
         }
         for p in [0, 2] {
-            assert!(g[c * 4 + p] != 0.0, "labelled pixel {p} class {c} has no gradient");
+            assert!(
+                g[c * 4 + p] != 0.0,
+                "labelled pixel {p} class {c} has no gradient"
+            );
         }
     }
 }

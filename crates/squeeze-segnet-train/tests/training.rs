@@ -6,17 +6,18 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use burn::data::dataloader::batcher::Batcher;
 use burn::prelude::*;
 use burn::tensor::Tolerance;
 use squeeze_segnet::SqueezeSegNetConfig;
-use burn::data::dataloader::batcher::Batcher;
 use squeeze_segnet_data::{
     SegmentationBatcher, SegmentationDataset, TransformConfig, camvid, camvid_sample_root,
 };
 use squeeze_segnet_train::checkpoint::CheckpointDir;
 use squeeze_segnet_train::loader::CachedDataset;
 use squeeze_segnet_train::{
-    ClassWeighting, EpochRecord, OptimizerKind, RunOptions, TrainError, Trainer, TrainingConfig, evaluate,
+    ClassWeighting, EpochRecord, OptimizerKind, RunOptions, TrainError, Trainer, TrainingConfig,
+    evaluate,
 };
 
 /// The first `n` pairs of the embedded sample's training split.
@@ -25,7 +26,9 @@ fn sample(n: usize) -> SegmentationDataset {
     SegmentationDataset::new(
         all.paths()[..n].to_vec(),
         all.num_classes(),
-        squeeze_segnet_data::MaskEncoding::Index { ignore: all.ignore() },
+        squeeze_segnet_data::MaskEncoding::Index {
+            ignore: all.ignore(),
+        },
     )
     .unwrap()
 }
@@ -61,15 +64,32 @@ fn pixel_accuracy(model: &squeeze_segnet::SqueezeSegNet, data: SegmentationDatas
     let data = Arc::new(CachedDataset::new(data, false));
     let eval = evaluate(model, data.clone(), transform.clone(), 2, &Device::flex()).unwrap();
     let items: Vec<_> = (0..data.len())
-        .map(|i| transform.apply(&data.get(i).unwrap(), &mut squeeze_segnet_data::SplitMix64::new(0)))
+        .map(|i| {
+            transform.apply(
+                &data.get(i).unwrap(),
+                &mut squeeze_segnet_data::SplitMix64::new(0),
+            )
+        })
         .collect();
     let ad = Device::flex().autodiff();
     let batch = SegmentationBatcher.batch(items, &ad);
     let [n, h, w] = batch.masks.dims();
-    let predictions = model.clone().fork(&ad).train().forward(batch.images).unwrap().argmax(1).reshape([n, h, w]);
+    let predictions = model
+        .clone()
+        .fork(&ad)
+        .train()
+        .forward(batch.images)
+        .unwrap()
+        .argmax(1)
+        .reshape([n, h, w]);
     let mut train = squeeze_segnet_train::ConfusionMatrix::new(11);
-    train.add_tensors(predictions.inner(), batch.masks.inner(), 11).unwrap();
-    (eval.scores().global_accuracy, train.scores().global_accuracy)
+    train
+        .add_tensors(predictions.inner(), batch.masks.inner(), 11)
+        .unwrap();
+    (
+        eval.scores().global_accuracy,
+        train.scores().global_accuracy,
+    )
 }
 
 #[test]
@@ -89,7 +109,10 @@ fn overfits_two_images() {
     let first = outcome.history.first().unwrap().train_loss;
     let last = outcome.history.last().unwrap().train_loss;
     let after = pixel_accuracy(&outcome.model, sample(2));
-    assert!(last < 0.3 * first, "loss {first:.3} -> {last:.3}: expected below 30 %");
+    assert!(
+        last < 0.3 * first,
+        "loss {first:.3} -> {last:.3}: expected below 30 %"
+    );
     // With batch statistics (as in the steps) the two images are mostly learnt; batch norm's
     // running statistics lag behind the fast-moving weights of such a short run, so inference
     // mode gains less, but must gain clearly too.
@@ -106,7 +129,14 @@ fn overfits_two_images() {
         after.0
     );
     // The run folder holds what a user looks for.
-    for f in ["config.json", "model.json", "metrics.csv", "metrics.jsonl", "chart.png", "last.bpk"] {
+    for f in [
+        "config.json",
+        "model.json",
+        "metrics.csv",
+        "metrics.jsonl",
+        "chart.png",
+        "last.bpk",
+    ] {
         assert!(dir.join(f).is_file(), "{f} missing");
     }
     let csv = std::fs::read_to_string(dir.join("metrics.csv")).unwrap();
@@ -119,9 +149,16 @@ fn overfits_two_images() {
 /// The logits of the weights in `path` on a fixed input: equal logits, equal networks.
 fn logits_of(path: &Path) -> TensorData {
     let device = Device::flex();
-    let model = SqueezeSegNetConfig::new().init_from_file(path, &device).unwrap();
+    let model = SqueezeSegNetConfig::new()
+        .init_from_file(path, &device)
+        .unwrap();
     let x = Tensor::<4>::from_data(
-        TensorData::new((0..3 * 64 * 80).map(|i| ((i % 97) as f32 / 48.0) - 1.0).collect(), [1, 3, 64, 80]),
+        TensorData::new(
+            (0..3 * 64 * 80)
+                .map(|i| ((i % 97) as f32 / 48.0) - 1.0)
+                .collect(),
+            [1, 3, 64, 80],
+        ),
         &device,
     );
     model.forward(x).unwrap().into_data()
@@ -144,7 +181,10 @@ fn a_resumed_run_matches_an_uninterrupted_one() {
     let t = Trainer::new(config(), Device::flex(), sample(4), val(), &split).unwrap();
     t.stop_flag().store(true, Ordering::SeqCst);
     let o = t.run(RunOptions::default()).unwrap();
-    assert!(o.interrupted && o.history.is_empty(), "stopped inside epoch 1");
+    assert!(
+        o.interrupted && o.history.is_empty(),
+        "stopped inside epoch 1"
+    );
     let t = Trainer::new(config(), Device::flex(), sample(4), val(), &split).unwrap();
     let o = t
         .run(RunOptions {
@@ -165,17 +205,26 @@ fn a_resumed_run_matches_an_uninterrupted_one() {
     assert!(!o.interrupted);
     assert_eq!(o.history.len(), 2);
 
-    logits_of(&straight.join("last.bpk"))
-        .assert_approx_eq::<f32>(&logits_of(&split.join("last.bpk")), Tolerance::rel_abs(1e-3, 1e-4));
+    logits_of(&straight.join("last.bpk")).assert_approx_eq::<f32>(
+        &logits_of(&split.join("last.bpk")),
+        Tolerance::rel_abs(1e-3, 1e-4),
+    );
     let history = |d: &Path| std::fs::read_to_string(d.join("metrics.jsonl")).unwrap();
     let (h1, h2) = (history(&straight), history(&split));
     assert_eq!(h1.lines().count(), 2);
     assert_eq!(h2.lines().count(), 2);
     for (a, b) in h1.lines().zip(h2.lines()) {
-        let (a, b): (EpochRecord, EpochRecord) =
-            (serde_json::from_str(a).unwrap(), serde_json::from_str(b).unwrap());
+        let (a, b): (EpochRecord, EpochRecord) = (
+            serde_json::from_str(a).unwrap(),
+            serde_json::from_str(b).unwrap(),
+        );
         assert_eq!((a.epoch, a.step, a.lr), (b.epoch, b.step, b.lr));
-        assert!((a.train_loss - b.train_loss).abs() < 1e-4, "{} vs {}", a.train_loss, b.train_loss);
+        assert!(
+            (a.train_loss - b.train_loss).abs() < 1e-4,
+            "{} vs {}",
+            a.train_loss,
+            b.train_loss
+        );
         let (va, vb) = (a.val.unwrap(), b.val.unwrap());
         assert!((va.class_average_accuracy - vb.class_average_accuracy).abs() < 1e-3);
         assert!((va.mean_iou - vb.mean_iou).abs() < 1e-3);
@@ -204,7 +253,11 @@ fn a_checkpoint_cut_off_half_way_leaves_the_previous_one_usable() {
     let next = ckpts.prepare(2, 0).unwrap();
     let bytes = std::fs::read(&committed.model).unwrap();
     std::fs::write(&next.model, &bytes[..bytes.len() / 2]).unwrap();
-    std::fs::write(dir.join("checkpoints/.latest.json.999.tmp"), b"{\"dir\": \"e0002").unwrap();
+    std::fs::write(
+        dir.join("checkpoints/.latest.json.999.tmp"),
+        b"{\"dir\": \"e0002",
+    )
+    .unwrap();
     let (again, _) = ckpts.latest().unwrap().unwrap();
     assert_eq!(again.dir, committed.dir, "the manifest still names epoch 1");
 
@@ -223,7 +276,14 @@ fn a_checkpoint_cut_off_half_way_leaves_the_previous_one_usable() {
     let (files, _) = ckpts.latest().unwrap().unwrap();
     let bytes = std::fs::read(&files.model).unwrap();
     std::fs::write(&files.model, &bytes[..bytes.len() / 3]).unwrap();
-    let t = Trainer::new(config().with_epochs(3), Device::flex(), sample(2), None, &dir).unwrap();
+    let t = Trainer::new(
+        config().with_epochs(3),
+        Device::flex(),
+        sample(2),
+        None,
+        &dir,
+    )
+    .unwrap();
     let err = t
         .run(RunOptions {
             resume: true,
@@ -238,22 +298,58 @@ fn a_checkpoint_cut_off_half_way_leaves_the_previous_one_usable() {
 fn run_folder_misuse_is_a_clear_error() {
     let _serial = serial();
     let dir = tmp_dir("misuse");
-    let t = Trainer::new(small_config().with_epochs(1), Device::flex(), sample(2), None, &dir).unwrap();
+    let t = Trainer::new(
+        small_config().with_epochs(1),
+        Device::flex(),
+        sample(2),
+        None,
+        &dir,
+    )
+    .unwrap();
     assert!(matches!(
-        t.run(RunOptions { resume: true, ..Default::default() }),
+        t.run(RunOptions {
+            resume: true,
+            ..Default::default()
+        }),
         Err(TrainError::NothingToResume(_))
     ));
     t.run(RunOptions::default()).unwrap();
-    assert!(matches!(t.run(RunOptions::default()), Err(TrainError::RunExists(_))));
+    assert!(matches!(
+        t.run(RunOptions::default()),
+        Err(TrainError::RunExists(_))
+    ));
     let other = small_config().with_epochs(1).with_lr(0.01);
     let t = Trainer::new(other, Device::flex(), sample(2), None, &dir).unwrap();
-    let err = t.run(RunOptions { resume: true, ..Default::default() }).unwrap_err();
+    let err = t
+        .run(RunOptions {
+            resume: true,
+            ..Default::default()
+        })
+        .unwrap_err();
     assert!(
         matches!(&err, TrainError::ResumeMismatch { field, .. } if field == "lr"),
         "{err}"
     );
-    assert!(Trainer::new(small_config().with_batch_size(0), Device::flex(), sample(2), None, &dir).is_err());
-    assert!(Trainer::new(small_config().with_size([8, 8]), Device::flex(), sample(2), None, &dir).is_err());
+    assert!(
+        Trainer::new(
+            small_config().with_batch_size(0),
+            Device::flex(),
+            sample(2),
+            None,
+            &dir
+        )
+        .is_err()
+    );
+    assert!(
+        Trainer::new(
+            small_config().with_size([8, 8]),
+            Device::flex(),
+            sample(2),
+            None,
+            &dir
+        )
+        .is_err()
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -265,15 +361,26 @@ fn saved_weights_include_the_last_batch_norm_update() {
     let ad = Device::flex().autodiff();
     let model = SqueezeSegNetConfig::new().init(&ad).unwrap();
     let x = Tensor::<4>::from_data(
-        TensorData::new((0..2 * 3 * 64 * 80).map(|i| ((i % 97) as f32 / 20.0) - 1.0).collect(), [2, 3, 64, 80]),
+        TensorData::new(
+            (0..2 * 3 * 64 * 80)
+                .map(|i| ((i % 97) as f32 / 20.0) - 1.0)
+                .collect(),
+            [2, 3, 64, 80],
+        ),
         &ad,
     );
     let _ = model.forward(x.clone()).unwrap().sum().into_scalar::<f32>();
     let dir = tmp_dir("bn");
     std::fs::create_dir_all(&dir).unwrap();
     let path = model.save(dir.join("m.bpk")).unwrap();
-    let expected = model.valid().forward(x.clone().inner()).unwrap().into_data();
-    let loaded = SqueezeSegNetConfig::new().init_from_file(&path, &Device::flex()).unwrap();
+    let expected = model
+        .valid()
+        .forward(x.clone().inner())
+        .unwrap()
+        .into_data();
+    let loaded = SqueezeSegNetConfig::new()
+        .init_from_file(&path, &Device::flex())
+        .unwrap();
     loaded
         .forward(x.inner())
         .unwrap()

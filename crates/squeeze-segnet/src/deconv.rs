@@ -36,7 +36,11 @@ pub fn conv_transpose2d_3x3_s2(
 ) -> Tensor<4> {
     let [n, _, h, w] = x.dims();
     let [c_in, c_out, kh, kw] = weight.dims();
-    assert_eq!([kh, kw], [3, 3], "the phase decomposition is written for 3×3 kernels");
+    assert_eq!(
+        [kh, kw],
+        [3, 3],
+        "the phase decomposition is written for 3×3 kernels"
+    );
     assert!(
         (2 * h + 1..=2 * h + 2).contains(&out_h) && (2 * w + 1..=2 * w + 2).contains(&out_w),
         "output size {out_h}×{out_w} is not 2·{h}+1 or +2 by 2·{w}+1 or +2"
