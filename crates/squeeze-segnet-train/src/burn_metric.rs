@@ -104,14 +104,11 @@ impl Metric for SegmentationMetric {
         input: &SegmentationMetricInput,
         _metadata: &MetricMetadata,
     ) -> Result<SerializedEntry, TensorReadError> {
-        let read = |t: Tensor<3, Int>| -> Result<Vec<i64>, TensorReadError> {
-            Ok(t.try_into_data_as::<i64>()?
-                .try_into_vec::<i64>()
-                .expect("converted to i64"))
-        };
-        let p = read(input.predictions.clone())?;
-        let t = read(input.targets.clone())?;
-        self.matrix.add(&t, &p, self.ignore);
+        self.matrix.read_and_add(
+            input.predictions.clone(),
+            input.targets.clone(),
+            self.ignore,
+        )?;
         Ok(self.entry())
     }
 

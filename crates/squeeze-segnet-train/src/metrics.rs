@@ -10,6 +10,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use burn::prelude::*;
+use burn::tensor::TensorReadError;
 use serde::{Deserialize, Serialize};
 
 use crate::TrainError;
@@ -80,12 +81,21 @@ impl ConfusionMatrix {
         targets: Tensor<3, Int>,
         ignore: usize,
     ) -> Result<(), TrainError> {
-        let read = |t: Tensor<3, Int>| -> Result<Vec<i64>, TrainError> {
-            t.try_into_data()
-                .map_err(|e| TrainError::Readback(format!("{e:?}")))?
-                .convert::<i64>()
+        self.read_and_add(predictions, targets, ignore)
+            .map_err(|e| TrainError::Readback(format!("{e:?}")))
+    }
+
+    /// [`add_tensors`](Self::add_tensors) with Burn's read-back error (for the burn-train metric).
+    pub(crate) fn read_and_add(
+        &mut self,
+        predictions: Tensor<3, Int>,
+        targets: Tensor<3, Int>,
+        ignore: usize,
+    ) -> Result<(), TensorReadError> {
+        let read = |t: Tensor<3, Int>| -> Result<Vec<i64>, TensorReadError> {
+            Ok(t.try_into_data_as::<i64>()?
                 .try_into_vec::<i64>()
-                .map_err(|e| TrainError::Readback(format!("{e:?}")))
+                .expect("converted to i64"))
         };
         let (p, t) = (read(predictions)?, read(targets)?);
         self.add(&t, &p, ignore);

@@ -282,9 +282,9 @@ impl Trainer {
                 && state.best.is_none_or(|(b, _)| v.class_average_accuracy > b)
             {
                 state.best = Some((v.class_average_accuracy, record.epoch));
-                model.valid().save(self.dir.join("best.bpk"))?;
+                model.save(self.dir.join("best.bpk"))?;
             }
-            model.valid().save(self.dir.join("last.bpk"))?;
+            model.save(self.dir.join("last.bpk"))?;
             self.write_logs(&state.history)?;
             self.checkpoint(&ckpts, &model, &optim, &state)?;
             if self.stop.load(Ordering::SeqCst) && state.epoch < last_epoch {
