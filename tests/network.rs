@@ -60,20 +60,28 @@ fn parameter_counts_match_the_paper_and_the_summary() {
         paper.summary([1, 3, 360, 480]).unwrap().total_params(),
         2_692_555
     );
-    // Default: batch norm (γ, β) after every convolution but the last, whose biases go:
+    // Batch norm (γ, β) after every convolution but the last, whose biases go:
     // 2,692,555 − 6,720 biases + 2 × 6,720 = 2,699,275.
-    let default = SqueezeSegNetConfig::new();
-    let model = default.init(&device).unwrap();
+    let batch_norm = SqueezeSegNetConfig::new();
+    let model = batch_norm.init(&device).unwrap();
     assert_eq!(num_trainable_params(&model), 2_699_275);
     assert_eq!(
-        default.summary([1, 3, 360, 480]).unwrap().total_params(),
+        batch_norm.summary([1, 3, 360, 480]).unwrap().total_params(),
         2_699_275
     );
+    // CamVid's: batch norm and the 3×3 refinement (64·64·9 + 2·64 = 36,992): 2,736,267.
+    let camvid = SqueezeSegNetConfig::camvid();
+    let model = camvid.init(&device).unwrap();
+    assert_eq!(num_trainable_params(&model), 2_736_267);
+    assert_eq!(
+        camvid.summary([1, 3, 360, 480]).unwrap().total_params(),
+        2_736_267
+    );
     // Other class counts change only deconv1 (64·k·9 + k).
-    let four = SqueezeSegNetConfig::new().with_num_classes(4);
+    let four = SqueezeSegNetConfig::camvid().with_num_classes(4);
     assert_eq!(
         num_trainable_params(&four.init(&device).unwrap()),
-        2_699_275 - 7 * (64 * 9 + 1)
+        2_736_267 - 7 * (64 * 9 + 1)
     );
 }
 

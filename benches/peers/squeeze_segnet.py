@@ -58,7 +58,7 @@ class DFire(nn.Module):
 
 
 class SqueezeSegNet(nn.Module):
-    def __init__(self, num_classes=11, batch_norm=False):
+    def __init__(self, num_classes=11, batch_norm=False, refine=False):
         super().__init__()
         bn = batch_norm
         self.conv1 = ConvBlock(3, 64, 3, stride=2, batch_norm=bn)
@@ -68,6 +68,8 @@ class SqueezeSegNet(nn.Module):
         self.conv10_d = ConvBlock(512, 512, 1, batch_norm=bn)
         for name, cin, e, cout in DECODER_DFIRES:
             setattr(self, name, DFire(cin, e, cout, bn))
+        # Not in the paper: a 3×3 convolution densifying the last unpooled map (the Rust default).
+        self.refine = ConvBlock(64, 64, 3, padding=1, batch_norm=bn) if refine else None
         self.deconv1 = nn.ConvTranspose2d(64, num_classes, 3, stride=2)
 
     def forward(self, x):
@@ -91,6 +93,8 @@ class SqueezeSegNet(nn.Module):
         x = F.max_unpool2d(x, i3, 3, 2, output_size=s3)
         x = self.dfire2(self.dfire3(x))
         x = F.max_unpool2d(x, i1, 3, 2, output_size=s1)
+        if self.refine is not None:
+            x = self.refine(x)
         pad = (h - (2 * s1[0] + 1), w - (2 * s1[1] + 1))
         return F.conv_transpose2d(x, self.deconv1.weight, self.deconv1.bias, stride=2, output_padding=pad)
 

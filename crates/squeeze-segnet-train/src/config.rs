@@ -42,8 +42,9 @@ pub enum ClassWeighting {
 /// Training options. `TrainingConfig::new()` is the default recipe for a CPU.
 #[derive(Config, Debug)]
 pub struct TrainingConfig {
-    /// The network. Default: [`SqueezeSegNetConfig::new`] (11 classes, batch norm).
-    #[config(default = "SqueezeSegNetConfig::new()")]
+    /// The network. Default: [`SqueezeSegNetConfig::camvid`] (11 classes, batch norm, the 3×3
+    /// refinement after the last unpooling).
+    #[config(default = "SqueezeSegNetConfig::camvid()")]
     pub model: SqueezeSegNetConfig,
     /// Passes over the training split. Default: 30.
     #[config(default = 30)]
@@ -63,14 +64,14 @@ pub struct TrainingConfig {
     /// than SGD with momentum at the same budget (see the README).
     #[config(default = "OptimizerKind::Adam")]
     pub optimizer: OptimizerKind,
-    /// Peak learning rate. Default: 0.005 (Adam; about 0.05 suits SGD with momentum).
-    #[config(default = 0.005)]
+    /// Peak learning rate. Default: 0.003 (Adam; about 0.05 suits SGD with momentum).
+    #[config(default = 0.003)]
     pub lr: f64,
     /// SGD momentum (SGD only). Default: 0.9.
     #[config(default = 0.9)]
     pub momentum: f64,
-    /// L2 weight decay. Default: 5e-4.
-    #[config(default = 5e-4)]
+    /// L2 weight decay. Default: 1e-4.
+    #[config(default = 1e-4)]
     pub weight_decay: f64,
     /// Learning-rate schedule after warm-up. Default: cosine.
     #[config(default = "Schedule::Cosine")]
@@ -104,6 +105,10 @@ pub struct TrainingConfig {
     /// Checkpoints kept on disk (the newest ones). Default: 2.
     #[config(default = 2)]
     pub keep_checkpoints: usize,
+    /// Weights to start from instead of a random initialisation (to fine-tune, e.g. at a higher
+    /// resolution after a low-resolution run); must fit `model`. Default: None.
+    #[config(default = "None")]
+    pub init_weights: Option<String>,
 }
 
 impl TrainingConfig {

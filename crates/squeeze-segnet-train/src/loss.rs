@@ -28,6 +28,22 @@ pub fn segmentation_cross_entropy(
     weights: Tensor<1>,
     ignore: usize,
 ) -> Tensor<1> {
+    let (weighted, total) = weighted_nll_sum(logits, targets, weights, ignore);
+    weighted.div(total.clamp_min(1e-12))
+}
+
+/// The two sums the loss is the ratio of: `(Σ_p w[y_p] · −log softmax(z_p)[y_p], Σ_p w[y_p])`
+/// over pixels with `y_p ≠ ignore`, both `[1]`.
+///
+/// A batch split over several devices gets exactly the whole batch's loss and gradient by
+/// dividing each part's first sum by the whole batch's weight sum ([`label_weight_sum`]) and
+/// adding the gradients.
+pub fn weighted_nll_sum(
+    logits: Tensor<4>,
+    targets: Tensor<3, Int>,
+    weights: Tensor<1>,
+    ignore: usize,
+) -> (Tensor<1>, Tensor<1>) {
     let [n, c, h, w] = logits.dims();
     debug_assert_eq!(
         targets.dims(),
@@ -47,5 +63,19 @@ pub fn segmentation_cross_entropy(
         .mul(valid.float());
     let total = pixel_weight.clone().sum();
     let weighted = log_p.mul(pixel_weight).sum().neg();
-    weighted.div(total.clamp_min(1e-12))
+    (weighted, total)
+}
+
+/// `Σ_p w[y_p]` over the labels of a batch, computed on the host (the loss's denominator).
+pub fn label_weight_sum<'a>(
+    masks: impl IntoIterator<Item = &'a [u8]>,
+    weights: &[f32],
+    ignore: usize,
+) -> f64 {
+    masks
+        .into_iter()
+        .flatten()
+        .filter(|&&l| l as usize != ignore)
+        .map(|&l| weights.get(l as usize).copied().unwrap_or(0.0) as f64)
+        .sum()
 }

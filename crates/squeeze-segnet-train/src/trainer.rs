@@ -33,6 +33,7 @@ use squeeze_segnet_data::{
 
 use crate::checkpoint::{CheckpointDir, TrainState, write_atomic};
 use crate::loader::{CachedDataset, EpochStream, batches, epoch_order};
+use crate::parallel::DataParallel;
 use crate::progress::ProgressBar;
 use crate::{
     ClassWeighting, OptimizerKind, SegmentationScores, TrainError, TrainingConfig,
@@ -90,6 +91,7 @@ pub struct Trainer {
     val: Option<Arc<CachedDataset>>,
     dir: PathBuf,
     stop: Arc<AtomicBool>,
+    parallel: Vec<Device>,
 }
 
 impl Trainer {
@@ -127,7 +129,26 @@ impl Trainer {
             device: device.without_autodiff(),
             dir: dir.into(),
             stop: Arc::new(AtomicBool::new(false)),
+            parallel: Vec::new(),
         })
+    }
+
+    /// Splits every batch over `devices` (data parallelism, see [`crate::parallel`]): each
+    /// computes forward and backward for its part, the gradients are added on the trainer's
+    /// device, which keeps the model and the optimiser. The same data order, schedule and
+    /// checkpoints as on one device; without batch norm the steps are the single-device steps
+    /// (up to float rounding). A run may resume on a different set of devices.
+    ///
+    /// # Errors
+    /// [`TrainError::Config`] when `devices` is empty.
+    pub fn with_data_parallel(mut self, devices: Vec<Device>) -> Result<Self, TrainError> {
+        if devices.is_empty() {
+            return Err(TrainError::Config(
+                "data-parallel training needs at least one device".into(),
+            ));
+        }
+        self.parallel = devices;
+        Ok(self)
     }
 
     /// A flag that, once set (e.g. from a Ctrl-C handler), makes the run save a checkpoint after
@@ -154,6 +175,7 @@ impl Trainer {
         let ad = self.device.clone().autodiff();
         self.device.seed(cfg.seed);
         let model = cfg.model.init(&ad)?;
+        initialize_now(&model);
         let optim = self.optimizer();
         let (mut model, mut optim, mut state) = match (options.resume, latest) {
             (true, Some((files, state))) => {
@@ -170,6 +192,10 @@ impl Trainer {
             (true, None) => return Err(TrainError::NothingToResume(self.dir.clone())),
             (false, Some(_)) => return Err(TrainError::RunExists(self.dir.clone())),
             (false, None) => {
+                let model = match &cfg.init_weights {
+                    Some(path) => model.load(path)?,
+                    None => model,
+                };
                 self.write_run_files()?;
                 let state = TrainState {
                     epoch: 0,
@@ -184,9 +210,12 @@ impl Trainer {
                 (model, optim, state)
             }
         };
-        let weights = self.class_weights()?;
-        let weights = Tensor::<1>::from_floats(weights.as_slice(), &ad);
+        let class_weights = self.class_weights()?;
+        let weights = Tensor::<1>::from_floats(class_weights.as_slice(), &ad);
         let ignore = self.train.dataset().ignore() as usize;
+        let parallel = (!self.parallel.is_empty())
+            .then(|| DataParallel::new(&self.parallel, class_weights.clone(), ignore))
+            .transpose()?;
         let n = self.train.len();
         let per_epoch = n.div_ceil(cfg.batch_size);
         let total_steps = per_epoch * cfg.epochs;
@@ -215,13 +244,24 @@ impl Trainer {
             for items in stream {
                 let items = items?;
                 let count = items.len();
-                let batch = SegmentationBatcher.batch(items, &ad);
-                let logits = model.forward(batch.images)?;
-                let loss = segmentation_cross_entropy(logits, batch.masks, weights.clone(), ignore);
-                let value: f32 = loss
-                    .clone()
-                    .try_into_scalar()
-                    .map_err(|e| TrainError::Readback(format!("{e:?}")))?;
+                let (grads, value) = match &parallel {
+                    Some(parallel) => parallel.gradients(&model, items)?,
+                    None => {
+                        let batch = SegmentationBatcher.batch(items, &ad);
+                        let logits = model.forward(batch.images)?;
+                        let loss = segmentation_cross_entropy(
+                            logits,
+                            batch.masks,
+                            weights.clone(),
+                            ignore,
+                        );
+                        let value: f32 = loss
+                            .clone()
+                            .try_into_scalar()
+                            .map_err(|e| TrainError::Readback(format!("{e:?}")))?;
+                        (GradientsParams::from_grads(loss.backward(), &model), value)
+                    }
+                };
                 if !value.is_finite() {
                     return Err(TrainError::Diverged {
                         loss: value,
@@ -229,7 +269,6 @@ impl Trainer {
                         step: state.step,
                     });
                 }
-                let grads = GradientsParams::from_grads(loss.backward(), &model);
                 lr = cfg.learning_rate(state.step, warmup, total_steps);
                 model = optim.step(lr, model, grads);
                 state.step += 1;
@@ -434,6 +473,19 @@ impl Trainer {
         write_atomic(&self.dir.join("metrics.csv"), csv.as_bytes())?;
         crate::chart::write_chart(&self.dir.join("chart.png"), history)
     }
+}
+
+/// Runs Burn's lazy parameter initialisation now, in module order on this thread: otherwise the
+/// first thread to touch a parameter draws its random weights, and with data-parallel workers
+/// that order (hence the weights) would depend on timing.
+fn initialize_now<M: Module>(model: &M) {
+    struct Touch;
+    impl burn::module::ModuleVisitor for Touch {
+        fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<D>>) {
+            let _ = param.val();
+        }
+    }
+    model.visit(&mut Touch);
 }
 
 /// `epoch 3: loss 1.2345, 4.1 img/s, val class-avg 0.412 mIoU 0.301 global 0.702`

@@ -148,10 +148,13 @@ fn overfits_two_images() {
 
 /// The logits of the weights in `path` on a fixed input: equal logits, equal networks.
 fn logits_of(path: &Path) -> TensorData {
+    logits_of_network(path, SqueezeSegNetConfig::camvid())
+}
+
+/// [`logits_of`] for a network other than the training recipe's default.
+fn logits_of_network(path: &Path, config: SqueezeSegNetConfig) -> TensorData {
     let device = Device::flex();
-    let model = SqueezeSegNetConfig::new()
-        .init_from_file(path, &device)
-        .unwrap();
+    let model = config.init_from_file(path, &device).unwrap();
     let x = Tensor::<4>::from_data(
         TensorData::new(
             (0..3 * 64 * 80)
@@ -387,4 +390,106 @@ fn saved_weights_include_the_last_batch_norm_update() {
         .into_data()
         .assert_approx_eq::<f32>(&expected, Tolerance::default());
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The training recipe without batch norm: runs whose steps agree give the same weights
+/// (batch norm's running statistics would move even without a step).
+fn no_batch_norm() -> SqueezeSegNetConfig {
+    SqueezeSegNetConfig::camvid().with_batch_norm(false)
+}
+
+#[test]
+fn fine_tuning_starts_from_the_given_weights() {
+    let _serial = serial();
+    let base = tmp_dir("finetune-base");
+    let config = || small_config().with_model(no_batch_norm()).with_epochs(1);
+    Trainer::new(config(), Device::flex(), sample(2), None, &base)
+        .unwrap()
+        .run(RunOptions::default())
+        .unwrap();
+    let weights = base.join("last.bpk");
+    // A learning rate too small to move anything: the run ends where it started.
+    let still = |init: Option<String>, name: &str| {
+        let dir = tmp_dir(name);
+        let c = config()
+            .with_lr(1e-12)
+            .with_seed(99)
+            .with_init_weights(init);
+        Trainer::new(c, Device::flex(), sample(2), None, &dir)
+            .unwrap()
+            .run(RunOptions::default())
+            .unwrap();
+        logits_of_network(&dir.join("last.bpk"), no_batch_norm())
+    };
+    let expected = logits_of_network(&weights, no_batch_norm());
+    let tuned = still(
+        Some(weights.to_string_lossy().into_owned()),
+        "finetune-init",
+    );
+    tuned.assert_approx_eq::<f32>(&expected, Tolerance::rel_abs(1e-4, 1e-5));
+    // Without them, the same run starts from its own random weights.
+    let fresh = still(None, "finetune-fresh");
+    let differs = fresh
+        .iter::<f32>()
+        .zip(expected.iter::<f32>())
+        .any(|(a, b)| (a - b).abs() > 1e-2);
+    assert!(
+        differs,
+        "a fresh run should not match the base run's weights"
+    );
+
+    // A missing file is an error naming it, before anything is written.
+    let missing = base.join("missing.bpk");
+    let dir = tmp_dir("finetune-missing");
+    let c = config().with_init_weights(Some(missing.to_string_lossy().into_owned()));
+    let err = Trainer::new(c, Device::flex(), sample(2), None, &dir)
+        .unwrap()
+        .run(RunOptions::default())
+        .unwrap_err();
+    assert!(err.to_string().contains("missing.bpk"), "{err}");
+    for d in [base, dir] {
+        let _ = std::fs::remove_dir_all(d);
+    }
+}
+
+#[test]
+fn data_parallel_training_matches_one_device() {
+    let _serial = serial();
+    let config = || {
+        small_config()
+            .with_model(no_batch_norm())
+            .with_epochs(1)
+            .with_batch_size(4)
+    };
+    let single = tmp_dir("dp-single");
+    let o = Trainer::new(config(), Device::flex(), sample(4), None, &single)
+        .unwrap()
+        .run(RunOptions::default())
+        .unwrap();
+    let single_loss = o.history[0].train_loss;
+    let split = tmp_dir("dp-split");
+    let o = Trainer::new(config(), Device::flex(), sample(4), None, &split)
+        .unwrap()
+        .with_data_parallel(vec![Device::flex(), Device::flex()])
+        .unwrap()
+        .run(RunOptions::default())
+        .unwrap();
+    let split_loss = o.history[0].train_loss;
+    assert!(
+        (split_loss - single_loss).abs() < 1e-4 * single_loss,
+        "loss {split_loss} vs {single_loss}"
+    );
+    let a = logits_of_network(&single.join("last.bpk"), no_batch_norm());
+    let b = logits_of_network(&split.join("last.bpk"), no_batch_norm());
+    a.assert_approx_eq::<f32>(&b, Tolerance::rel_abs(1e-3, 1e-4));
+    let untrained = tmp_dir("dp-untrained");
+    let err = Trainer::new(config(), Device::flex(), sample(4), None, &untrained)
+        .unwrap()
+        .with_data_parallel(Vec::new())
+        .err()
+        .expect("no devices is refused");
+    assert!(matches!(err, TrainError::Config(_)), "{err}");
+    for d in [single, split] {
+        let _ = std::fs::remove_dir_all(d);
+    }
 }

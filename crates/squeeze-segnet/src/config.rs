@@ -101,12 +101,30 @@ pub struct SqueezeSegNetConfig {
     /// bias). Helps training from scratch on small data. Default: true.
     #[config(default = true)]
     pub batch_norm: bool,
+    /// A 3×3 convolution (64 → 64, then batch norm and ReLU) between the last max-unpooling and
+    /// the final transposed convolution. Not in the paper: there the final transposed
+    /// convolution reads the unpooled map directly, in which each channel is non-zero only where
+    /// its pooling window had its maximum (about one pixel in five), so every output pixel sees a
+    /// different, sparse subset of the 64 channels and about one in ten sees none (only the
+    /// bias). The refinement densifies that map: same recipe, 10 epochs on CamVid, class-average
+    /// accuracy 0.48 → 0.60 (see the README). Costs 36,992 parameters and 1.58 GMAC at
+    /// 360×480 (+48 %). Off by default, so that the default network keeps the paper's layers
+    /// (and the benchmarks compare like with like); the CamVid training recipe and the shipped
+    /// weights use it. Default: false.
+    #[config(default = false)]
+    pub refine: bool,
 }
 
 impl SqueezeSegNetConfig {
     /// The paper's network: no batch norm, 2,692,555 parameters with 11 classes.
     pub fn paper() -> Self {
         Self::new().with_batch_norm(false)
+    }
+
+    /// The network of the shipped CamVid weights: batch norm and the 3×3
+    /// [`refine`](Self::refine)ment, 2,736,267 parameters with 11 classes.
+    pub fn camvid() -> Self {
+        Self::new().with_refine(true)
     }
 
     /// Checks the values, naming the bad one.

@@ -55,6 +55,28 @@ impl BackendKind {
         }
     }
 
+    /// `n` devices of this backend for data-parallel training: the discrete GPUs `0..n` for WGPU
+    /// (the default adapter when `n` is 1), `n` handles on the one CPU device for NdArray and
+    /// Flex (parallel threads sharing the CPU: a way to test the split, rarely faster).
+    ///
+    /// # Errors
+    /// [`SegNetError::Config`] when `n` is 0; [`SegNetError::NoAdapter`] as for
+    /// [`device`](Self::device).
+    pub fn devices(self, n: usize) -> Result<Vec<Device>, SegNetError> {
+        if n == 0 {
+            return Err(SegNetError::Config(
+                "data parallelism needs at least one device".into(),
+            ));
+        }
+        let first = self.device()?;
+        if n == 1 || self != BackendKind::Wgpu {
+            return Ok(vec![first; n]);
+        }
+        Ok((0..n)
+            .map(|i| Device::wgpu(DeviceKind::DiscreteGpu(i)))
+            .collect())
+    }
+
     /// The device, checked: for WGPU, a tiny computation runs to make sure an adapter exists.
     ///
     /// # Errors

@@ -33,6 +33,7 @@ use crate::{SegNetError, ops::PoolOptions};
 ///  dfire9 dfire8 dfire7 dfire6 ── unpool(idx5 → size5)
 ///  dfire5 dfire4 ──────────────── unpool(idx3 → size3)
 ///  dfire3 dfire2 ──────────────── unpool(idx1 → size1)
+///  refine 3×3 (64), when configured
 ///  deconv1 3×3/2 (num_classes), output padding 0 or 1 → logits [n, num_classes, H, W]
 /// ```
 #[derive(Module, Debug)]
@@ -75,6 +76,9 @@ pub struct SqueezeSegNet {
     pub dfire3: DFire,
     /// DFire(128; 16, 64).
     pub dfire2: DFire,
+    /// 3×3, 64 → 64, densifying the last unpooled map (not in the paper; see
+    /// [`SqueezeSegNetConfig::refine`]).
+    pub refine: Option<ConvBlock>,
     /// Transposed 3×3 stride 2, 64 → num_classes, no activation: the per-class logits.
     pub deconv1: ConvTranspose2d,
     /// Input channels the network was built for.
@@ -131,6 +135,12 @@ impl SqueezeSegNetConfig {
             dfire4: dfire(5),
             dfire3: dfire(6),
             dfire2: dfire(7),
+            refine: self.refine.then(|| {
+                ConvBlockConfig::new([CONV1_CHANNELS, CONV1_CHANNELS], 3)
+                    .with_padding(1)
+                    .with_batch_norm(bn)
+                    .init(device)
+            }),
             deconv1: ConvTranspose2dConfig::new([CONV1_CHANNELS, self.num_classes], [3, 3])
                 .with_stride([2, 2])
                 .with_initializer(Initializer::KaimingNormal {
@@ -242,6 +252,10 @@ impl SqueezeSegNet {
         let x = unpool(x, pool3);
         let x = self.dfire2.forward(self.dfire3.forward(x));
         let x = unpool(x, pool1);
+        let x = match &self.refine {
+            Some(refine) => refine.forward(x),
+            None => x,
+        };
         self.deconv(x, [height, width])
     }
 

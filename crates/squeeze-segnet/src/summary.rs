@@ -211,6 +211,10 @@ impl SqueezeSegNetConfig {
                 _ => {}
             }
         }
+        if self.refine {
+            let (p, m) = conv(CONV1_CHANNELS, CONV1_CHANNELS, 3, bn);
+            row("refine", "Conv 3×3", CONV1_CHANNELS, 0, p, m);
+        }
         // The transposed convolution: every input pixel feeds a 3×3 patch of every class.
         let k = self.num_classes;
         let macs = (n * hs[0] * ws[0] * CONV1_CHANNELS * k * 9) as u64;
@@ -307,6 +311,22 @@ mod tests {
         assert_eq!(shape("unpool1"), [2, 64, 179, 239]);
         assert_eq!(shape("deconv1"), [2, 11, 360, 480]);
         assert_eq!(s.layers.len(), 26);
+        let refined = SqueezeSegNetConfig::camvid()
+            .summary([2, 3, 360, 480])
+            .unwrap();
+        let refine = refined.layers.iter().find(|l| l.name == "refine").unwrap();
+        assert_eq!(refine.output, [2, 64, 179, 239]);
+    }
+
+    #[test]
+    fn refinement_adds_a_3x3_convolution_at_conv1_resolution() {
+        let plain = SqueezeSegNetConfig::new().with_refine(false);
+        let [a, b] =
+            [plain.clone(), plain.with_refine(true)].map(|c| c.summary([1, 3, 360, 480]).unwrap());
+        // 64·64·9 weights + batch norm's 2·64.
+        assert_eq!(b.total_params() - a.total_params(), 36_992);
+        assert_eq!(b.total_macs() - a.total_macs(), 64 * 64 * 9 * 179 * 239);
+        assert_eq!(b.layers.len(), a.layers.len() + 1);
     }
 
     #[test]

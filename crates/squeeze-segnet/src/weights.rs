@@ -83,14 +83,15 @@ impl SqueezeSegNetConfig {
 
 /// The CamVid weights shipped with this crate (`weights/camvid/camvid.bpk` in its source
 /// folder, next to `model.json` and `config.json`, the network's and the training run's options).
-/// They are for [`SqueezeSegNetConfig::new`] (11 classes, batch norm); their training command
-/// and validation scores are in the README.
+/// They are for [`SqueezeSegNetConfig::camvid`] (11 classes, batch norm, refinement); their
+/// training command and validation scores are in the README.
 pub fn camvid_weights_path() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("weights/camvid/camvid.bpk")
 }
 
 impl SqueezeSegNet {
-    /// The default network with the shipped CamVid weights ([`camvid_weights_path`]).
+    /// The [`SqueezeSegNetConfig::camvid`] network with the shipped CamVid weights
+    /// ([`camvid_weights_path`]).
     ///
     /// ```no_run
     /// use burn::prelude::*;
@@ -102,7 +103,7 @@ impl SqueezeSegNet {
     /// [`SegNetError::Load`] naming the file when it is missing (e.g. a packaged crate without
     /// its `weights/` folder).
     pub fn pretrained_camvid(device: &Device) -> Result<SqueezeSegNet, SegNetError> {
-        SqueezeSegNetConfig::new().init_from_file(camvid_weights_path(), device)
+        SqueezeSegNetConfig::camvid().init_from_file(camvid_weights_path(), device)
     }
 }
 
