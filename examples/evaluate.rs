@@ -4,15 +4,20 @@
 //! cargo run --release --example evaluate -- --data CamVid --split test --weights runs/camvid/best.bpk
 //! ```
 //! Prints per-class accuracy and IoU, class-average accuracy, global accuracy and mean IoU, and
-//! writes the confusion matrix as CSV.
+//! writes the confusion matrix as CSV; `--figures N` also writes N pictures of input, ground
+//! truth and prediction side by side.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use squeeze_segnet::BackendKind;
-use squeeze_segnet_data::{CAMVID_CLASSES, TransformConfig, camvid, camvid_sample_root};
-use squeeze_segnet_train::{evaluate, loader::CachedDataset};
+use burn::prelude::*;
+use squeeze_segnet::{BackendKind, SqueezeSegNet};
+use squeeze_segnet_data::{
+    CAMVID_CLASSES, CAMVID_PALETTE, SegmentationDataset, TransformConfig, camvid,
+    camvid_sample_root,
+};
+use squeeze_segnet_train::{colorize, evaluate, loader::CachedDataset, predict_at, side_by_side};
 use squeeze_segnet_workspace::cli::{self, opt};
 
 const FLAGS: &[cli::Flag] = &[
@@ -38,6 +43,16 @@ const FLAGS: &[cli::Flag] = &[
         "csv",
         "FILE",
         "confusion-matrix CSV (default: next to the weights, confusion_<split>.csv)",
+    ),
+    opt(
+        "figures",
+        "N",
+        "also write N images (evenly spaced in the split) as input | ground truth | prediction",
+    ),
+    opt(
+        "figures-out",
+        "DIR",
+        "folder of those images (default: next to the weights, figures_<split>/)",
     ),
 ];
 
@@ -65,6 +80,8 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         size[0],
         size[1]
     );
+    let figures: usize = args.get("figures")?.unwrap_or(0);
+    let figures_data = (figures > 0).then(|| data.clone());
     let data = Arc::new(CachedDataset::new(data, false));
     let batch = args.get("batch-size")?.unwrap_or(4);
     let matrix = evaluate(&model, data, TransformConfig::eval(size), batch, &device)?;
@@ -74,5 +91,56 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         .unwrap_or_else(|| run_dir.join(format!("confusion_{split}.csv")));
     matrix.write_csv(&csv, &CAMVID_CLASSES)?;
     eprintln!("confusion matrix: {}", csv.display());
+    if let Some(data) = figures_data {
+        let dir: PathBuf = args
+            .get("figures-out")?
+            .unwrap_or_else(|| run_dir.join(format!("figures_{split}")));
+        write_figures(&model, &data, figures, size, &dir, &device)?;
+    }
+    Ok(())
+}
+
+/// `n` images evenly spaced in `data`: input | ground truth | prediction, at the labels' size.
+fn write_figures(
+    model: &SqueezeSegNet,
+    data: &SegmentationDataset,
+    n: usize,
+    size: [usize; 2],
+    dir: &std::path::Path,
+    device: &Device,
+) -> Result<(), Box<dyn std::error::Error>> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let transform = TransformConfig::new(size);
+    for k in 0..n.min(data.len()) {
+        let sample = data.load(k * data.len() / n.min(data.len()))?;
+        let (w, h) = (sample.mask.width() as usize, sample.mask.height() as usize);
+        let x = Tensor::<4>::from_data(
+            TensorData::new(
+                transform.prepare_image(&sample.image),
+                [1, 3, size[0], size[1]],
+            ),
+            device,
+        );
+        let predicted: Vec<i64> = predict_at(model, x, [h, w])?
+            .into_data()
+            .convert::<i64>()
+            .try_into_vec::<i64>()
+            .map_err(|e| format!("{e:?}"))?;
+        let truth: Vec<i64> = sample.mask.as_raw().iter().map(|&l| l as i64).collect();
+        let picture = side_by_side(
+            &[
+                &sample.image,
+                &colorize(&truth, [h, w], &CAMVID_PALETTE),
+                &colorize(&predicted, [h, w], &CAMVID_PALETTE),
+            ],
+            8,
+        );
+        let stem = sample.paths.image.file_stem().unwrap_or_default();
+        let path = dir.join(format!("{}.png", stem.to_string_lossy()));
+        picture
+            .save(&path)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        eprintln!("figure: {}", path.display());
+    }
     Ok(())
 }

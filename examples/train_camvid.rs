@@ -109,6 +109,10 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         (new_config(&args)?, source)
     };
 
+    let parallel: usize = args.get("data-parallel")?.unwrap_or(1);
+    if parallel == 0 {
+        return Err("--data-parallel: needs at least one device".into());
+    }
     let root = source.data.clone().unwrap_or_else(camvid_sample_root);
     let train = camvid(&root, "train")?;
     let val = camvid(&root, "val")?;
@@ -116,22 +120,27 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     if !args.has("resume") && out.join("checkpoints/latest.json").exists() {
         return Err(squeeze_segnet_train::TrainError::RunExists(out).into());
     }
-    eprintln!(
-        "training on {} ({} train / {} val images) with {}, {} epochs at {}x{}, run folder {}",
+    let summary = format!(
+        "training on {} ({} train / {} val images) with {}{}, {} epochs at {}x{}, run folder {}",
         root.display(),
         train.len(),
         val.len(),
         source.backend,
+        if parallel > 1 {
+            format!(" ×{parallel} (data parallel)")
+        } else {
+            String::new()
+        },
         config.epochs,
         config.size[0],
         config.size[1],
         out.display()
     );
     let mut trainer = Trainer::new(config, device, train, Some(val), &out)?;
-    let parallel: usize = args.get("data-parallel")?.unwrap_or(1);
     if parallel != 1 {
         trainer = trainer.with_data_parallel(source.backend.devices(parallel)?)?;
     }
+    eprintln!("{summary}");
     if !args.has("resume") {
         std::fs::create_dir_all(&out)?;
         std::fs::write(&source_file, serde_json::to_string_pretty(&source)?)?;

@@ -66,7 +66,8 @@ fn train_stop_resume_evaluate_predict() {
         example("train_camvid").args(tiny).args(["--out", out]),
         "--resume",
     );
-    run(example("train_camvid").args(["--out", out, "--resume"]));
+    // The second sitting splits each batch over two workers (data parallelism).
+    run(example("train_camvid").args(["--out", out, "--resume", "--data-parallel", "2"]));
     let metrics = csv(&run_dir);
     assert_eq!(metrics.lines().count(), 3, "header + 2 epochs:\n{metrics}");
     let last: Vec<&str> = metrics.lines().last().unwrap().split(',').collect();
@@ -86,7 +87,18 @@ fn train_stop_resume_evaluate_predict() {
 
     let weights = run_dir.join("best.bpk");
     let w = weights.to_str().unwrap();
-    let eval = run(example("evaluate").args(["--weights", w, "--split", "val"]));
+    let figures = tmp("figures");
+    let eval = run(example("evaluate")
+        .args(["--weights", w, "--split", "val"])
+        .args(["--figures", "2", "--figures-out", figures.to_str().unwrap()]));
+    let pictures: Vec<_> = std::fs::read_dir(&figures).unwrap().collect();
+    assert_eq!(pictures.len(), 2, "two figures");
+    for p in pictures {
+        let img = image::open(p.unwrap().path()).unwrap();
+        // input | ground truth | prediction at 360×480, 8-pixel gaps
+        assert_eq!((img.width(), img.height()), (3 * 480 + 16, 360));
+    }
+    let _ = std::fs::remove_dir_all(&figures);
     let table = String::from_utf8_lossy(&eval.stdout);
     for row in ["Sky", "Bicyclist", "class average", "global", "mean IoU"] {
         assert!(table.contains(row), "missing '{row}' in\n{table}");
@@ -146,6 +158,26 @@ fn bad_arguments_fail_with_one_line() {
     fails_with_one_line(
         example("train_camvid").args(["--out", tmp("none").to_str().unwrap(), "--resume"]),
         "nothing to resume",
+    );
+    fails_with_one_line(
+        example("train_camvid").args([
+            "--data-parallel",
+            "0",
+            "--out",
+            tmp("dp0").to_str().unwrap(),
+        ]),
+        "at least one device",
+    );
+    fails_with_one_line(
+        example("train_camvid").args([
+            "--init",
+            "/nonexistent/start.bpk",
+            "--epochs",
+            "1",
+            "--out",
+            tmp("init").to_str().unwrap(),
+        ]),
+        "/nonexistent/start.bpk",
     );
     fails_with_one_line(
         example("evaluate").args(["--weights", "/nonexistent/w.bpk"]),

@@ -54,4 +54,4 @@ pub use loss::{label_weight_sum, segmentation_cross_entropy, weighted_nll_sum};
 pub use metrics::{ConfusionMatrix, SegmentationScores};
 pub use progress::{ProgressBar, clock};
 pub use trainer::{EpochRecord, RunOptions, Trainer, TrainingOutcome, summary_line};
-pub use visualize::{colorize, overlay};
+pub use visualize::{colorize, overlay, side_by_side};

@@ -121,6 +121,13 @@ impl Trainer {
                 )));
             }
         }
+        if let Some(path) = &config.init_weights
+            && !Path::new(path).is_file()
+        {
+            return Err(TrainError::Config(format!(
+                "initial weights {path}: no such file"
+            )));
+        }
         let cache = config.cache_images;
         Ok(Self {
             train: Arc::new(CachedDataset::new(train, cache)),

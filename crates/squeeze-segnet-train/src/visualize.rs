@@ -1,6 +1,6 @@
 //! Colourised class masks and overlays on the input image, for `examples/predict` and reports.
 
-use image::{Rgb, RgbImage};
+use image::{Rgb, RgbImage, imageops};
 
 /// Paints each class index with its palette colour (indices past the palette, e.g. void, are
 /// black).
@@ -31,4 +31,48 @@ pub fn overlay(image: &RgbImage, mask: &RgbImage, alpha: f32) -> RgbImage {
         let (p, m) = (image.get_pixel(x, y).0, mask.get_pixel(x, y).0);
         Rgb([0, 1, 2].map(|i| (p[i] as f32 * (1.0 - a) + m[i] as f32 * a).round() as u8))
     })
+}
+
+/// The images next to each other, left to right, with a `gap` of white pixels between them
+/// (top-aligned; the height is the tallest one's).
+pub fn side_by_side(images: &[&RgbImage], gap: u32) -> RgbImage {
+    let width =
+        images.iter().map(|i| i.width()).sum::<u32>() + gap * images.len().saturating_sub(1) as u32;
+    let height = images.iter().map(|i| i.height()).max().unwrap_or(0);
+    let mut out = RgbImage::from_pixel(width, height, Rgb([255, 255, 255]));
+    let mut x = 0;
+    for image in images {
+        imageops::replace(&mut out, *image, x as i64, 0);
+        x += image.width() + gap;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn side_by_side_places_each_image_after_the_previous_and_a_gap() {
+        let red = RgbImage::from_pixel(2, 3, Rgb([255, 0, 0]));
+        let blue = RgbImage::from_pixel(4, 2, Rgb([0, 0, 255]));
+        let both = side_by_side(&[&red, &blue], 1);
+        assert_eq!(both.dimensions(), (7, 3));
+        assert_eq!(both.get_pixel(1, 2).0, [255, 0, 0]);
+        assert_eq!(both.get_pixel(2, 0).0, [255, 255, 255], "the gap");
+        assert_eq!(both.get_pixel(3, 1).0, [0, 0, 255]);
+        assert_eq!(
+            both.get_pixel(6, 2).0,
+            [255, 255, 255],
+            "below the shorter image"
+        );
+    }
+
+    #[test]
+    fn colorize_paints_void_black() {
+        let img = colorize(&[0, 1, 11], [1, 3], &[[1, 2, 3], [4, 5, 6]]);
+        assert_eq!(img.get_pixel(0, 0).0, [1, 2, 3]);
+        assert_eq!(img.get_pixel(1, 0).0, [4, 5, 6]);
+        assert_eq!(img.get_pixel(2, 0).0, [0, 0, 0]);
+    }
 }

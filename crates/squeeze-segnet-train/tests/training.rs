@@ -443,10 +443,10 @@ fn fine_tuning_starts_from_the_given_weights() {
     let dir = tmp_dir("finetune-missing");
     let c = config().with_init_weights(Some(missing.to_string_lossy().into_owned()));
     let err = Trainer::new(c, Device::flex(), sample(2), None, &dir)
-        .unwrap()
-        .run(RunOptions::default())
-        .unwrap_err();
+        .err()
+        .expect("a missing file is refused");
     assert!(err.to_string().contains("missing.bpk"), "{err}");
+    assert!(!dir.exists(), "nothing written");
     for d in [base, dir] {
         let _ = std::fs::remove_dir_all(d);
     }
