@@ -70,7 +70,9 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let backend: BackendKind = args.get("backend")?.unwrap_or(BackendKind::Flex);
 
     let device = backend.device()?;
-    let model = model_config.init_from_file(&weights, &device)?;
+    let model = model_config
+        .init_from_file(&weights, &device)?
+        .for_inference();
     let data = camvid(&root, split)?;
     eprintln!(
         "evaluating {} on {} {split} ({} images), model at {}x{}, labels at full resolution",

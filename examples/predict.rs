@@ -47,7 +47,9 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     };
     let files = image_files(&inputs)?;
     let device = backend.device()?;
-    let model = model_config.init_from_file(&weights, &device)?;
+    let model = model_config
+        .init_from_file(&weights, &device)?
+        .for_inference();
     let transform = TransformConfig::new(size);
     std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
     for file in files {

@@ -5,14 +5,15 @@
 //!                                          [--weights FILE.bpk] [--out MASK.png]
 //! ```
 //! Without `--weights` the network is freshly initialised, so the mask shows that the whole
-//! pipeline runs, not a trained segmentation (training arrives with `train_camvid`).
+//! pipeline runs, not a trained segmentation (`predict` uses the trained weights by default).
 
 use std::process::ExitCode;
 use std::time::Instant;
 
+use burn::config::Config;
 use burn::prelude::*;
 use squeeze_segnet::{BackendKind, SqueezeSegNetConfig};
-use squeeze_segnet_data::{CAMVID_PALETTE, camvid_sample_root};
+use squeeze_segnet_data::{CAMVID_PALETTE, TransformConfig, camvid_sample_root};
 
 struct Args {
     backend: BackendKind,
@@ -53,11 +54,18 @@ fn parse_args() -> Result<Args, String> {
 
 fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let device = args.backend.device()?;
-    let config = SqueezeSegNetConfig::new();
+    // Trained weights come with their network's config (`model.json`, in their run folder).
+    let config = args
+        .weights
+        .as_ref()
+        .and_then(|w| std::path::Path::new(w).parent())
+        .and_then(|dir| SqueezeSegNetConfig::load(dir.join("model.json")).ok())
+        .unwrap_or_else(SqueezeSegNetConfig::new);
     let model = match &args.weights {
         Some(path) => config.init_from_file(path, &device)?,
         None => config.init(&device)?,
-    };
+    }
+    .for_inference();
 
     let img = image::open(&args.image)
         .map_err(|e| format!("cannot read image {}: {e}", args.image))?
@@ -65,12 +73,9 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let (w, h) = (img.width() as usize, img.height() as usize);
     println!("{}", config.summary([1, 3, h, w])?);
 
-    // [H, W, 3] bytes → [1, 3, H, W] floats in [0, 1].
-    let data = TensorData::new(img.into_raw(), [h, w, 3]).convert::<f32>();
-    let x = Tensor::<3>::from_data(data, &device)
-        .permute([2, 0, 1])
-        .unsqueeze::<4>()
-        / 255.0;
+    // Normalised as in training: [1, 3, H, W].
+    let pixels = TransformConfig::new([h, w]).prepare_image(&img);
+    let x = Tensor::<4>::from_data(TensorData::new(pixels, [1, 3, h, w]), &device);
 
     let start = Instant::now();
     let classes = model.segment(x)?;

@@ -373,3 +373,40 @@ fn tempdir(name: &str) -> std::path::PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
+
+#[test]
+fn folding_batch_norm_keeps_the_logits() {
+    let device = Device::flex();
+    let ad = device.clone().autodiff();
+    let model = SqueezeSegNetConfig::camvid().init(&ad).unwrap();
+    // Training-mode passes move the running statistics away from (0, 1).
+    for i in 0..3 {
+        let x = image([2, 3, 48, 64], 40 + i, &ad)
+            .mul_scalar(1.0 + i as f32)
+            .add_scalar(0.5 * i as f32);
+        let _ = model.forward(x).unwrap();
+    }
+    let eval = model.valid();
+    let moved: f32 = eval
+        .conv1
+        .norm
+        .as_ref()
+        .unwrap()
+        .running_mean
+        .value()
+        .abs()
+        .sum()
+        .into_scalar();
+    assert!(moved > 1e-3, "the running means moved ({moved})");
+    let folded = model.for_inference();
+    assert!(folded.conv1.norm.is_none() && folded.conv1.conv.bias.is_some());
+    assert!(folded.dfire2.squeeze.norm.is_none());
+    assert!(folded.refine.as_ref().unwrap().norm.is_none());
+    let x = image([1, 3, 48, 64], 50, &device);
+    let expected = eval.forward(x.clone()).unwrap().into_data();
+    folded
+        .forward(x)
+        .unwrap()
+        .into_data()
+        .assert_approx_eq::<f32>(&expected, burn::tensor::Tolerance::rel_abs(1e-3, 1e-4));
+}

@@ -40,9 +40,9 @@ pub fn upsample_logits(logits: Tensor<4>, output_size: [usize; 2]) -> Tensor<4> 
     )
 }
 
-/// Scores `model` (in inference mode) on `data`, running it at `transform.size` and comparing
-/// with the labels at their own resolution (`transform.full_mask` should be set, as in
-/// [`TransformConfig::eval`]).
+/// Scores `model` (in inference mode, batch norm folded: [`SqueezeSegNet::for_inference`]) on
+/// `data`, running it at `transform.size` and comparing with the labels at their own resolution
+/// (`transform.full_mask` should be set, as in [`TransformConfig::eval`]).
 pub fn evaluate(
     model: &SqueezeSegNet,
     data: Arc<CachedDataset>,
@@ -55,6 +55,7 @@ pub fn evaluate(
     let order: Vec<usize> = (0..data.len()).collect();
     let batches = crate::loader::batches(&order, batch_size.max(1));
     let mut matrix = ConfusionMatrix::new(classes);
+    let model = &model.for_inference();
     for items in EpochStream::start(data, transform, batches, 0, 0) {
         // Labels of different sizes cannot share a batch: score them in runs of equal size.
         let mut items = items?;

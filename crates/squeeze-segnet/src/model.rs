@@ -259,6 +259,47 @@ impl SqueezeSegNet {
         self.deconv(x, [height, width])
     }
 
+    /// The network for fast inference: in inference mode ([`Module::valid`]), with every batch
+    /// norm folded into its convolution ([`ConvBlock::fold_batch_norm`]) — the same logits up
+    /// to float rounding, one pass over the activations fewer per convolution. The result
+    /// cannot load weight files of the unfolded network: fold after loading.
+    ///
+    /// ```
+    /// use burn::prelude::*;
+    /// use squeeze_segnet::SqueezeSegNetConfig;
+    /// let model = SqueezeSegNetConfig::new().init(&Device::flex())?.for_inference();
+    /// assert!(model.conv1.norm.is_none() && model.conv1.conv.bias.is_some());
+    /// # Ok::<(), squeeze_segnet::SegNetError>(())
+    /// ```
+    pub fn for_inference(&self) -> Self {
+        let m = self.valid();
+        SqueezeSegNet {
+            conv1: m.conv1.fold_batch_norm(),
+            fire2: m.fire2.fold_batch_norm(),
+            fire3: m.fire3.fold_batch_norm(),
+            fire4: m.fire4.fold_batch_norm(),
+            fire5: m.fire5.fold_batch_norm(),
+            fire6: m.fire6.fold_batch_norm(),
+            fire7: m.fire7.fold_batch_norm(),
+            fire8: m.fire8.fold_batch_norm(),
+            fire9: m.fire9.fold_batch_norm(),
+            conv10: m.conv10.fold_batch_norm(),
+            conv10_d: m.conv10_d.fold_batch_norm(),
+            dfire9: m.dfire9.fold_batch_norm(),
+            dfire8: m.dfire8.fold_batch_norm(),
+            dfire7: m.dfire7.fold_batch_norm(),
+            dfire6: m.dfire6.fold_batch_norm(),
+            dfire5: m.dfire5.fold_batch_norm(),
+            dfire4: m.dfire4.fold_batch_norm(),
+            dfire3: m.dfire3.fold_batch_norm(),
+            dfire2: m.dfire2.fold_batch_norm(),
+            refine: m.refine.map(ConvBlock::fold_batch_norm),
+            deconv1: m.deconv1,
+            input_channels: m.input_channels,
+            num_classes: m.num_classes,
+        }
+    }
+
     /// The final transposed convolution, with the output padding (0 or 1 per side) that lands
     /// exactly on the input size: `2·(h1 − 1) + 3 + pad = height`.
     ///
