@@ -24,7 +24,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         .parse()?;
     let device = kind.device()?;
     let before = status_kib("VmHWM:").ok_or("no /proc/self/status (Linux only)")?;
-    let model = SqueezeSegNetConfig::new().init(&device)?;
+    let model = SqueezeSegNetConfig::new().init(&device)?.for_inference();
     let x = Tensor::<4>::random([1, 3, 360, 480], Distribution::Default, &device);
     let y = model.forward(x)?;
     let _ = y.slice([0..1, 0..1, 0..1, 0..1]).into_data();
