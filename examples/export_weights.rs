@@ -71,10 +71,18 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     }
     let device = Device::flex();
     device.seed(7);
-    let config = if paper {
-        SqueezeSegNetConfig::paper()
-    } else {
-        SqueezeSegNetConfig::new()
+    // Trained weights bring their network's config (`model.json` in their run folder).
+    let run_config = weights
+        .as_ref()
+        .and_then(|w| std::path::Path::new(w).parent())
+        .map(|dir| dir.join("model.json"))
+        .filter(|f| f.is_file())
+        .map(squeeze_segnet_train::load_model_config)
+        .transpose()?;
+    let config = match (run_config, paper) {
+        (Some(c), _) => c,
+        (None, true) => SqueezeSegNetConfig::paper(),
+        (None, false) => SqueezeSegNetConfig::new(),
     };
     let model = match weights {
         Some(path) => config.init_from_file(path, &device)?,
@@ -86,8 +94,9 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     std::fs::write(
         out.join("weights.json"),
         format!(
-            "{{\"batch_norm\": {}, \"tensors\": [\n{}\n]}}\n",
+            "{{\"batch_norm\": {}, \"refine\": {}, \"tensors\": [\n{}\n]}}\n",
             config.batch_norm,
+            config.refine,
             export.entries.join(",\n")
         ),
     )?;

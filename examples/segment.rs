@@ -10,7 +10,6 @@
 use std::process::ExitCode;
 use std::time::Instant;
 
-use burn::config::Config;
 use burn::prelude::*;
 use squeeze_segnet::{BackendKind, SqueezeSegNetConfig};
 use squeeze_segnet_data::{CAMVID_PALETTE, TransformConfig, camvid_sample_root};
@@ -59,8 +58,15 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         .weights
         .as_ref()
         .and_then(|w| std::path::Path::new(w).parent())
-        .and_then(|dir| SqueezeSegNetConfig::load(dir.join("model.json")).ok())
-        .unwrap_or_else(SqueezeSegNetConfig::new);
+        .map(|dir| dir.join("model.json"))
+        .filter(|file| file.is_file())
+        .map(squeeze_segnet_train::load_model_config)
+        .transpose()?
+        .unwrap_or_else(|| match args.weights {
+            // Weights without their run folder: the shipped network's config.
+            Some(_) => SqueezeSegNetConfig::camvid(),
+            None => SqueezeSegNetConfig::new(),
+        });
     let model = match &args.weights {
         Some(path) => config.init_from_file(path, &device)?,
         None => config.init(&device)?,

@@ -10,7 +10,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
 
-use burn::config::Config;
 use serde::{Deserialize, Serialize};
 use squeeze_segnet::BackendKind;
 use squeeze_segnet_data::{camvid, camvid_sample_root};
@@ -116,7 +115,9 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let root = source.data.clone().unwrap_or_else(camvid_sample_root);
     let train = camvid(&root, "train")?;
     let val = camvid(&root, "val")?;
-    let device = source.backend.device()?;
+    // The first device keeps the model and the optimiser; a batch is split over all of them.
+    let devices = source.backend.devices(parallel)?;
+    let device = devices[0].clone();
     if !args.has("resume") && out.join("checkpoints/latest.json").exists() {
         return Err(squeeze_segnet_train::TrainError::RunExists(out).into());
     }
@@ -138,7 +139,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     );
     let mut trainer = Trainer::new(config, device, train, Some(val), &out)?;
     if parallel != 1 {
-        trainer = trainer.with_data_parallel(source.backend.devices(parallel)?)?;
+        trainer = trainer.with_data_parallel(devices)?;
     }
     eprintln!("{summary}");
     if !args.has("resume") {
@@ -236,7 +237,7 @@ fn resumed_config(
         }
     }
     let path = out.join("config.json");
-    let mut config = TrainingConfig::load(&path)
+    let mut config = TrainingConfig::load_compatible(&path)
         .map_err(|e| format!("nothing to resume in {}: {e}", out.display()))?;
     config.epochs = args.get("epochs")?.unwrap_or(config.epochs);
     let source_path = out.join("run.json");

@@ -21,18 +21,23 @@ pub fn default_weights() -> Option<PathBuf> {
 pub fn resolve_weights(
     args: &cli::Args,
 ) -> Result<(PathBuf, squeeze_segnet::SqueezeSegNetConfig, [usize; 2]), String> {
-    use burn::config::Config;
     let weights: PathBuf = match args.get("weights")? {
         Some(w) => w,
         None => default_weights()
             .ok_or("no --weights given and none found (train with the train_camvid example)")?,
     };
     let run_dir = weights.parent().map(PathBuf::from).unwrap_or_default();
-    let model = squeeze_segnet::SqueezeSegNetConfig::load(run_dir.join("model.json"))
-        .unwrap_or_else(|_| squeeze_segnet::SqueezeSegNetConfig::new());
-    let run_size = squeeze_segnet_train::TrainingConfig::load(run_dir.join("config.json"))
-        .ok()
-        .map(|c| c.eval_size.unwrap_or(c.size));
+    let model_file = run_dir.join("model.json");
+    let model = if model_file.is_file() {
+        squeeze_segnet_train::load_model_config(&model_file).map_err(|e| e.to_string())?
+    } else {
+        // Weights without their run folder: the shipped network's config.
+        squeeze_segnet::SqueezeSegNetConfig::camvid()
+    };
+    let run_size =
+        squeeze_segnet_train::TrainingConfig::load_compatible(run_dir.join("config.json"))
+            .ok()
+            .map(|c| c.eval_size.unwrap_or(c.size));
     let size = args.size("size")?.or(run_size).unwrap_or([360, 480]);
     Ok((weights, model, size))
 }

@@ -386,6 +386,28 @@ fn folding_batch_norm_keeps_the_logits() {
             .add_scalar(0.5 * i as f32);
         let _ = model.forward(x).unwrap();
     }
+    // Non-trivial γ and β too, so that a fold forgetting either shows.
+    let mut model = model;
+    let mut seed = 60;
+    for block in [
+        &mut model.conv1,
+        &mut model.fire5.expand3x3,
+        &mut model.dfire2.squeeze,
+        model.refine.as_mut().unwrap(),
+    ] {
+        let norm = block.norm.as_mut().unwrap();
+        let c = norm.gamma.dims()[0];
+        let mut rng = Rng::new(seed);
+        seed += 1;
+        let gamma: Vec<f32> = rng
+            .normal(c)
+            .iter()
+            .map(|v| 1.0 + 0.5 * *v as f32)
+            .collect();
+        let beta: Vec<f32> = rng.normal(c).iter().map(|v| *v as f32).collect();
+        norm.gamma = burn::module::Param::from_tensor(Tensor::from_floats(gamma.as_slice(), &ad));
+        norm.beta = burn::module::Param::from_tensor(Tensor::from_floats(beta.as_slice(), &ad));
+    }
     let eval = model.valid();
     let moved: f32 = eval
         .conv1

@@ -15,7 +15,7 @@ import squeeze_segnet as ss  # noqa: E402
 
 directory = sys.argv[1] if len(sys.argv) > 1 else "target/export"
 manifest = json.load(open(os.path.join(directory, "weights.json")))
-model = ss.load_burn_export(ss.SqueezeSegNet(batch_norm=manifest["batch_norm"]), directory).eval()
+model = ss.load_burn_export(ss.SqueezeSegNet(batch_norm=manifest["batch_norm"], refine=manifest.get("refine", False)), directory).eval()
 x = torch.from_numpy(np.fromfile(os.path.join(directory, "input.bin"), dtype="<f4").reshape(1, 3, 360, 480))
 burn = np.fromfile(os.path.join(directory, "logits.bin"), dtype="<f4").reshape(1, 11, 360, 480)
 with torch.inference_mode():

@@ -68,7 +68,8 @@ class SqueezeSegNet(nn.Module):
         self.conv10_d = ConvBlock(512, 512, 1, batch_norm=bn)
         for name, cin, e, cout in DECODER_DFIRES:
             setattr(self, name, DFire(cin, e, cout, bn))
-        # Not in the paper: a 3×3 convolution densifying the last unpooled map (the Rust default).
+        # Not in the paper: a 3×3 convolution densifying the last unpooled map (the Rust crate's
+        # SqueezeSegNetConfig::camvid(), the shipped weights' network).
         self.refine = ConvBlock(64, 64, 3, padding=1, batch_norm=bn) if refine else None
         self.deconv1 = nn.ConvTranspose2d(64, num_classes, 3, stride=2)
 

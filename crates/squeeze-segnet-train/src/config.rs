@@ -7,6 +7,7 @@ use squeeze_segnet::SqueezeSegNetConfig;
 use squeeze_segnet_data::TransformConfig;
 
 use crate::TrainError;
+use std::path::Path;
 
 /// Which optimiser updates the weights (Burn's implementations).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -112,7 +113,24 @@ pub struct TrainingConfig {
 }
 
 impl TrainingConfig {
+    /// Reads a run's `config.json`, also one written before an option existed: a missing option
+    /// takes the value runs had before it was added (no `init_weights`, a network without
+    /// `refine`).
+    ///
+    /// # Errors
+    /// [`TrainError::Io`] when the file cannot be read, [`TrainError::Config`] when it does not
+    /// parse.
+    pub fn load_compatible(path: impl AsRef<Path>) -> Result<Self, TrainError> {
+        load_with_defaults(path.as_ref(), &Self::legacy_defaults())
+    }
+
+    /// The values of options for runs written before those options existed.
+    pub(crate) fn legacy_defaults() -> Self {
+        Self::new().with_model(SqueezeSegNetConfig::new())
+    }
+
     /// Checks every option, naming the bad one.
+
     pub fn validate(&self) -> Result<(), TrainError> {
         let bad = |m: String| Err(TrainError::Config(m));
         self.model.validate()?;
@@ -196,5 +214,77 @@ impl TrainingConfig {
             }
             Schedule::Poly => min + (self.lr - min) * (1.0 - t).powf(0.9),
         }
+    }
+}
+
+/// A network's `model.json`, also one written before an option existed (missing options take
+/// [`SqueezeSegNetConfig::new`]'s values, which is what such networks were).
+///
+/// # Errors
+/// [`TrainError::Io`] when the file cannot be read, [`TrainError::Config`] when it does not parse.
+pub fn load_model_config(path: impl AsRef<Path>) -> Result<SqueezeSegNetConfig, TrainError> {
+    load_with_defaults(path.as_ref(), &SqueezeSegNetConfig::new())
+}
+
+fn load_with_defaults<C: Config>(path: &Path, defaults: &C) -> Result<C, TrainError> {
+    let text = std::fs::read_to_string(path).map_err(|e| TrainError::io(path, e))?;
+    let stored: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| TrainError::Config(format!("{}: {e}", path.display())))?;
+    serde_json::from_value(with_defaults(stored, defaults))
+        .map_err(|e| TrainError::Config(format!("{}: {e}", path.display())))
+}
+
+/// `stored` with every key it lacks (at any depth of nested objects) taken from `defaults`.
+pub(crate) fn with_defaults(
+    stored: serde_json::Value,
+    defaults: &impl Serialize,
+) -> serde_json::Value {
+    fn merge(stored: serde_json::Value, defaults: &serde_json::Value) -> serde_json::Value {
+        match (stored, defaults) {
+            (serde_json::Value::Object(mut s), serde_json::Value::Object(d)) => {
+                for (k, dv) in d {
+                    let merged = match s.remove(k) {
+                        Some(sv) => merge(sv, dv),
+                        None => dv.clone(),
+                    };
+                    s.insert(k.clone(), merged);
+                }
+                serde_json::Value::Object(s)
+            }
+            (s, _) => s,
+        }
+    }
+    let defaults = serde_json::to_value(defaults).expect("defaults serialise");
+    merge(stored, &defaults)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn configs_written_before_an_option_existed_still_load() {
+        let dir = std::env::temp_dir().join(format!("ssn-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        // A run folder of the first release: no `refine`, no `init_weights`.
+        let mut old: serde_json::Value =
+            serde_json::from_str(&TrainingConfig::new().with_lr(0.005).to_string()).unwrap();
+        old["model"].as_object_mut().unwrap().remove("refine");
+        old.as_object_mut().unwrap().remove("init_weights");
+        std::fs::write(dir.join("config.json"), old.to_string()).unwrap();
+        std::fs::write(dir.join("model.json"), old["model"].to_string()).unwrap();
+        assert!(
+            TrainingConfig::load(dir.join("config.json")).is_err(),
+            "Burn's own load fails"
+        );
+        let config = TrainingConfig::load_compatible(dir.join("config.json")).unwrap();
+        assert_eq!(config.lr, 0.005, "stored values are kept");
+        assert!(!config.model.refine, "those networks had no refinement");
+        assert_eq!(config.init_weights, None);
+        let model = load_model_config(dir.join("model.json")).unwrap();
+        assert_eq!(model, SqueezeSegNetConfig::new());
+        let err = load_model_config(dir.join("missing.json")).unwrap_err();
+        assert!(err.to_string().contains("missing.json"), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

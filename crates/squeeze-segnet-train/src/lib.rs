@@ -47,7 +47,7 @@ mod visualize;
 
 pub use burn_metric::{Score, SegmentationMetric, SegmentationMetricInput};
 pub use chart::{render as render_chart, write_chart};
-pub use config::{ClassWeighting, OptimizerKind, Schedule, TrainingConfig};
+pub use config::{ClassWeighting, OptimizerKind, Schedule, TrainingConfig, load_model_config};
 pub use error::TrainError;
 pub use evaluate::{evaluate, predict_at, upsample_logits};
 pub use loss::{label_weight_sum, segmentation_cross_entropy, weighted_nll_sum};

@@ -121,7 +121,10 @@ impl Trainer {
                 )));
             }
         }
+        let dir: PathBuf = dir.into();
+        let fresh = !dir.join("checkpoints").join("latest.json").exists();
         if let Some(path) = &config.init_weights
+            && fresh
             && !Path::new(path).is_file()
         {
             return Err(TrainError::Config(format!(
@@ -134,7 +137,7 @@ impl Trainer {
             val: val.map(|v| Arc::new(CachedDataset::new(v, cache))),
             config,
             device: device.without_autodiff(),
-            dir: dir.into(),
+            dir,
             stop: Arc::new(AtomicBool::new(false)),
             parallel: Vec::new(),
         })
@@ -382,7 +385,7 @@ impl Trainer {
             return Ok(None);
         };
         let matrix = crate::evaluate(
-            &model.valid(),
+            model,
             val.clone(),
             self.config.eval_transform(),
             self.config.batch_size,
@@ -430,6 +433,8 @@ impl Trainer {
                 path: path.clone(),
                 reason: format!("unreadable config: {e}"),
             })?;
+        // Options added since the run started take the values those runs had.
+        let stored = crate::config::with_defaults(stored, &TrainingConfig::legacy_defaults());
         let given: serde_json::Value =
             serde_json::from_str(&self.config.to_string()).expect("config serialises");
         if let (Some(s), Some(g)) = (stored.as_object(), given.as_object()) {

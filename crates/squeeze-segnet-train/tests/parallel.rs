@@ -3,6 +3,7 @@
 //! of one CPU device and across two backends (Flex and NdArray).
 
 use burn::data::dataloader::batcher::Batcher;
+use burn::module::Module;
 use burn::optim::GradientsParams;
 use burn::prelude::*;
 use squeeze_segnet::{SqueezeSegNet, SqueezeSegNetConfig};
@@ -122,8 +123,52 @@ fn more_devices_than_images_leaves_the_extra_ones_idle() {
         .with_batch_norm(false)
         .init(&main)
         .unwrap();
+    let (expected, expected_loss) = single_device(&model, items(1), &main);
     let parallel = DataParallel::new(&vec![Device::flex(); 3], WEIGHTS.to_vec(), 11).unwrap();
     let (grads, loss) = parallel.gradients(&model, items(1)).unwrap();
-    assert!(loss.is_finite() && loss > 0.0, "{loss}");
-    assert!(grads.get::<4>(model.conv1.conv.weight.id).is_some());
+    assert!(
+        (loss - expected_loss).abs() <= 1e-4 * expected_loss,
+        "{loss} vs {expected_loss}"
+    );
+    let diff = max_relative_difference(&model, &grads, &expected);
+    assert!(diff < 1e-3, "gradients differ by {diff} (relative)");
+}
+
+#[test]
+#[allow(deprecated)]
+fn batch_norm_statistics_from_the_workers_reach_the_model() {
+    let main = Device::flex().autodiff();
+    let model = SqueezeSegNetConfig::camvid().init(&main).unwrap();
+    let parallel = DataParallel::new(
+        &[Device::flex(), Device::ndarray()],
+        WEIGHTS.to_vec(),
+        VOID as usize,
+    )
+    .unwrap();
+    let (_, loss) = parallel.gradients(&model, items(4)).unwrap();
+    assert!(loss.is_finite());
+    // The workers updated the shared running statistics (from their own devices); inference
+    // (batch norm folded on the model's device) sees them.
+    let inference = model.for_inference();
+    let mean: Vec<f32> = model
+        .valid()
+        .conv1
+        .norm
+        .as_ref()
+        .unwrap()
+        .running_mean
+        .value()
+        .into_data()
+        .to_vec()
+        .unwrap();
+    assert!(
+        mean.iter().any(|m| m.abs() > 1e-4),
+        "running means moved: {mean:?}"
+    );
+    let x = Tensor::<4>::from_data(
+        TensorData::new(items(1).remove(0).image, [1, 3, 48, 64]),
+        &Device::flex(),
+    );
+    let y: Vec<f32> = inference.forward(x).unwrap().into_data().to_vec().unwrap();
+    assert!(y.iter().all(|v| v.is_finite()));
 }

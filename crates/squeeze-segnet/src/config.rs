@@ -84,10 +84,12 @@ pub const DECODER_DFIRES: [DFireSize; 8] = [
 ///
 /// ```
 /// use squeeze_segnet::SqueezeSegNetConfig;
-/// let camvid = SqueezeSegNetConfig::new();               // 11 classes, RGB, batch norm
+/// let default = SqueezeSegNetConfig::new();              // 11 classes, RGB, batch norm
 /// let paper = SqueezeSegNetConfig::paper();              // exactly the paper's layers
+/// let camvid = SqueezeSegNetConfig::camvid();            // the shipped weights' network
 /// let own = SqueezeSegNetConfig::new().with_num_classes(4);
-/// assert_eq!((camvid.num_classes, paper.batch_norm, own.num_classes), (11, false, 4));
+/// assert_eq!((default.num_classes, paper.batch_norm, camvid.refine), (11, false, true));
+/// assert_eq!(own.num_classes, 4);
 /// ```
 #[derive(Config, Debug, PartialEq)]
 pub struct SqueezeSegNetConfig {

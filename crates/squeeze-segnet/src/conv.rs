@@ -83,20 +83,16 @@ impl ConvBlock {
         let mut conv = self.conv;
         let weight = conv.weight.val();
         let [cout, ..] = weight.dims();
-        let scale = norm.gamma.val().div(
-            norm.running_var
-                .value_sync()
-                .add_scalar(norm.epsilon)
-                .sqrt(),
-        );
+        let device = weight.device();
+        // Running statistics may sit on another device (data-parallel training forks them).
+        let var = norm.running_var.value_sync().to_device(&device);
+        let mean = norm.running_mean.value_sync().to_device(&device);
+        let scale = norm.gamma.val().div(var.add_scalar(norm.epsilon).sqrt());
         let bias = conv
             .bias
             .map(|b| b.val())
-            .unwrap_or_else(|| Tensor::zeros([cout], &weight.device()));
-        let bias = bias
-            .sub(norm.running_mean.value_sync())
-            .mul(scale.clone())
-            .add(norm.beta.val());
+            .unwrap_or_else(|| Tensor::zeros([cout], &device));
+        let bias = bias.sub(mean).mul(scale.clone()).add(norm.beta.val());
         conv.weight = Param::from_tensor(weight.mul(scale.reshape([cout, 1, 1, 1])));
         conv.bias = Some(Param::from_tensor(bias));
         ConvBlock { conv, norm: None }

@@ -56,8 +56,9 @@ impl BackendKind {
     }
 
     /// `n` devices of this backend for data-parallel training: the discrete GPUs `0..n` for WGPU
-    /// (the default adapter when `n` is 1), `n` handles on the one CPU device for NdArray and
-    /// Flex (parallel threads sharing the CPU: a way to test the split, rarely faster).
+    /// (each checked with a tiny computation; the default adapter when `n` is 1), `n` handles on
+    /// the one CPU device for NdArray and Flex (parallel threads sharing the CPU: a way to test
+    /// the split, rarely faster). Use the first as the trainer's device.
     ///
     /// # Errors
     /// [`SegNetError::Config`] when `n` is 0; [`SegNetError::NoAdapter`] as for
@@ -72,9 +73,15 @@ impl BackendKind {
         if n == 1 || self != BackendKind::Wgpu {
             return Ok(vec![first; n]);
         }
-        Ok((0..n)
-            .map(|i| Device::wgpu(DeviceKind::DiscreteGpu(i)))
-            .collect())
+        (0..n)
+            .map(|i| {
+                probe(DeviceKind::DiscreteGpu(i))
+                    .map(|()| Device::wgpu(DeviceKind::DiscreteGpu(i)))
+                    .map_err(|reason| SegNetError::NoAdapter {
+                        reason: format!("discrete GPU {i} of the {n} asked for: {reason}"),
+                    })
+            })
+            .collect()
     }
 
     /// The device, checked: for WGPU, a tiny computation runs to make sure an adapter exists.
@@ -98,42 +105,45 @@ impl BackendKind {
 /// Name of the thread that probes WGPU; its panics (a missing adapter) are silenced.
 const PROBE_THREAD: &str = "squeeze-segnet-wgpu-probe";
 
-/// Runs a tiny computation on the default WGPU device once per process, on its own thread, and
-/// remembers the outcome. A panic hook is chained (once) that silences panics of that thread
-/// only, so other threads' panic messages are never lost.
+/// Runs a tiny computation on the default WGPU device once per process (see [`probe`]) and
+/// remembers the outcome.
 fn wgpu_probe() -> &'static Result<(), String> {
     static RESULT: OnceLock<Result<(), String>> = OnceLock::new();
-    RESULT.get_or_init(|| {
-        static HOOK: Once = Once::new();
-        HOOK.call_once(|| {
-            let previous = std::panic::take_hook();
-            std::panic::set_hook(Box::new(move |info| {
-                if std::thread::current().name() != Some(PROBE_THREAD) {
-                    previous(info);
-                }
-            }));
-        });
-        let probe = std::thread::Builder::new()
-            .name(PROBE_THREAD.into())
-            .spawn(|| {
-                let device = Device::wgpu(DeviceKind::DefaultDevice);
-                Tensor::<1>::ones([4], &device)
-                    .sum()
-                    .into_data()
-                    .try_to_vec::<f32>()
-            })
-            .map_err(|e| format!("cannot start the probe thread: {e}"))?;
-        match probe.join() {
-            Ok(Ok(v)) if v == [4.0] => Ok(()),
-            Ok(Ok(v)) => Err(format!("a test sum of four ones gave {v:?}")),
-            Ok(Err(e)) => Err(format!("{e:?}")),
-            Err(panic) => Err(panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_else(|| "the WGPU runtime failed to start".into())),
-        }
-    })
+    RESULT.get_or_init(|| probe(DeviceKind::DefaultDevice))
+}
+
+/// Runs a tiny computation on a WGPU device on its own thread. A panic hook is chained (once)
+/// that silences panics of that thread only, so other threads' panic messages are never lost.
+fn probe(kind: DeviceKind) -> Result<(), String> {
+    static HOOK: Once = Once::new();
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if std::thread::current().name() != Some(PROBE_THREAD) {
+                previous(info);
+            }
+        }));
+    });
+    let probe = std::thread::Builder::new()
+        .name(PROBE_THREAD.into())
+        .spawn(move || {
+            let device = Device::wgpu(kind);
+            Tensor::<1>::ones([4], &device)
+                .sum()
+                .into_data()
+                .try_to_vec::<f32>()
+        })
+        .map_err(|e| format!("cannot start the probe thread: {e}"))?;
+    match probe.join() {
+        Ok(Ok(v)) if v == [4.0] => Ok(()),
+        Ok(Ok(v)) => Err(format!("a test sum of four ones gave {v:?}")),
+        Ok(Err(e)) => Err(format!("{e:?}")),
+        Err(panic) => Err(panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "the WGPU runtime failed to start".into())),
+    }
 }
 
 impl fmt::Display for BackendKind {

@@ -69,7 +69,7 @@ impl SqueezeSegNetConfig {
     /// ```no_run
     /// use burn::prelude::*;
     /// use squeeze_segnet::SqueezeSegNetConfig;
-    /// let model = SqueezeSegNetConfig::new().init_from_file("camvid.bpk", &Device::flex())?;
+    /// let model = SqueezeSegNetConfig::camvid().init_from_file("camvid.bpk", &Device::flex())?;
     /// # Ok::<(), squeeze_segnet::SegNetError>(())
     /// ```
     pub fn init_from_file(
