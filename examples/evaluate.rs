@@ -42,7 +42,7 @@ const FLAGS: &[cli::Flag] = &[
     opt(
         "csv",
         "FILE",
-        "confusion-matrix CSV (default: next to the weights, confusion_<split>.csv)",
+        "confusion-matrix CSV (default: confusion_<split>.csv next to a run's weights)",
     ),
     opt(
         "figures",
@@ -52,7 +52,7 @@ const FLAGS: &[cli::Flag] = &[
     opt(
         "figures-out",
         "DIR",
-        "folder of those images (default: next to the weights, figures_<split>/)",
+        "folder of those images (default: figures_<split>/ next to a run's weights)",
     ),
 ];
 
@@ -66,7 +66,12 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let root: PathBuf = args.get("data")?.unwrap_or_else(camvid_sample_root);
     let split = args.raw("split").unwrap_or("val");
     let (weights, model_config, size) = squeeze_segnet_workspace::resolve_weights(&args)?;
-    let run_dir = weights.parent().map(PathBuf::from).unwrap_or_default();
+    // Outputs go next to the weights of a run; for the shipped weights, to the current folder.
+    let run_dir = if weights == squeeze_segnet::camvid_weights_path() {
+        PathBuf::new()
+    } else {
+        weights.parent().map(PathBuf::from).unwrap_or_default()
+    };
     let backend: BackendKind = args.get("backend")?.unwrap_or(BackendKind::Flex);
 
     let device = backend.device()?;
