@@ -37,13 +37,28 @@
 //! # Ok::<(), squeeze_segnet::SegNetError>(())
 //! ```
 //!
+//! ## The shipped CamVid weights
+//! [`SqueezeSegNet::pretrained_camvid`] loads weights trained on CamVid's 11 classes
+//! (validation class-average accuracy 0.693, mIoU 0.441) for [`SqueezeSegNetConfig::camvid`]:
+//! the paper's layers with batch norm and a 3×3 refinement after the last unpooling
+//! ([`SqueezeSegNetConfig::refine`]). For fast inference, fold batch norm into the convolutions
+//! with [`SqueezeSegNet::for_inference`].
+//!
+//! ```no_run
+//! use burn::prelude::*;
+//! use squeeze_segnet::SqueezeSegNet;
+//! let model = SqueezeSegNet::pretrained_camvid(&Device::flex())?.for_inference();
+//! # Ok::<(), squeeze_segnet::SegNetError>(())
+//! ```
+//!
 //! ## Layout
 //! - [`SqueezeSegNetConfig`], [`config`]: options and every layer width, in one place;
 //! - [`Fire`], [`DFire`], [`ConvBlock`]: the building blocks; [`SqueezeSegNet`]: the network;
 //! - [`ops`]: pooling with indices and unpooling as backend-extension ops;
 //! - [`deconv`]: the final transposed convolution as four ordinary convolutions;
 //! - [`ModelSummary`]: per-layer shapes, parameters and multiply-accumulates;
-//! - weights: [`SqueezeSegNet::save`], [`SqueezeSegNet::load`];
+//! - weights: [`SqueezeSegNet::save`], [`SqueezeSegNet::load`],
+//!   [`SqueezeSegNet::pretrained_camvid`];
 //! - [`BackendKind`]: pick a backend by name, with a clear error when WGPU has no adapter.
 #![warn(missing_docs)]
 
