@@ -74,11 +74,9 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     // Trained weights bring their network's config (`model.json` in their run folder).
     let run_config = weights
         .as_ref()
-        .and_then(|w| std::path::Path::new(w).parent())
-        .map(|dir| dir.join("model.json"))
-        .filter(|f| f.is_file())
-        .map(squeeze_segnet_train::load_model_config)
-        .transpose()?;
+        .map(|w| squeeze_segnet_workspace::weights_model_config(w.as_ref()))
+        .transpose()?
+        .flatten();
     let config = match (run_config, paper) {
         (Some(c), _) => c,
         (None, true) => SqueezeSegNetConfig::paper(),

@@ -57,11 +57,9 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let config = args
         .weights
         .as_ref()
-        .and_then(|w| std::path::Path::new(w).parent())
-        .map(|dir| dir.join("model.json"))
-        .filter(|file| file.is_file())
-        .map(squeeze_segnet_train::load_model_config)
+        .map(|w| squeeze_segnet_workspace::weights_model_config(w.as_ref()))
         .transpose()?
+        .flatten()
         .unwrap_or_else(|| match args.weights {
             // Weights without their run folder: the shipped network's config.
             Some(_) => SqueezeSegNetConfig::camvid(),

@@ -14,6 +14,23 @@ pub fn default_weights() -> Option<PathBuf> {
     [shipped, run].into_iter().find(|p| p.is_file())
 }
 
+/// The network `weights` belong to, from the `model.json` of the run folder holding them;
+/// `None` when there is none.
+pub fn weights_model_config(
+    weights: &std::path::Path,
+) -> Result<Option<squeeze_segnet::SqueezeSegNetConfig>, String> {
+    let file = weights
+        .parent()
+        .unwrap_or(std::path::Path::new(""))
+        .join("model.json");
+    if !file.is_file() {
+        return Ok(None);
+    }
+    squeeze_segnet_train::load_model_config(&file)
+        .map(Some)
+        .map_err(|e| e.to_string())
+}
+
 /// The weights an example runs with, the network they belong to and the size to run it at:
 /// `--weights FILE` (default [`default_weights`]); the network's config and validation size are
 /// read from the run folder holding the weights (`model.json`, `config.json`) when present;
@@ -27,13 +44,9 @@ pub fn resolve_weights(
             .ok_or("no --weights given and none found (train with the train_camvid example)")?,
     };
     let run_dir = weights.parent().map(PathBuf::from).unwrap_or_default();
-    let model_file = run_dir.join("model.json");
-    let model = if model_file.is_file() {
-        squeeze_segnet_train::load_model_config(&model_file).map_err(|e| e.to_string())?
-    } else {
-        // Weights without their run folder: the shipped network's config.
-        squeeze_segnet::SqueezeSegNetConfig::camvid()
-    };
+    // Weights without their run folder: the shipped network's config.
+    let model =
+        weights_model_config(&weights)?.unwrap_or_else(squeeze_segnet::SqueezeSegNetConfig::camvid);
     let run_size =
         squeeze_segnet_train::TrainingConfig::load_compatible(run_dir.join("config.json"))
             .ok()
