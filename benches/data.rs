@@ -12,6 +12,7 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use squeeze_segnet_data::*;
 
 fn bench_data(c: &mut Criterion) {
+    squeeze_segnet::retain_freed_memory();
     let (root, source) = match std::env::var("SQUEEZE_SEGNET_CAMVID") {
         Ok(r) => (r.into(), "camvid-train"),
         Err(_) => (camvid_sample_root(), "sample-train"),

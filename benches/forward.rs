@@ -15,6 +15,7 @@ use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use squeeze_segnet::{BackendKind, SqueezeSegNetConfig};
 
 fn forward(c: &mut Criterion) {
+    squeeze_segnet::retain_freed_memory();
     let mut group = c.benchmark_group("forward");
     group.sample_size(10);
     for kind in BackendKind::ALL {

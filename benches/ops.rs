@@ -18,6 +18,7 @@ fn label(s: [usize; 4]) -> String {
 }
 
 fn bench_ops(c: &mut Criterion) {
+    squeeze_segnet::retain_freed_memory();
     let mut group = c.benchmark_group("ops");
     group.sample_size(20);
     for kind in BackendKind::ALL {

@@ -46,6 +46,7 @@ fn bench_step(
 }
 
 fn train_step(c: &mut Criterion) {
+    squeeze_segnet::retain_freed_memory();
     let mut group = c.benchmark_group("train_step");
     group.sample_size(10);
     for kind in [BackendKind::Flex, BackendKind::NdArray] {

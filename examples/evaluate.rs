@@ -57,6 +57,7 @@ const FLAGS: &[cli::Flag] = &[
 ];
 
 fn main() -> ExitCode {
+    squeeze_segnet::retain_freed_memory();
     cli::exit(run())
 }
 

@@ -106,5 +106,6 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
 }
 
 fn main() -> ExitCode {
+    squeeze_segnet::retain_freed_memory();
     squeeze_segnet_workspace::cli::exit(parse_args().map_err(Into::into).and_then(run))
 }

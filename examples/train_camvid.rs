@@ -90,6 +90,7 @@ struct RunSource {
 }
 
 fn main() -> ExitCode {
+    squeeze_segnet::retain_freed_memory();
     cli::exit(run())
 }
 

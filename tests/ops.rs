@@ -20,6 +20,11 @@ fn cases(rng: &mut Rng) -> Vec<([usize; 4], PoolOptions)> {
         ([2, 2, 10, 7], PoolOptions::new([1, 2], [3, 1])),
         ([1, 2, 3, 3], PoolOptions::new([3, 3], [1, 1])),
         ([1, 1, 4, 4], PoolOptions::new([4, 4], [4, 4])),
+        // Wide rows: the CPU's 8-windows-at-a-time path, its tails and ceil-mode edges.
+        ([1, 2, 7, 57], PoolOptions::new([3, 3], [2, 2])),
+        ([2, 3, 5, 64], PoolOptions::new([3, 3], [2, 2])),
+        ([1, 1, 4, 601], PoolOptions::new([3, 3], [2, 2])), // more than 256 windows per row
+        ([1, 2, 6, 40], PoolOptions::new([2, 3], [1, 2])),
     ];
     for _ in 0..6 {
         let k = [rng.range(1, 4), rng.range(1, 4)];
@@ -86,6 +91,32 @@ fn pool_handles_infinities_everywhere_and_propagates_nan_on_the_cpu() {
             let (v, i) = max_pool2d_with_indices(float(&nan, shape, &device), options).unwrap();
             assert_eq!(host_int(i), nan_i, "{kind}");
             assert_close(&host(v), &nan_v, 0.0, 0.0, &format!("{kind} values"));
+        }
+    }
+}
+
+#[test]
+fn pool_propagates_nan_in_wide_rows_on_the_cpu() {
+    let mut rng = Rng::new(11);
+    for (shape, options) in [
+        ([1, 2, 5, 77], PoolOptions::new([3, 3], [2, 2])),
+        ([1, 1, 9, 48], PoolOptions::new([3, 3], [2, 2])),
+    ] {
+        let mut x = rng.tied(shape.iter().product(), 6);
+        for v in x.iter_mut() {
+            if rng.uniform() < 0.05 {
+                *v = f64::NAN;
+            }
+        }
+        let (want_v, want_i, _) = reference::max_pool2d_with_indices(&x, shape, options);
+        assert!(want_v.iter().any(|v| v.is_nan()), "the case has NaN maxima");
+        for (kind, device) in backends() {
+            if kind == squeeze_segnet::BackendKind::Wgpu {
+                continue; // no NaN guarantees in WGSL (see above)
+            }
+            let (v, i) = max_pool2d_with_indices(float(&x, shape, &device), options).unwrap();
+            assert_eq!(host_int(i), want_i, "{kind} {shape:?}");
+            assert_close(&host(v), &want_v, 0.0, 0.0, &format!("{kind} values"));
         }
     }
 }

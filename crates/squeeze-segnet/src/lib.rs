@@ -62,6 +62,7 @@
 //! - [`BackendKind`]: pick a backend by name, with a clear error when WGPU has no adapter.
 #![warn(missing_docs)]
 
+mod allocator;
 pub mod config;
 mod conv;
 pub mod deconv;
@@ -74,6 +75,7 @@ pub mod ops;
 mod summary;
 mod weights;
 
+pub use allocator::{RETAINED_BLOCK_LIMIT, RETAINED_FREE_LIMIT, retain_freed_memory};
 pub use config::{SqueezeSegNetConfig, min_input_len};
 pub use conv::{ConvBlock, ConvBlockConfig};
 pub use device::BackendKind;

@@ -20,6 +20,9 @@ use super::{SegNetOps, pooled_len};
 trait HostFloat: burn::tensor::Element + PartialOrd + Send + Sync {
     const ZERO: Self;
     fn add(self, other: Self) -> Self;
+    /// The same slice as `f32`, for the hand-vectorised kernels (`None` for f64).
+    fn as_f32(s: &[Self]) -> Option<&[f32]>;
+    fn as_f32_mut(s: &mut [Self]) -> Option<&mut [f32]>;
 }
 
 impl HostFloat for f32 {
@@ -27,12 +30,24 @@ impl HostFloat for f32 {
     fn add(self, other: Self) -> Self {
         self + other
     }
+    fn as_f32(s: &[Self]) -> Option<&[f32]> {
+        Some(s)
+    }
+    fn as_f32_mut(s: &mut [Self]) -> Option<&mut [f32]> {
+        Some(s)
+    }
 }
 
 impl HostFloat for f64 {
     const ZERO: Self = 0.0;
     fn add(self, other: Self) -> Self {
         self + other
+    }
+    fn as_f32(_: &[Self]) -> Option<&[f32]> {
+        None
+    }
+    fn as_f32_mut(_: &mut [Self]) -> Option<&mut [f32]> {
+        None
     }
 }
 
@@ -52,7 +67,7 @@ impl HostIndices<'_> {
     }
 }
 
-fn with_indices<R>(data: &TensorData, f: impl FnOnce(HostIndices<'_>) -> R) -> R {
+fn with_indices<R>(data: &HostData, f: impl FnOnce(HostIndices<'_>) -> R) -> R {
     match data.dtype() {
         DType::I32 => f(HostIndices::I32(
             data.as_slice::<i32>().expect("i32 storage"),
@@ -61,11 +76,81 @@ fn with_indices<R>(data: &TensorData, f: impl FnOnce(HostIndices<'_>) -> R) -> R
             data.as_slice::<i64>().expect("i64 storage"),
         )),
         _ => {
-            let converted = data.clone().convert::<i64>();
+            let converted = data.to_data().convert::<i64>();
             f(HostIndices::I64(
                 converted.as_slice::<i64>().expect("i64 storage"),
             ))
         }
+    }
+}
+
+/// A CPU tensor's contiguous storage as the kernels read it: Flex's own buffer, borrowed
+/// without a copy (even when the tensor is shared), or the tensor's `TensorData` (NdArray, and
+/// Flex views that are not contiguous).
+enum HostData {
+    Flex(FloatTensor<Flex>),
+    Data(TensorData),
+}
+
+impl HostData {
+    fn dtype(&self) -> DType {
+        match self {
+            HostData::Flex(x) => x.dtype(),
+            HostData::Data(d) => d.dtype(),
+        }
+    }
+
+    fn shape(&self) -> Shape {
+        match self {
+            HostData::Flex(x) => x.shape(),
+            HostData::Data(d) => d.shape().clone(),
+        }
+    }
+
+    fn as_slice<E: burn::tensor::Element + bytemuck::Pod>(&self) -> Option<&[E]> {
+        match self {
+            HostData::Flex(x) => x.as_slice::<E>(),
+            HostData::Data(d) => d.as_slice::<E>().ok(),
+        }
+    }
+
+    fn to_data(&self) -> TensorData {
+        match self {
+            HostData::Flex(x) => x.clone().into_data(),
+            HostData::Data(d) => d.clone(),
+        }
+    }
+}
+
+/// How a CPU backend hands its tensors to the kernels.
+trait HostBackend: Backend {
+    fn float_host(x: FloatTensor<Self>) -> HostData;
+    fn int_host(x: IntTensor<Self>) -> HostData;
+}
+
+impl HostBackend for Flex {
+    fn float_host(x: FloatTensor<Self>) -> HostData {
+        flex_host(x)
+    }
+    fn int_host(x: IntTensor<Self>) -> HostData {
+        flex_host(x)
+    }
+}
+
+fn flex_host(x: FloatTensor<Flex>) -> HostData {
+    if x.layout().contiguous_offsets().is_some() {
+        HostData::Flex(x)
+    } else {
+        HostData::Data(x.into_data())
+    }
+}
+
+impl HostBackend for NdArray {
+    fn float_host(x: FloatTensor<Self>) -> HostData {
+        HostData::Data(float_data::<Self>(x))
+    }
+    fn int_host(x: IntTensor<Self>) -> HostData {
+        HostData::Data(int_data::<Self>(x))
     }
 }
 
@@ -125,8 +210,8 @@ impl HostIndex for i64 {
 fn pool_planes<T: HostFloat, I: HostIndex>(
     x: &[T],
     [n, c, h, w]: [usize; 4],
-    [kh, kw]: [usize; 2],
-    [sh, sw]: [usize; 2],
+    kernel: [usize; 2],
+    stride: [usize; 2],
     [oh, ow]: [usize; 2],
 ) -> (Vec<T>, Vec<I>) {
     let planes = n * c;
@@ -135,46 +220,255 @@ fn pool_planes<T: HostFloat, I: HostIndex>(
     if oh * ow == 0 {
         return (values, indices);
     }
+    let dims = PlaneDims {
+        h,
+        w,
+        kernel,
+        stride,
+        ow,
+    };
+    let avx2 = has_avx2();
     values
         .par_chunks_mut(oh * ow)
         .zip(indices.par_chunks_mut(oh * ow))
         .enumerate()
         .for_each(|(plane, (values, indices))| {
             let input = &x[plane * h * w..(plane + 1) * h * w];
-            // One output row at a time, all its windows together: the innermost loop runs over
-            // the output columns, which are independent (no loop-carried dependency as in a
-            // per-window scan), so it pipelines and vectorises. Per window the elements are
-            // still visited in row-major order, so ties keep the first maximum, and a NaN
-            // replaces the maximum (PyTorch's rule; `v != v` is the NaN test).
-            let mut best_index = vec![0_usize; ow];
-            for i in 0..oh {
-                let (y0, y1) = (i * sh, (i * sh + kh).min(h));
-                let best = &mut values[i * ow..(i + 1) * ow];
-                for (j, (b, bi)) in best.iter_mut().zip(best_index.iter_mut()).enumerate() {
-                    *bi = y0 * w + j * sw;
-                    *b = input[*bi];
-                }
-                for y in y0..y1 {
-                    let row = &input[y * w..(y + 1) * w];
-                    for dx in 0..kw.min(w) {
-                        // Windows whose column dx is still inside the row (ceil mode).
-                        let columns = (w - dx).div_ceil(sw).min(ow);
-                        for j in 0..columns {
-                            let x = j * sw + dx;
-                            let v = row[x];
-                            #[allow(clippy::eq_op)]
-                            let take = v > best[j] || v != v;
-                            best[j] = if take { v } else { best[j] };
-                            best_index[j] = if take { y * w + x } else { best_index[j] };
-                        }
-                    }
-                }
-                for (o, &bi) in indices[i * ow..(i + 1) * ow].iter_mut().zip(&best_index) {
-                    *o = I::from_usize(bi);
-                }
+            let mut best_index = vec![I::ZERO; ow];
+            for (i, (values, indices)) in values
+                .chunks_exact_mut(ow)
+                .zip(indices.chunks_exact_mut(ow))
+                .enumerate()
+            {
+                pool_row(avx2, input, dims, i, values, &mut best_index);
+                indices.copy_from_slice(&best_index);
             }
         });
     (values, indices)
+}
+
+/// A plane's geometry, for [`pool_row`].
+#[derive(Clone, Copy)]
+struct PlaneDims {
+    h: usize,
+    w: usize,
+    kernel: [usize; 2],
+    stride: [usize; 2],
+    ow: usize,
+}
+
+fn has_avx2() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx2")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// Output row `i` of one plane: the maximum of every window and its flat index in the plane.
+///
+/// All windows of the row are computed together: the innermost loop runs over the output
+/// columns, which are independent, so it vectorises (the column stride is a compile-time
+/// constant for strides 1 and 2, and the AVX2 build of the loop is picked at run time). Per
+/// window the elements are still visited in row-major order, so ties keep the first maximum,
+/// and a NaN replaces the maximum (PyTorch's rule; `v != v` is the NaN test).
+fn pool_row<T: HostFloat, I: HostIndex>(
+    avx2: bool,
+    input: &[T],
+    dims: PlaneDims,
+    i: usize,
+    best: &mut [T],
+    best_index: &mut [I],
+) {
+    #[cfg(target_arch = "x86_64")]
+    if avx2 {
+        if dims.stride[1] == 2
+            && dims.h * dims.w <= i32::MAX as usize
+            && let (Some(input), Some(best)) = (T::as_f32(input), T::as_f32_mut(best))
+        {
+            let mut index = [0_i32; 256];
+            for (start, best) in (0..dims.ow).step_by(256).zip(best.chunks_mut(256)) {
+                let index = &mut index[..best.len()];
+                // SAFETY: the CPU supports AVX2 (checked at run time by `has_avx2`).
+                unsafe { avx2::pool_row_f32_s2(input, dims, i, start, best, index) };
+                for (o, &k) in best_index[start..start + best.len()]
+                    .iter_mut()
+                    .zip(&*index)
+                {
+                    *o = I::from_usize(k as usize);
+                }
+            }
+            return;
+        }
+        // SAFETY: the CPU supports AVX2 (checked at run time by `has_avx2`).
+        unsafe { pool_row_avx2(input, dims, i, best, best_index) };
+        return;
+    }
+    let _ = avx2;
+    pool_row_portable(input, dims, i, best, best_index);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn pool_row_avx2<T: HostFloat, I: HostIndex>(
+    input: &[T],
+    dims: PlaneDims,
+    i: usize,
+    best: &mut [T],
+    best_index: &mut [I],
+) {
+    pool_row_portable(input, dims, i, best, best_index);
+}
+
+#[inline(always)]
+fn pool_row_portable<T: HostFloat, I: HostIndex>(
+    input: &[T],
+    dims: PlaneDims,
+    i: usize,
+    best: &mut [T],
+    best_index: &mut [I],
+) {
+    match dims.stride[1] {
+        1 => pool_row_strided::<T, I, 1>(input, dims, i, best, best_index),
+        2 => pool_row_strided::<T, I, 2>(input, dims, i, best, best_index),
+        _ => pool_row_strided::<T, I, 0>(input, dims, i, best, best_index),
+    }
+}
+
+/// [`pool_row`] with the column stride `SW` known at compile time (0: read it from `dims`).
+#[inline(always)]
+fn pool_row_strided<T: HostFloat, I: HostIndex, const SW: usize>(
+    input: &[T],
+    PlaneDims {
+        h,
+        w,
+        kernel: [kh, kw],
+        stride: [sh, sw],
+        ow,
+    }: PlaneDims,
+    i: usize,
+    best: &mut [T],
+    best_index: &mut [I],
+) {
+    let sw = if SW == 0 { sw } else { SW };
+    let (y0, y1) = (i * sh, (i * sh + kh).min(h));
+    let first = &input[y0 * w..(y0 + 1) * w];
+    for (j, (b, bi)) in best.iter_mut().zip(best_index.iter_mut()).enumerate() {
+        *b = first[j * sw];
+        *bi = I::from_usize(y0 * w + j * sw);
+    }
+    for y in y0..y1 {
+        let row = &input[y * w..(y + 1) * w];
+        for dx in 0..kw.min(w) {
+            // Windows whose column dx is still inside the row (ceil mode).
+            let columns = (w - dx).div_ceil(sw).min(ow);
+            let (best, best_index) = (&mut best[..columns], &mut best_index[..columns]);
+            // The last window read is at `(columns - 1)·sw + dx < w`.
+            let row = &row[dx..dx + (columns - 1) * sw + 1];
+            let base = y * w + dx;
+            for (j, (b, bi)) in best.iter_mut().zip(best_index.iter_mut()).enumerate() {
+                let v = row[j * sw];
+                #[allow(clippy::eq_op)]
+                let take = v > *b || v != v;
+                *b = if take { v } else { *b };
+                *bi = if take {
+                    I::from_usize(base + j * sw)
+                } else {
+                    *bi
+                };
+            }
+        }
+    }
+}
+
+/// Hand-vectorised pooling for the network's case: f32, column stride 2, 8 windows at a time.
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use super::PlaneDims;
+    use std::arch::x86_64::*;
+
+    /// Output columns `start..start + best.len()` of output row `i` (see `pool_row`): the
+    /// same visiting order, tie and NaN rules as the portable loop, written with AVX2.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn pool_row_f32_s2(
+        input: &[f32],
+        PlaneDims {
+            h,
+            w,
+            kernel: [kh, kw],
+            stride: [sh, _],
+            ..
+        }: PlaneDims,
+        i: usize,
+        start: usize,
+        best: &mut [f32],
+        best_index: &mut [i32],
+    ) {
+        let end = start + best.len();
+        let (y0, y1) = (i * sh, (i * sh + kh).min(h));
+        let first = &input[y0 * w..(y0 + 1) * w];
+        for (j, (b, bi)) in (start..end).zip(best.iter_mut().zip(best_index.iter_mut())) {
+            *b = first[2 * j];
+            *bi = (y0 * w + 2 * j) as i32;
+        }
+        // Lane k of a block holds output column j + k: input column 2(j + k) + dx.
+        let lanes = _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14);
+        for y in y0..y1 {
+            let row = &input[y * w..(y + 1) * w];
+            for dx in 0..kw.min(w) {
+                // Windows whose column dx is still inside the row (ceil mode).
+                let columns = (w - dx).div_ceil(2).clamp(start, end);
+                let base = (y * w + dx) as i32;
+                let mut j = start;
+                // A block reads the 16 values row[2j + dx .. 2j + dx + 16].
+                while j + 8 <= columns && 2 * j + dx + 16 <= w {
+                    let k = j - start;
+                    // SAFETY: 2j + dx + 16 <= w = row.len() and k + 8 <= best.len(), checked
+                    // by the loop condition (columns <= end).
+                    unsafe {
+                        let p = row.as_ptr().add(2 * j + dx);
+                        let lo = _mm256_loadu_ps(p);
+                        let hi = _mm256_loadu_ps(p.add(8));
+                        // Even elements of lo ‖ hi, in order.
+                        let even = _mm256_shuffle_ps::<0b10_00_10_00>(lo, hi);
+                        let v = _mm256_castpd_ps(_mm256_permute4x64_pd::<0b11_01_10_00>(
+                            _mm256_castps_pd(even),
+                        ));
+                        let b = _mm256_loadu_ps(best.as_ptr().add(k));
+                        let take = _mm256_or_ps(
+                            _mm256_cmp_ps::<_CMP_GT_OQ>(v, b),
+                            _mm256_cmp_ps::<_CMP_UNORD_Q>(v, v),
+                        );
+                        _mm256_storeu_ps(best.as_mut_ptr().add(k), _mm256_blendv_ps(b, v, take));
+                        let bi_ptr = best_index.as_mut_ptr().add(k) as *mut __m256i;
+                        let bi = _mm256_loadu_si256(bi_ptr);
+                        let idx = _mm256_add_epi32(_mm256_set1_epi32(base + 2 * j as i32), lanes);
+                        let bi = _mm256_castps_si256(_mm256_blendv_ps(
+                            _mm256_castsi256_ps(bi),
+                            _mm256_castsi256_ps(idx),
+                            take,
+                        ));
+                        _mm256_storeu_si256(bi_ptr, bi);
+                    }
+                    j += 8;
+                }
+                for j in j..columns {
+                    let (k, v) = (j - start, row[2 * j + dx]);
+                    #[allow(clippy::eq_op)]
+                    if v > best[k] || v != v {
+                        best[k] = v;
+                        best_index[k] = base + 2 * j as i32;
+                    }
+                }
+            }
+        }
+    }
 }
 
 fn pool_backward_planes<T: HostFloat>(
@@ -260,15 +554,15 @@ fn unpool_backward_planes<T: HostFloat>(
     out
 }
 
-fn pool<B: Backend>(
+fn pool<B: HostBackend>(
     x: FloatTensor<B>,
     kernel: [usize; 2],
     stride: [usize; 2],
     indices_dtype: IntDType,
 ) -> (FloatTensor<B>, IntTensor<B>) {
     let device = x.device();
-    let data = float_data::<B>(x);
-    let [n, c, h, w] = dims4(data.shape());
+    let data = B::float_host(x);
+    let [n, c, h, w] = dims4(&data.shape());
     let oh = pooled_len(h, kernel[0], stride[0]).unwrap_or(0);
     let ow = pooled_len(w, kernel[1], stride[1]).unwrap_or(0);
     let shape = [n, c, oh, ow];
@@ -297,15 +591,15 @@ fn pool<B: Backend>(
     )
 }
 
-fn pool_backward<B: Backend>(
+fn pool_backward<B: HostBackend>(
     grad: FloatTensor<B>,
     indices: IntTensor<B>,
     input_size: [usize; 2],
 ) -> FloatTensor<B> {
     let device = grad.device();
-    let grad = float_data::<B>(grad);
-    let indices = int_data::<B>(indices);
-    let [n, c, oh, ow] = dims4(grad.shape());
+    let grad = B::float_host(grad);
+    let indices = B::int_host(indices);
+    let [n, c, oh, ow] = dims4(&grad.shape());
     let shape = [n, c, input_size[0], input_size[1]];
     let plane_in = input_size[0] * input_size[1];
     let out = float_dispatch!(grad, "max_pool2d_backward", |g| with_indices(
@@ -315,15 +609,15 @@ fn pool_backward<B: Backend>(
     B::float_from_data(out, &device)
 }
 
-fn unpool<B: Backend>(
+fn unpool<B: HostBackend>(
     x: FloatTensor<B>,
     indices: IntTensor<B>,
     output_size: [usize; 2],
 ) -> FloatTensor<B> {
     let device = x.device();
-    let x = float_data::<B>(x);
-    let indices = int_data::<B>(indices);
-    let [n, c, h, w] = dims4(x.shape());
+    let x = B::float_host(x);
+    let indices = B::int_host(indices);
+    let [n, c, h, w] = dims4(&x.shape());
     let shape = [n, c, output_size[0], output_size[1]];
     let plane_out = output_size[0] * output_size[1];
     let out = float_dispatch!(x, "max_unpool2d", |v| with_indices(&indices, |i| {
@@ -332,12 +626,12 @@ fn unpool<B: Backend>(
     B::float_from_data(out, &device)
 }
 
-fn unpool_backward<B: Backend>(grad: FloatTensor<B>, indices: IntTensor<B>) -> FloatTensor<B> {
+fn unpool_backward<B: HostBackend>(grad: FloatTensor<B>, indices: IntTensor<B>) -> FloatTensor<B> {
     let device = grad.device();
-    let grad = float_data::<B>(grad);
-    let indices = int_data::<B>(indices);
-    let [_, _, oh, ow] = dims4(grad.shape());
-    let [n, c, h, w] = dims4(indices.shape());
+    let grad = B::float_host(grad);
+    let indices = B::int_host(indices);
+    let [_, _, oh, ow] = dims4(&grad.shape());
+    let [n, c, h, w] = dims4(&indices.shape());
     let out = float_dispatch!(grad, "max_unpool2d_backward", |g| with_indices(
         &indices,
         |i| {

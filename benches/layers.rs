@@ -1,0 +1,171 @@
+//! Where the forward pass spends its time: every layer of the default network (inference, batch
+//! norm folded, fp32, random weights) timed alone on its real input at 360×480, batch 1, on the
+//! CPU backends. The layer times add up to about the whole forward (`benches/forward.rs`).
+//!
+//! Ids: `layers/<backend>/<nn>-<layer>`, numbered in execution order, e.g. `layers/flex/01-pool1`.
+//! `cargo bench --bench layers -- flex` runs one backend.
+
+use burn::prelude::*;
+use burn::tensor::module::conv_transpose2d;
+use burn::tensor::ops::ConvTransposeOptions;
+use burn::tensor::{Distribution, Int};
+use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use squeeze_segnet::deconv::conv_transpose2d_3x3_s2;
+use squeeze_segnet::ops::{self, PoolOptions};
+use squeeze_segnet::{BackendKind, SqueezeSegNet, SqueezeSegNetConfig};
+
+const POOL: PoolOptions = PoolOptions::new([3, 3], [2, 2]);
+
+/// One layer of the forward pass with its input, so it can be run again alone.
+enum Step {
+    Block(&'static str, Box<dyn Fn(Tensor<4>) -> Tensor<4>>, Tensor<4>),
+    Pool(&'static str, Tensor<4>),
+    Unpool(&'static str, Tensor<4>, Tensor<4, Int>, [usize; 2]),
+}
+
+/// Runs the network once, layer by layer (as `SqueezeSegNet::forward` does on Flex), and keeps
+/// each layer's input.
+fn steps(model: &SqueezeSegNet, x: Tensor<4>) -> Vec<Step> {
+    let mut steps = Vec::new();
+    let m = model.clone();
+    let mut x = x;
+    let mut block = |name: &'static str, f: Box<dyn Fn(Tensor<4>) -> Tensor<4>>, x: Tensor<4>| {
+        let y = f(x.clone());
+        steps.push(Step::Block(name, f, x));
+        y
+    };
+    macro_rules! layer {
+        ($name:literal, $field:ident) => {{
+            let m = m.clone();
+            x = block($name, Box::new(move |x| m.$field.forward(x)), x);
+        }};
+    }
+    let mut pooled = Vec::new();
+    macro_rules! pool {
+        ($name:literal) => {{
+            let [_, _, h, w] = x.dims();
+            let (y, i) = ops::max_pool2d_with_indices_unchecked(x.clone(), POOL);
+            pooled.push(($name, i, [h, w], x.clone()));
+            x = y;
+        }};
+    }
+    let mut pools = Vec::new();
+    let mut unpools = Vec::new();
+    layer!("conv1", conv1);
+    pool!("pool1");
+    layer!("fire2", fire2);
+    layer!("fire3", fire3);
+    pool!("pool3");
+    layer!("fire4", fire4);
+    layer!("fire5", fire5);
+    pool!("pool5");
+    layer!("fire6", fire6);
+    layer!("fire7", fire7);
+    layer!("fire8", fire8);
+    layer!("fire9", fire9);
+    layer!("conv10", conv10);
+    layer!("conv10_d", conv10_d);
+    layer!("dfire9", dfire9);
+    layer!("dfire8", dfire8);
+    layer!("dfire7", dfire7);
+    layer!("dfire6", dfire6);
+    let mut unpool = |x: Tensor<4>, name| {
+        let (_, i, size, input) = pooled.pop().expect("one pooling per unpooling");
+        unpools.push(Step::Unpool(name, x.clone(), i.clone(), size));
+        pools.push(Step::Pool(pooled_name(name), input));
+        ops::max_unpool2d_unchecked(x, i, size)
+    };
+    x = unpool(x, "unpool5");
+    layer!("dfire5", dfire5);
+    layer!("dfire4", dfire4);
+    x = unpool(x, "unpool3");
+    layer!("dfire3", dfire3);
+    layer!("dfire2", dfire2);
+    x = unpool(x, "unpool1");
+    let d = model.deconv1.clone();
+    let [_, _, h, w] = x.dims();
+    let ndarray = BackendKind::of(&x.device()) == Some(BackendKind::NdArray);
+    let _ = block(
+        "deconv1",
+        Box::new(move |x| {
+            let bias = d.bias.as_ref().map(|b| b.val());
+            if ndarray {
+                // The model's path on NdArray (see `SqueezeSegNet::forward`).
+                return conv_transpose2d_3x3_s2(x, d.weight.val(), bias, [360, 480]);
+            }
+            let padding_out = [360 - (2 * h + 1), 480 - (2 * w + 1)];
+            let options =
+                ConvTransposeOptions::new(d.stride, d.padding, padding_out, d.dilation, d.groups);
+            conv_transpose2d(x, d.weight.val(), bias, options)
+        }),
+        x,
+    );
+    steps.extend(pools);
+    steps.extend(unpools);
+    steps
+}
+
+fn pooled_name(unpool: &str) -> &'static str {
+    match unpool {
+        "unpool5" => "pool5",
+        "unpool3" => "pool3",
+        _ => "pool1",
+    }
+}
+
+fn layers(c: &mut Criterion) {
+    squeeze_segnet::retain_freed_memory();
+    let mut group = c.benchmark_group("layers");
+    group.sample_size(10);
+    for kind in [BackendKind::Flex, BackendKind::NdArray] {
+        let device = kind.device().expect("CPU backends always exist");
+        let model = SqueezeSegNetConfig::new()
+            .init(&device)
+            .expect("default config")
+            .for_inference();
+        let x = Tensor::<4>::random([1, 3, 360, 480], Distribution::Default, &device);
+        let order = [
+            "conv1", "pool1", "fire2", "fire3", "pool3", "fire4", "fire5", "pool5", "fire6",
+            "fire7", "fire8", "fire9", "conv10", "conv10_d", "dfire9", "dfire8", "dfire7",
+            "dfire6", "unpool5", "dfire5", "dfire4", "unpool3", "dfire3", "dfire2", "unpool1",
+            "deconv1",
+        ];
+        let id = |name: &str| {
+            let n = order.iter().position(|o| *o == name).expect("known layer");
+            BenchmarkId::new(kind.name(), format!("{n:02}-{name}"))
+        };
+        let mut all = steps(&model, x);
+        all.sort_by_key(|s| {
+            let name = match s {
+                Step::Block(n, ..) | Step::Pool(n, _) | Step::Unpool(n, ..) => *n,
+            };
+            order.iter().position(|o| *o == name)
+        });
+        for step in &all {
+            match step {
+                Step::Block(name, f, x) => group.bench_function(id(name), |b| {
+                    b.iter(|| f(x.clone()).slice([0..1, 0..1, 0..1, 0..1]).into_data())
+                }),
+                Step::Pool(name, x) => group.bench_function(id(name), |b| {
+                    b.iter(|| {
+                        ops::max_pool2d_with_indices_unchecked(x.clone(), POOL)
+                            .0
+                            .slice([0..1, 0..1, 0..1, 0..1])
+                            .into_data()
+                    })
+                }),
+                Step::Unpool(name, x, i, size) => group.bench_function(id(name), |b| {
+                    b.iter(|| {
+                        ops::max_unpool2d_unchecked(x.clone(), i.clone(), *size)
+                            .slice([0..1, 0..1, 0..1, 0..1])
+                            .into_data()
+                    })
+                }),
+            };
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, layers);
+criterion_main!(benches);
