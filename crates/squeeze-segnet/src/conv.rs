@@ -1,5 +1,6 @@
 //! `ConvBlock`: convolution, optional batch norm, ReLU — the unit every Fire and DFire is made of.
 
+use crate::fused;
 use burn::module::Param;
 use burn::nn::{
     BatchNorm, BatchNormConfig, Initializer, PaddingConfig2d,
@@ -58,7 +59,13 @@ impl ConvBlock {
     /// # Shapes
     /// - input: `[batch, channels[0], height, width]`
     /// - output: `[batch, channels[1], (height + 2p - k) / s + 1, (width + 2p - k) / s + 1]`
+    ///
+    /// On the CPU backends at inference (see [`crate::fused`]) a block without batch norm runs
+    /// as one fused convolution + bias + ReLU.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        if let Some(f) = self.fused(&x) {
+            return fused::conv2d_bias_relu(x, f.weight, f.bias, f.stride, f.padding);
+        }
         let x = self.conv.forward(x);
         let x = match &self.norm {
             Some(norm) => norm.forward(x),
@@ -66,6 +73,59 @@ impl ConvBlock {
         };
         burn::tensor::activation::relu(x)
     }
+}
+
+/// A block's arguments for the fused CPU path.
+pub(crate) struct FusedConv {
+    pub weight: Tensor<4>,
+    pub bias: Tensor<1>,
+    pub kernel: [usize; 2],
+    pub stride: [usize; 2],
+    pub padding: [usize; 2],
+}
+
+impl ConvBlock {
+    /// This block's arguments for the fused CPU path, when that path serves it on `x`: an
+    /// inference device of a CPU backend ([`fused::applies`]), no batch norm, a bias, groups 1,
+    /// dilation 1, symmetric padding and the input's dtype.
+    pub(crate) fn fused(&self, x: &Tensor<4>) -> Option<FusedConv> {
+        let conv = &self.conv;
+        if self.norm.is_some() || conv.groups != 1 || conv.dilation != [1, 1] {
+            return None;
+        }
+        let PaddingConfig2d::Explicit(top, left, bottom, right) = conv.padding else {
+            return None;
+        };
+        let bias = conv.bias.as_ref()?.val();
+        let weight = conv.weight.val();
+        if top != bottom || left != right || weight.dtype() != x.dtype() || !fused::applies(x) {
+            return None;
+        }
+        Some(FusedConv {
+            weight,
+            bias,
+            kernel: conv.kernel_size,
+            stride: conv.stride,
+            padding: [top, left],
+        })
+    }
+}
+
+/// `cat([e1(x), e3(x)], 1)` for a 1×1 and a padded 3×3 block (a Fire or DFire module's expand
+/// stage): one fused pass writing both halves on the CPU backends at inference, Burn's ops
+/// otherwise.
+pub(crate) fn expand_pair(e1: &ConvBlock, e3: &ConvBlock, x: Tensor<4>) -> Tensor<4> {
+    if let (Some(a), Some(b)) = (e1.fused(&x), e3.fused(&x))
+        && a.kernel == [1, 1]
+        && a.stride == [1, 1]
+        && a.padding == [0, 0]
+        && b.kernel == [3, 3]
+        && b.stride == [1, 1]
+        && b.padding == [1, 1]
+    {
+        return fused::fire_expand(x, a.weight, a.bias, b.weight, b.bias);
+    }
+    Tensor::cat(vec![e1.forward(x.clone()), e3.forward(x)], 1)
 }
 
 impl ConvBlock {

@@ -72,10 +72,7 @@ impl Fire {
     /// - output: `[batch, 2 × expand, height, width]`
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let s = self.squeeze.forward(x);
-        Tensor::cat(
-            vec![self.expand1x1.forward(s.clone()), self.expand3x3.forward(s)],
-            1,
-        )
+        crate::conv::expand_pair(&self.expand1x1, &self.expand3x3, s)
     }
 }
 

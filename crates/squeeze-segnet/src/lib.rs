@@ -70,6 +70,7 @@ mod device;
 mod dfire;
 mod error;
 mod fire;
+pub mod fused;
 mod model;
 pub mod ops;
 mod summary;

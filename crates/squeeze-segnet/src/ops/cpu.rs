@@ -17,8 +17,11 @@ use rayon::prelude::*;
 use super::{SegNetOps, pooled_len};
 
 /// Float element types the CPU kernels run on.
-trait HostFloat: burn::tensor::Element + PartialOrd + Send + Sync {
+pub(crate) trait HostFloat:
+    burn::tensor::Element + PartialOrd + Send + Sync + 'static
+{
     const ZERO: Self;
+    const ONE: Self;
     fn add(self, other: Self) -> Self;
     /// The same slice as `f32`, for the hand-vectorised kernels (`None` for f64).
     fn as_f32(s: &[Self]) -> Option<&[f32]>;
@@ -27,6 +30,7 @@ trait HostFloat: burn::tensor::Element + PartialOrd + Send + Sync {
 
 impl HostFloat for f32 {
     const ZERO: Self = 0.0;
+    const ONE: Self = 1.0;
     fn add(self, other: Self) -> Self {
         self + other
     }
@@ -40,6 +44,7 @@ impl HostFloat for f32 {
 
 impl HostFloat for f64 {
     const ZERO: Self = 0.0;
+    const ONE: Self = 1.0;
     fn add(self, other: Self) -> Self {
         self + other
     }
@@ -87,27 +92,27 @@ fn with_indices<R>(data: &HostData, f: impl FnOnce(HostIndices<'_>) -> R) -> R {
 /// A CPU tensor's contiguous storage as the kernels read it: Flex's own buffer, borrowed
 /// without a copy (even when the tensor is shared), or the tensor's `TensorData` (NdArray, and
 /// Flex views that are not contiguous).
-enum HostData {
+pub(crate) enum HostData {
     Flex(FloatTensor<Flex>),
     Data(TensorData),
 }
 
 impl HostData {
-    fn dtype(&self) -> DType {
+    pub(crate) fn dtype(&self) -> DType {
         match self {
             HostData::Flex(x) => x.dtype(),
             HostData::Data(d) => d.dtype(),
         }
     }
 
-    fn shape(&self) -> Shape {
+    pub(crate) fn shape(&self) -> Shape {
         match self {
             HostData::Flex(x) => x.shape(),
             HostData::Data(d) => d.shape().clone(),
         }
     }
 
-    fn as_slice<E: burn::tensor::Element + bytemuck::Pod>(&self) -> Option<&[E]> {
+    pub(crate) fn as_slice<E: burn::tensor::Element + bytemuck::Pod>(&self) -> Option<&[E]> {
         match self {
             HostData::Flex(x) => x.as_slice::<E>(),
             HostData::Data(d) => d.as_slice::<E>().ok(),
@@ -123,7 +128,7 @@ impl HostData {
 }
 
 /// How a CPU backend hands its tensors to the kernels.
-trait HostBackend: Backend {
+pub(crate) trait HostBackend: Backend {
     fn float_host(x: FloatTensor<Self>) -> HostData;
     fn int_host(x: IntTensor<Self>) -> HostData;
 }

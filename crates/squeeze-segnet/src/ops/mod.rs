@@ -45,6 +45,7 @@ mod pool;
 pub mod reference;
 mod unpool;
 
+pub(crate) use cpu::{HostBackend, HostData, HostFloat};
 pub use pool::*;
 pub use unpool::*;
 

@@ -1,0 +1,328 @@
+//! Host kernels of the fused path: for each block of output rows, im2col of that block (none
+//! for 1×1 convolutions), one GEMM per convolution straight into the NCHW output, then bias and
+//! ReLU on the block while it is in cache. Blocks run in parallel on Rayon's pool; the GEMM is
+//! the `gemm` crate's (the one Flex uses), single-threaded inside a block.
+
+use burn::backend::{Flex, NdArray, tensor::FloatTensor};
+use burn::tensor::{DType, Shape, TensorData};
+use rayon::prelude::*;
+
+use super::FusedConvOps;
+use crate::ops::{HostBackend, HostData, HostFloat};
+
+/// One convolution of a fused call: its weights and where its channels go in the output.
+struct Conv<'a, T> {
+    /// `[c_out, c_in, kh, kw]`, row-major: row `co` is the GEMM's left-hand row for `co`.
+    weight: &'a [T],
+    bias: &'a [T],
+    c_out: usize,
+    kernel: [usize; 2],
+    stride: [usize; 2],
+    padding: [usize; 2],
+    /// First output channel of this convolution in the (concatenated) output.
+    channel_offset: usize,
+}
+
+/// Output columns a block aims at: its im2col buffer (`k × columns`) stays near 256 KiB.
+fn block_columns(k: usize) -> usize {
+    (65_536 / k.max(1)).clamp(128, 2048)
+}
+
+/// A pointer the blocks share; each block writes a disjoint set of output elements.
+#[derive(Clone, Copy)]
+struct OutPtr<T>(*mut T);
+// SAFETY: blocks write disjoint elements (distinct rows of each output plane), see `run`.
+unsafe impl<T: Send> Send for OutPtr<T> {}
+unsafe impl<T: Send> Sync for OutPtr<T> {}
+
+impl<T> OutPtr<T> {
+    /// The pointer (a method, so closures capture the whole `Send` wrapper, not the field).
+    fn get(self) -> *mut T {
+        self.0
+    }
+}
+
+/// Runs `convs` (same input, same output size) on `x: [n, c_in, h, w]` into a new
+/// `[n, c_total, oh, ow]` buffer.
+fn run<T: HostFloat>(
+    x: &[T],
+    [n, c_in, h, w]: [usize; 4],
+    convs: &[Conv<'_, T>],
+    [oh, ow]: [usize; 2],
+    c_total: usize,
+) -> Vec<T> {
+    let plane = oh * ow;
+    let mut out = vec![T::ZERO; n * c_total * plane];
+    if out.is_empty() {
+        return out;
+    }
+    let k_max = convs
+        .iter()
+        .map(|c| c_in * c.kernel[0] * c.kernel[1])
+        .max()
+        .unwrap_or(1);
+    // Rows per block: cache-sized, but at least ~4 blocks per thread when the image allows.
+    let threads = rayon::current_num_threads();
+    let by_cache = (block_columns(k_max) / ow.max(1)).max(1);
+    let by_threads = (oh * n / (4 * threads)).max(1);
+    let rows = by_cache.min(by_threads);
+    let blocks_per_image = oh.div_ceil(rows);
+    let ptr = OutPtr(out.as_mut_ptr());
+    (0..n * blocks_per_image).into_par_iter().for_each(|task| {
+        let (b, block) = (task / blocks_per_image, task % blocks_per_image);
+        let oy0 = block * rows;
+        let oy1 = (oy0 + rows).min(oh);
+        let image = &x[b * c_in * h * w..(b + 1) * c_in * h * w];
+        let mut col = Vec::new();
+        for conv in convs {
+            let columns = (oy1 - oy0) * ow;
+            let [kh, kw] = conv.kernel;
+            let k = c_in * kh * kw;
+            let direct = kh == 1 && kw == 1 && conv.stride == [1, 1] && conv.padding == [0, 0];
+            // Right-hand side [k, columns]: the input itself for 1×1 (rows = channels, stride h·w),
+            // else the block's im2col.
+            let (rhs, rhs_rs) = if direct {
+                (image[oy0 * w..].as_ptr(), (h * w) as isize)
+            } else {
+                col.resize(k * columns, T::ZERO);
+                im2col(image, [c_in, h, w], conv, [oy0, oy1], ow, &mut col);
+                (col.as_ptr(), columns as isize)
+            };
+            let first = (b * c_total + conv.channel_offset) * plane + oy0 * ow;
+            // SAFETY: `first + (c_out − 1)·plane + columns ≤ out.len()` (the block's rows of
+            // this convolution's channels in image b); no other task writes these elements; the
+            // operands hold `c_out × k` and `k × columns` elements at the given strides.
+            unsafe {
+                let dst = ptr.get().add(first);
+                gemm::gemm(
+                    conv.c_out,
+                    columns,
+                    k,
+                    dst,
+                    1,
+                    plane as isize,
+                    false,
+                    conv.weight.as_ptr(),
+                    1,
+                    k as isize,
+                    rhs,
+                    1,
+                    rhs_rs,
+                    T::ZERO,
+                    T::ONE,
+                    false,
+                    false,
+                    false,
+                    gemm::Parallelism::None,
+                );
+                for (co, &bias) in conv.bias.iter().enumerate() {
+                    let row = std::slice::from_raw_parts_mut(dst.add(co * plane), columns);
+                    for v in row {
+                        let s = v.add(bias);
+                        *v = if s > T::ZERO { s } else { T::ZERO };
+                    }
+                }
+            }
+        }
+    });
+    out
+}
+
+/// im2col of output rows `oy0..oy1`: `col[(c·kh + ky)·kw + kx][(oy − oy0)·ow + ox] =
+/// x[c][oy·sh + ky − ph][ox·sw + kx − pw]`, zero outside the input.
+fn im2col<T: HostFloat>(
+    image: &[T],
+    [c_in, h, w]: [usize; 3],
+    conv: &Conv<'_, T>,
+    [oy0, oy1]: [usize; 2],
+    ow: usize,
+    col: &mut [T],
+) {
+    let [kh, kw] = conv.kernel;
+    let [sh, sw] = conv.stride;
+    let [ph, pw] = conv.padding;
+    let columns = (oy1 - oy0) * ow;
+    for c in 0..c_in {
+        let channel = &image[c * h * w..(c + 1) * h * w];
+        for ky in 0..kh {
+            for kx in 0..kw {
+                let row = &mut col[((c * kh + ky) * kw + kx) * columns..][..columns];
+                // Output columns whose input column ox·sw + kx − pw lies in 0..w.
+                let lo = pw.saturating_sub(kx).div_ceil(sw).min(ow);
+                let hi = if w + pw > kx {
+                    ((w - 1 + pw - kx) / sw + 1).min(ow)
+                } else {
+                    0
+                }
+                .max(lo);
+                for (oy, dst) in (oy0..oy1).zip(row.chunks_exact_mut(ow)) {
+                    let iy = (oy * sh + ky).checked_sub(ph).filter(|&iy| iy < h);
+                    let Some(iy) = iy else {
+                        dst.fill(T::ZERO);
+                        continue;
+                    };
+                    let src = &channel[iy * w..(iy + 1) * w];
+                    dst[..lo].fill(T::ZERO);
+                    dst[hi..].fill(T::ZERO);
+                    let start = lo * sw + kx - pw;
+                    if sw == 1 {
+                        dst[lo..hi].copy_from_slice(&src[start..start + (hi - lo)]);
+                    } else {
+                        for (d, s) in dst[lo..hi].iter_mut().zip(src[start..].iter().step_by(sw)) {
+                            *d = *s;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn out_len(len: usize, kernel: usize, stride: usize, pad: usize) -> usize {
+    (len + 2 * pad).saturating_sub(kernel) / stride + 1
+}
+
+/// Typed slices of one dtype out of host tensors, or a panic naming the op (the network only
+/// calls with f32 or f64, see `super::applies`).
+macro_rules! typed {
+    ($op:literal, $first:expr, |$t:ident| $body:expr) => {
+        match $first.dtype() {
+            DType::F32 => {
+                type $t = f32;
+                $body
+            }
+            DType::F64 => {
+                type $t = f64;
+                $body
+            }
+            other => panic!("{}: f32 or f64 only, not {other:?}", $op),
+        }
+    };
+}
+
+fn slice<'a, T: HostFloat + bytemuck::Pod>(data: &'a HostData, what: &str) -> &'a [T] {
+    data.as_slice::<T>()
+        .unwrap_or_else(|| panic!("{what}: the same float dtype as the input"))
+}
+
+fn dims4(s: &Shape) -> [usize; 4] {
+    [s[0], s[1], s[2], s[3]]
+}
+
+fn conv2d_bias_relu<B: HostBackend>(
+    x: FloatTensor<B>,
+    weight: FloatTensor<B>,
+    bias: FloatTensor<B>,
+    stride: [usize; 2],
+    padding: [usize; 2],
+) -> FloatTensor<B> {
+    let device = burn::backend::TensorMetadata::device(&x);
+    let (x, weight, bias) = (B::float_host(x), B::float_host(weight), B::float_host(bias));
+    let [n, c_in, h, w] = dims4(&x.shape());
+    let [c_out, _, kh, kw] = dims4(&weight.shape());
+    let [oh, ow] = [
+        out_len(h, kh, stride[0], padding[0]),
+        out_len(w, kw, stride[1], padding[1]),
+    ];
+    let data = typed!("conv2d_bias_relu", x, |T| {
+        let conv = Conv {
+            weight: slice::<T>(&weight, "weight"),
+            bias: slice::<T>(&bias, "bias"),
+            c_out,
+            kernel: [kh, kw],
+            stride,
+            padding,
+            channel_offset: 0,
+        };
+        let out = run(
+            slice::<T>(&x, "x"),
+            [n, c_in, h, w],
+            &[conv],
+            [oh, ow],
+            c_out,
+        );
+        TensorData::new(out, [n, c_out, oh, ow])
+    });
+    B::float_from_data(data, &device)
+}
+
+fn fire_expand<B: HostBackend>(
+    x: FloatTensor<B>,
+    w1: FloatTensor<B>,
+    b1: FloatTensor<B>,
+    w3: FloatTensor<B>,
+    b3: FloatTensor<B>,
+) -> FloatTensor<B> {
+    let device = burn::backend::TensorMetadata::device(&x);
+    let x = B::float_host(x);
+    let (w1, b1, w3, b3) = (
+        B::float_host(w1),
+        B::float_host(b1),
+        B::float_host(w3),
+        B::float_host(b3),
+    );
+    let [n, c_in, h, w] = dims4(&x.shape());
+    let (e1, e3) = (w1.shape()[0], w3.shape()[0]);
+    let data = typed!("fire_expand", x, |T| {
+        let convs = [
+            Conv {
+                weight: slice::<T>(&w1, "w1"),
+                bias: slice::<T>(&b1, "b1"),
+                c_out: e1,
+                kernel: [1, 1],
+                stride: [1, 1],
+                padding: [0, 0],
+                channel_offset: 0,
+            },
+            Conv {
+                weight: slice::<T>(&w3, "w3"),
+                bias: slice::<T>(&b3, "b3"),
+                c_out: e3,
+                kernel: [3, 3],
+                stride: [1, 1],
+                padding: [1, 1],
+                channel_offset: e1,
+            },
+        ];
+        let out = run(
+            slice::<T>(&x, "x"),
+            [n, c_in, h, w],
+            &convs,
+            [h, w],
+            e1 + e3,
+        );
+        TensorData::new(out, [n, e1 + e3, h, w])
+    });
+    B::float_from_data(data, &device)
+}
+
+macro_rules! cpu_backend {
+    ($backend:ty) => {
+        impl FusedConvOps for $backend {
+            fn seg_conv2d_bias_relu(
+                x: FloatTensor<Self>,
+                weight: FloatTensor<Self>,
+                bias: FloatTensor<Self>,
+                stride_h: usize,
+                stride_w: usize,
+                pad_h: usize,
+                pad_w: usize,
+            ) -> FloatTensor<Self> {
+                conv2d_bias_relu::<Self>(x, weight, bias, [stride_h, stride_w], [pad_h, pad_w])
+            }
+
+            fn seg_fire_expand(
+                x: FloatTensor<Self>,
+                w1: FloatTensor<Self>,
+                b1: FloatTensor<Self>,
+                w3: FloatTensor<Self>,
+                b3: FloatTensor<Self>,
+            ) -> FloatTensor<Self> {
+                fire_expand::<Self>(x, w1, b1, w3, b3)
+            }
+        }
+    };
+}
+
+cpu_backend!(Flex);
+cpu_backend!(NdArray);

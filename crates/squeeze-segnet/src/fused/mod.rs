@@ -1,0 +1,124 @@
+//! The CPU fast path of the inference forward pass: convolution + bias + ReLU in one pass over
+//! NCHW data, as a backend extension for NdArray and Flex.
+//!
+//! ```text
+//! fused/mod.rs    FusedConvOps (the extension trait), the Tensor-level functions, when they apply
+//! fused/cpu.rs    host kernels: row blocks of im2col (none for 1×1) → GEMM (`gemm` crate) → bias + ReLU
+//! ```
+//!
+//! Burn's CPU convolutions convert every input to channels-last, build an im2col matrix of the
+//! whole image and write the output back to NCHW, then bias and ReLU are two more passes and
+//! a Fire module's concatenation a third. Here each output row block is computed once, straight
+//! into its place in the NCHW output: a 1×1 convolution is a GEMM on the input as it lies, a
+//! 3×3 convolution builds im2col for one block of rows (a cache-sized buffer), and bias and
+//! ReLU are applied to the block while it is in cache. The two expand branches of a Fire
+//! module write into the two halves of the concatenated output.
+//!
+//! The network uses it on inference devices only ([`applies`]): NdArray or Flex without
+//! autodiff, f32 or f64, blocks with a bias and no batch norm (as [`SqueezeSegNet::for_inference`]
+//! leaves them). Training, WGPU and every other case keep Burn's own ops, which is the reference
+//! the tests compare this path with.
+//!
+//! [`SqueezeSegNet::for_inference`]: crate::SqueezeSegNet::for_inference
+#![allow(missing_docs)] // The macro-generated Dispatch items carry no docs.
+#![allow(deprecated)] // NdArray: see `ops`.
+#![allow(clippy::too_many_arguments)]
+
+mod cpu;
+
+use burn::backend::{Backend, Dispatch, backend_extension, tensor::FloatTensor};
+use burn::prelude::*;
+use burn::tensor::DType;
+
+use crate::BackendKind;
+
+/// Fused convolution + bias + ReLU on the CPU backends. Use the Tensor-level functions
+/// [`conv2d_bias_relu`] and [`fire_expand`].
+#[backend_extension(NdArray, Flex)]
+pub trait FusedConvOps: Backend {
+    /// `relu(conv2d(x, weight) + bias)`: groups 1, dilation 1, symmetric zero padding.
+    ///
+    /// `x: [n, c_in, h, w]`, `weight: [c_out, c_in, kh, kw]`, `bias: [c_out]` →
+    /// `[n, c_out, (h + 2·pad_h − kh) / stride_h + 1, (w + 2·pad_w − kw) / stride_w + 1]`.
+    fn seg_conv2d_bias_relu(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        stride_h: usize,
+        stride_w: usize,
+        pad_h: usize,
+        pad_w: usize,
+    ) -> FloatTensor<Self>;
+
+    /// A Fire module's expand stage: `cat([relu(conv1x1(x) + b1), relu(conv3x3(x, pad 1) + b3)], 1)`,
+    /// each branch written straight into its half of the output.
+    ///
+    /// `x: [n, c_in, h, w]`, `w1: [e1, c_in, 1, 1]`, `w3: [e3, c_in, 3, 3]` →
+    /// `[n, e1 + e3, h, w]`.
+    fn seg_fire_expand(
+        x: FloatTensor<Self>,
+        w1: FloatTensor<Self>,
+        b1: FloatTensor<Self>,
+        w3: FloatTensor<Self>,
+        b3: FloatTensor<Self>,
+    ) -> FloatTensor<Self>;
+}
+
+/// Whether the fused CPU kernels serve a forward pass on `x`'s device: NdArray or Flex, no
+/// autodiff, f32 or f64 data.
+pub fn applies(x: &Tensor<4>) -> bool {
+    let device = x.device();
+    !device.is_autodiff()
+        && matches!(
+            BackendKind::of(&device),
+            Some(BackendKind::Flex | BackendKind::NdArray)
+        )
+        && matches!(x.dtype(), DType::F32 | DType::F64)
+}
+
+/// `relu(conv2d(x, weight, bias))` with groups 1 and dilation 1, in one pass on the CPU
+/// backends (check [`applies`] first; other devices panic).
+///
+/// # Shapes
+/// - `x`: `[n, c_in, h, w]`, `weight`: `[c_out, c_in, kh, kw]`, `bias`: `[c_out]`
+/// - output: `[n, c_out, (h + 2·padding[0] − kh) / stride[0] + 1, (w + 2·padding[1] − kw) / stride[1] + 1]`
+pub fn conv2d_bias_relu(
+    x: Tensor<4>,
+    weight: Tensor<4>,
+    bias: Tensor<1>,
+    stride: [usize; 2],
+    padding: [usize; 2],
+) -> Tensor<4> {
+    Tensor::from_dispatch(Dispatch::seg_conv2d_bias_relu(
+        x.into_dispatch(),
+        weight.into_dispatch(),
+        bias.into_dispatch(),
+        stride[0],
+        stride[1],
+        padding[0],
+        padding[1],
+    ))
+}
+
+/// A Fire module's two expand branches, concatenated: `cat([relu(conv1x1(x, w1) + b1),
+/// relu(conv3x3(x, w3, padding 1) + b3)], 1)`, on the CPU backends (check [`applies`] first).
+///
+/// # Shapes
+/// - `x`: `[n, c_in, h, w]`, `w1`: `[e1, c_in, 1, 1]`, `b1`: `[e1]`, `w3`: `[e3, c_in, 3, 3]`,
+///   `b3`: `[e3]`
+/// - output: `[n, e1 + e3, h, w]`
+pub fn fire_expand(
+    x: Tensor<4>,
+    w1: Tensor<4>,
+    b1: Tensor<1>,
+    w3: Tensor<4>,
+    b3: Tensor<1>,
+) -> Tensor<4> {
+    Tensor::from_dispatch(Dispatch::seg_fire_expand(
+        x.into_dispatch(),
+        w1.into_dispatch(),
+        b1.into_dispatch(),
+        w3.into_dispatch(),
+        b3.into_dispatch(),
+    ))
+}

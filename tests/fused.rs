@@ -1,0 +1,176 @@
+//! The fused CPU convolution path (`squeeze_segnet::fused`) against Burn's own ops (conv2d,
+//! bias, ReLU, concatenation) on NdArray and Flex, in f32 and f64; and the whole network with
+//! it against the same weights through Burn's ops.
+
+mod common;
+
+use burn::module::Param;
+use burn::prelude::*;
+use burn::tensor::activation::relu;
+use burn::tensor::module::conv2d;
+use burn::tensor::ops::ConvOptions;
+use common::*;
+use squeeze_segnet::{BackendKind, SqueezeSegNetConfig, fused};
+
+fn cpu_backends() -> Vec<(BackendKind, Device)> {
+    backends()
+        .into_iter()
+        .filter(|(kind, _)| *kind != BackendKind::Wgpu)
+        .collect()
+}
+
+/// Random tensor of `shape` in f32 or f64.
+fn random(rng: &mut Rng, shape: [usize; 4], f64_: bool, device: &Device) -> Tensor<4> {
+    let values = rng.normal(shape.iter().product());
+    if f64_ {
+        float64(&values, shape, device)
+    } else {
+        float(&values, shape, device)
+    }
+}
+
+fn burn_conv(
+    x: Tensor<4>,
+    w: Tensor<4>,
+    b: Tensor<1>,
+    stride: [usize; 2],
+    pad: [usize; 2],
+) -> Tensor<4> {
+    relu(conv2d(
+        x,
+        w,
+        Some(b),
+        ConvOptions::new(stride, pad, [1, 1], 1),
+    ))
+}
+
+#[test]
+fn conv_bias_relu_matches_burns_ops() {
+    let mut rng = Rng::new(21);
+    // (input, c_out, kernel, stride, padding): the network's kinds of layers (1×1, 3×3 padded,
+    // conv1's 3×3/2 unpadded) at odd sizes, batch 2, and shapes that split into many row blocks.
+    let cases = [
+        ([1, 3, 17, 23], 8, [3, 3], [2, 2], [0, 0]),
+        ([2, 5, 9, 11], 7, [1, 1], [1, 1], [0, 0]),
+        ([2, 4, 13, 10], 6, [3, 3], [1, 1], [1, 1]),
+        ([1, 16, 40, 57], 24, [3, 3], [1, 1], [1, 1]),
+        ([1, 48, 30, 33], 16, [1, 1], [1, 1], [0, 0]),
+        ([1, 3, 31, 45], 16, [3, 3], [2, 2], [0, 0]),
+        ([2, 3, 8, 9], 4, [2, 3], [1, 2], [1, 0]),
+        ([1, 2, 5, 6], 3, [3, 3], [3, 2], [2, 1]),
+        ([1, 130, 6, 300], 5, [3, 3], [1, 1], [1, 1]), // im2col rows wider than a block
+    ];
+    for (kind, device) in cpu_backends() {
+        for f64_ in [false, true] {
+            for (shape, c_out, [kh, kw], stride, pad) in cases {
+                let x = random(&mut rng, shape, f64_, &device);
+                let w = random(&mut rng, [c_out, shape[1], kh, kw], f64_, &device).mul_scalar(0.3);
+                let b = random(&mut rng, [1, 1, 1, c_out], f64_, &device).reshape([c_out]);
+                assert!(fused::applies(&x));
+                let want = burn_conv(x.clone(), w.clone(), b.clone(), stride, pad);
+                let got = fused::conv2d_bias_relu(x, w, b, stride, pad);
+                assert_eq!(got.dims(), want.dims(), "{kind} {shape:?}");
+                assert_eq!(got.dtype(), want.dtype(), "{kind} {shape:?}");
+                let tol = if f64_ { 1e-10 } else { 1e-4 };
+                let want = host(want);
+                assert!(want.iter().any(|v| *v > 0.0) && want.contains(&0.0));
+                assert_close(
+                    &host(got),
+                    &want,
+                    tol,
+                    tol,
+                    &format!("{kind} f64={f64_} {shape:?}"),
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn fire_expand_matches_two_convolutions_concatenated() {
+    let mut rng = Rng::new(22);
+    for (kind, device) in cpu_backends() {
+        for (shape, e1, e3) in [([2, 16, 11, 13], 32, 32), ([1, 48, 22, 29], 24, 40)] {
+            let x = random(&mut rng, shape, false, &device);
+            let w1 = random(&mut rng, [e1, shape[1], 1, 1], false, &device).mul_scalar(0.3);
+            let b1 = random(&mut rng, [1, 1, 1, e1], false, &device).reshape([e1]);
+            let w3 = random(&mut rng, [e3, shape[1], 3, 3], false, &device).mul_scalar(0.1);
+            let b3 = random(&mut rng, [1, 1, 1, e3], false, &device).reshape([e3]);
+            let want = Tensor::cat(
+                vec![
+                    burn_conv(x.clone(), w1.clone(), b1.clone(), [1, 1], [0, 0]),
+                    burn_conv(x.clone(), w3.clone(), b3.clone(), [1, 1], [1, 1]),
+                ],
+                1,
+            );
+            let got = fused::fire_expand(x, w1, b1, w3, b3);
+            assert_eq!(got.dims(), [shape[0], e1 + e3, shape[2], shape[3]]);
+            assert_close(
+                &host(got),
+                &host(want),
+                1e-4,
+                1e-4,
+                &format!("{kind} {shape:?}"),
+            );
+        }
+    }
+}
+
+#[test]
+fn the_fused_path_applies_to_inference_devices_only() {
+    let x = |device: &Device| Tensor::<4>::zeros([1, 1, 2, 2], device);
+    assert!(fused::applies(&x(&Device::flex())));
+    assert!(!fused::applies(&x(&Device::flex().autodiff())));
+    for (kind, device) in backends() {
+        assert_eq!(
+            fused::applies(&x(&device)),
+            kind != BackendKind::Wgpu,
+            "{kind}"
+        );
+    }
+}
+
+/// The shipped configuration (refinement included) with non-trivial biases, folded for
+/// inference: on Flex and NdArray (fused path) the logits equal those of the same weights run
+/// through Burn's ops (on the autodiff device, where the fused path does not apply).
+#[test]
+fn network_logits_match_burns_ops() {
+    for (kind, device) in cpu_backends() {
+        let ad = device.clone().autodiff();
+        let mut reference = SqueezeSegNetConfig::camvid()
+            .with_num_classes(5)
+            .init(&ad)
+            .unwrap()
+            .for_inference();
+        // Non-zero biases, so a fused bias that went missing shows.
+        let mut rng = Rng::new(23);
+        for block in [
+            &mut reference.conv1,
+            &mut reference.fire2.expand3x3,
+            &mut reference.dfire2.squeeze,
+        ] {
+            let c = block.conv.bias.as_ref().unwrap().dims()[0];
+            let values: Vec<f32> = rng.normal(c).iter().map(|v| 0.1 * *v as f32).collect();
+            block.conv.bias = Some(Param::from_tensor(Tensor::from_floats(
+                values.as_slice(),
+                &ad,
+            )));
+        }
+        let model = reference.valid();
+        let shape = [2, 3, 47, 61];
+        let values = rng.normal(shape.iter().product());
+        let (x, x_ad) = (float(&values, shape, &device), float(&values, shape, &ad));
+        assert!(fused::applies(&x) && !fused::applies(&x_ad));
+        let got = host(model.forward(x).unwrap());
+        let want = host(reference.forward(x_ad).unwrap());
+        let scale = want.iter().map(|v| v.abs()).fold(0.0, f64::max);
+        assert!(scale > 0.0);
+        assert_close(
+            &got,
+            &want,
+            1e-4 * scale.max(1.0),
+            1e-3,
+            &format!("{kind} logits"),
+        );
+    }
+}
