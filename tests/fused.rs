@@ -117,6 +117,43 @@ fn fire_expand_matches_two_convolutions_concatenated() {
 }
 
 #[test]
+fn dfire_matches_burns_ops() {
+    let mut rng = Rng::new(24);
+    for (kind, device) in cpu_backends() {
+        for f64_ in [false, true] {
+            for (shape, e, c_out) in [([2, 32, 9, 14], 8, 24), ([1, 64, 23, 31], 16, 64)] {
+                let x = random(&mut rng, shape, f64_, &device);
+                let w1 = random(&mut rng, [e, shape[1], 1, 1], f64_, &device).mul_scalar(0.3);
+                let b1 = random(&mut rng, [1, 1, 1, e], f64_, &device).reshape([e]);
+                let w3 = random(&mut rng, [e, shape[1], 3, 3], f64_, &device).mul_scalar(0.1);
+                let b3 = random(&mut rng, [1, 1, 1, e], f64_, &device).reshape([e]);
+                let ws = random(&mut rng, [c_out, 2 * e, 1, 1], f64_, &device).mul_scalar(0.3);
+                let bs = random(&mut rng, [1, 1, 1, c_out], f64_, &device).reshape([c_out]);
+                let expanded = Tensor::cat(
+                    vec![
+                        burn_conv(x.clone(), w1.clone(), b1.clone(), [1, 1], [0, 0]),
+                        burn_conv(x.clone(), w3.clone(), b3.clone(), [1, 1], [1, 1]),
+                    ],
+                    1,
+                );
+                let want = host(burn_conv(expanded, ws.clone(), bs.clone(), [1, 1], [0, 0]));
+                assert!(want.iter().any(|v| *v > 0.0) && want.contains(&0.0));
+                let got = fused::dfire(x, [w1, w3, ws], [b1, b3, bs]);
+                assert_eq!(got.dims(), [shape[0], c_out, shape[2], shape[3]]);
+                let tol = if f64_ { 1e-10 } else { 1e-4 };
+                assert_close(
+                    &host(got),
+                    &want,
+                    tol,
+                    tol,
+                    &format!("{kind} f64={f64_} {shape:?}"),
+                );
+            }
+        }
+    }
+}
+
+#[test]
 fn the_fused_path_applies_to_inference_devices_only() {
     let x = |device: &Device| Tensor::<4>::zeros([1, 1, 2, 2], device);
     assert!(fused::applies(&x(&Device::flex())));

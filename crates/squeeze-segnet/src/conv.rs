@@ -111,18 +111,42 @@ impl ConvBlock {
     }
 }
 
-/// `cat([e1(x), e3(x)], 1)` for a 1×1 and a padded 3×3 block (a Fire or DFire module's expand
-/// stage): one fused pass writing both halves on the CPU backends at inference, Burn's ops
-/// otherwise.
-pub(crate) fn expand_pair(e1: &ConvBlock, e3: &ConvBlock, x: Tensor<4>) -> Tensor<4> {
-    if let (Some(a), Some(b)) = (e1.fused(&x), e3.fused(&x))
-        && a.kernel == [1, 1]
+/// The fused arguments of a Fire/DFire expand pair: a 1×1 block and a padded 3×3 block.
+fn fused_pair(e1: &ConvBlock, e3: &ConvBlock, x: &Tensor<4>) -> Option<(FusedConv, FusedConv)> {
+    let (a, b) = (e1.fused(x)?, e3.fused(x)?);
+    let pair = a.kernel == [1, 1]
         && a.stride == [1, 1]
         && a.padding == [0, 0]
         && b.kernel == [3, 3]
         && b.stride == [1, 1]
-        && b.padding == [1, 1]
+        && b.padding == [1, 1];
+    pair.then_some((a, b))
+}
+
+/// `squeeze(cat([e1(x), e3(x)], 1))`: a DFire module, as one fused pass on the CPU backends at
+/// inference, Burn's ops otherwise.
+pub(crate) fn dfire(
+    e1: &ConvBlock,
+    e3: &ConvBlock,
+    squeeze: &ConvBlock,
+    x: Tensor<4>,
+) -> Tensor<4> {
+    if let Some((a, b)) = fused_pair(e1, e3, &x)
+        && let Some(s) = squeeze.fused(&x)
+        && s.kernel == [1, 1]
+        && s.stride == [1, 1]
+        && s.padding == [0, 0]
     {
+        return fused::dfire(x, [a.weight, b.weight, s.weight], [a.bias, b.bias, s.bias]);
+    }
+    squeeze.forward(expand_pair(e1, e3, x))
+}
+
+/// `cat([e1(x), e3(x)], 1)` for a 1×1 and a padded 3×3 block (a Fire or DFire module's expand
+/// stage): one fused pass writing both halves on the CPU backends at inference, Burn's ops
+/// otherwise.
+pub(crate) fn expand_pair(e1: &ConvBlock, e3: &ConvBlock, x: Tensor<4>) -> Tensor<4> {
+    if let Some((a, b)) = fused_pair(e1, e3, &x) {
         return fused::fire_expand(x, a.weight, a.bias, b.weight, b.bias);
     }
     Tensor::cat(vec![e1.forward(x.clone()), e3.forward(x)], 1)

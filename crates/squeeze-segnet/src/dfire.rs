@@ -66,8 +66,7 @@ impl DFire {
     /// - input: `[batch, input, height, width]`
     /// - output: `[batch, output, height, width]`
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let e = crate::conv::expand_pair(&self.expand1x1, &self.expand3x3, x);
-        self.squeeze.forward(e)
+        crate::conv::dfire(&self.expand1x1, &self.expand3x3, &self.squeeze, x)
     }
 }
 

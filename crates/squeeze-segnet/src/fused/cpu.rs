@@ -42,17 +42,23 @@ impl<T> OutPtr<T> {
     }
 }
 
-/// Runs `convs` (same input, same output size) on `x: [n, c_in, h, w]` into a new
-/// `[n, c_total, oh, ow]` buffer.
+/// Runs `convs` (same input, same output size, channel ranges tiling `0..c_mid`) on
+/// `x: [n, c_in, h, w]`, then `squeeze` (a 1×1 convolution of the `c_mid` channels) when given,
+/// into a new `[n, c_out, oh, ow]` buffer (`c_out`: the squeeze's, else `c_mid`).
+///
+/// With a squeeze (a DFire module), a block's expand results stay in a block-sized buffer and
+/// never reach memory as a whole tensor.
 fn run<T: HostFloat>(
     x: &[T],
     [n, c_in, h, w]: [usize; 4],
     convs: &[Conv<'_, T>],
+    squeeze: Option<&Conv<'_, T>>,
     [oh, ow]: [usize; 2],
-    c_total: usize,
 ) -> Vec<T> {
+    let c_mid: usize = convs.iter().map(|c| c.c_out).sum();
+    let c_out = squeeze.map_or(c_mid, |s| s.c_out);
     let plane = oh * ow;
-    let mut out = vec![T::ZERO; n * c_total * plane];
+    let mut out = vec![T::ZERO; n * c_out * plane];
     if out.is_empty() {
         return out;
     }
@@ -72,60 +78,107 @@ fn run<T: HostFloat>(
         let (b, block) = (task / blocks_per_image, task % blocks_per_image);
         let oy0 = block * rows;
         let oy1 = (oy0 + rows).min(oh);
+        let columns = (oy1 - oy0) * ow;
         let image = &x[b * c_in * h * w..(b + 1) * c_in * h * w];
+        // Where the block of channel 0 goes, and the stride between channels there.
+        // SAFETY (both): inside `out`, see `gemm_bias_relu`.
+        let block_out = unsafe { ptr.get().add(b * c_out * plane + oy0 * ow) };
+        let mut mid = Vec::new();
+        let (target, target_rs) = match squeeze {
+            Some(_) => {
+                mid.resize(c_mid * columns, T::ZERO);
+                (mid.as_mut_ptr(), columns)
+            }
+            None => (block_out, plane),
+        };
         let mut col = Vec::new();
         for conv in convs {
-            let columns = (oy1 - oy0) * ow;
             let [kh, kw] = conv.kernel;
             let k = c_in * kh * kw;
             let direct = kh == 1 && kw == 1 && conv.stride == [1, 1] && conv.padding == [0, 0];
             // Right-hand side [k, columns]: the input itself for 1×1 (rows = channels, stride h·w),
             // else the block's im2col.
             let (rhs, rhs_rs) = if direct {
-                (image[oy0 * w..].as_ptr(), (h * w) as isize)
+                (image[oy0 * w..].as_ptr(), h * w)
             } else {
                 col.resize(k * columns, T::ZERO);
                 im2col(image, [c_in, h, w], conv, [oy0, oy1], ow, &mut col);
-                (col.as_ptr(), columns as isize)
+                (col.as_ptr(), columns)
             };
-            let first = (b * c_total + conv.channel_offset) * plane + oy0 * ow;
-            // SAFETY: `first + (c_out − 1)·plane + columns ≤ out.len()` (the block's rows of
-            // this convolution's channels in image b); no other task writes these elements; the
-            // operands hold `c_out × k` and `k × columns` elements at the given strides.
+            // SAFETY: the target holds this convolution's `c_out` channel rows of `columns`
+            // elements at stride `target_rs` from its channel offset (the block's rows of image b
+            // in `out`, which no other task writes, or the block's own `mid`); the operands hold
+            // `c_out × k` and `k × columns` elements at the given strides.
             unsafe {
-                let dst = ptr.get().add(first);
-                gemm::gemm(
-                    conv.c_out,
-                    columns,
-                    k,
-                    dst,
-                    1,
-                    plane as isize,
-                    false,
-                    conv.weight.as_ptr(),
-                    1,
-                    k as isize,
-                    rhs,
-                    1,
-                    rhs_rs,
-                    T::ZERO,
-                    T::ONE,
-                    false,
-                    false,
-                    false,
-                    gemm::Parallelism::None,
-                );
-                for (co, &bias) in conv.bias.iter().enumerate() {
-                    let row = std::slice::from_raw_parts_mut(dst.add(co * plane), columns);
-                    for v in row {
-                        let s = v.add(bias);
-                        *v = if s > T::ZERO { s } else { T::ZERO };
-                    }
-                }
+                let dst = target.add(conv.channel_offset * target_rs);
+                gemm_bias_relu(conv, k, columns, dst, target_rs, rhs, rhs_rs);
             }
+        }
+        if let Some(squeeze) = squeeze {
+            // SAFETY: as above; `mid` holds `c_mid × columns` elements.
+            unsafe {
+                gemm_bias_relu(
+                    squeeze,
+                    c_mid,
+                    columns,
+                    block_out,
+                    plane,
+                    mid.as_ptr(),
+                    columns,
+                )
+            };
         }
     });
     out
+}
+
+/// `dst[co][j] = relu(Σ_k weight[co][k]·rhs[k][j] + bias[co])` for `co < c_out`, `j < columns`:
+/// one single-threaded GEMM, then bias and ReLU on the block while it is in cache.
+///
+/// # Safety
+/// `dst` must be valid for writes of `c_out` rows of `columns` elements at stride `dst_rs`, and
+/// `rhs` for reads of `k` rows of `columns` elements at stride `rhs_rs`; `conv.weight` holds
+/// `c_out × k` elements.
+unsafe fn gemm_bias_relu<T: HostFloat>(
+    conv: &Conv<'_, T>,
+    k: usize,
+    columns: usize,
+    dst: *mut T,
+    dst_rs: usize,
+    rhs: *const T,
+    rhs_rs: usize,
+) {
+    debug_assert_eq!(conv.weight.len(), conv.c_out * k);
+    unsafe {
+        gemm::gemm(
+            conv.c_out,
+            columns,
+            k,
+            dst,
+            1,
+            dst_rs as isize,
+            false,
+            conv.weight.as_ptr(),
+            1,
+            k as isize,
+            rhs,
+            1,
+            rhs_rs as isize,
+            T::ZERO,
+            T::ONE,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+        for (co, &bias) in conv.bias.iter().enumerate() {
+            let row = std::slice::from_raw_parts_mut(dst.add(co * dst_rs), columns);
+            for v in row {
+                let s = v.add(bias);
+                *v = if s > T::ZERO { s } else { T::ZERO };
+            }
+        }
+    }
 }
 
 /// im2col of output rows `oy0..oy1`: `col[(c·kh + ky)·kw + kx][(oy − oy0)·ow + ox] =
@@ -238,31 +291,28 @@ fn conv2d_bias_relu<B: HostBackend>(
             slice::<T>(&x, "x"),
             [n, c_in, h, w],
             &[conv],
+            None,
             [oh, ow],
-            c_out,
         );
         TensorData::new(out, [n, c_out, oh, ow])
     });
     B::float_from_data(data, &device)
 }
 
-fn fire_expand<B: HostBackend>(
+/// A Fire module's expand stage, and with `squeeze` a whole DFire module (expand, then the
+/// 1×1 squeeze of the concatenation).
+fn expand<B: HostBackend>(
     x: FloatTensor<B>,
-    w1: FloatTensor<B>,
-    b1: FloatTensor<B>,
-    w3: FloatTensor<B>,
-    b3: FloatTensor<B>,
+    [w1, b1, w3, b3]: [FloatTensor<B>; 4],
+    squeeze: Option<[FloatTensor<B>; 2]>,
 ) -> FloatTensor<B> {
     let device = burn::backend::TensorMetadata::device(&x);
     let x = B::float_host(x);
-    let (w1, b1, w3, b3) = (
-        B::float_host(w1),
-        B::float_host(b1),
-        B::float_host(w3),
-        B::float_host(b3),
-    );
+    let [w1, b1, w3, b3] = [w1, b1, w3, b3].map(B::float_host);
+    let squeeze = squeeze.map(|s| s.map(B::float_host));
     let [n, c_in, h, w] = dims4(&x.shape());
     let (e1, e3) = (w1.shape()[0], w3.shape()[0]);
+    let c_out = squeeze.as_ref().map_or(e1 + e3, |[ws, _]| ws.shape()[0]);
     let data = typed!("fire_expand", x, |T| {
         let convs = [
             Conv {
@@ -284,14 +334,18 @@ fn fire_expand<B: HostBackend>(
                 channel_offset: e1,
             },
         ];
-        let out = run(
-            slice::<T>(&x, "x"),
-            [n, c_in, h, w],
-            &convs,
-            [h, w],
-            e1 + e3,
-        );
-        TensorData::new(out, [n, e1 + e3, h, w])
+        let squeeze = squeeze.as_ref().map(|[ws, bs]| Conv {
+            weight: slice::<T>(ws, "squeeze weight"),
+            bias: slice::<T>(bs, "squeeze bias"),
+            c_out,
+            kernel: [1, 1],
+            stride: [1, 1],
+            padding: [0, 0],
+            channel_offset: 0,
+        });
+        let x = slice::<T>(&x, "x");
+        let out = run(x, [n, c_in, h, w], &convs, squeeze.as_ref(), [h, w]);
+        TensorData::new(out, [n, c_out, h, w])
     });
     B::float_from_data(data, &device)
 }
@@ -318,7 +372,19 @@ macro_rules! cpu_backend {
                 w3: FloatTensor<Self>,
                 b3: FloatTensor<Self>,
             ) -> FloatTensor<Self> {
-                fire_expand::<Self>(x, w1, b1, w3, b3)
+                expand::<Self>(x, [w1, b1, w3, b3], None)
+            }
+
+            fn seg_dfire(
+                x: FloatTensor<Self>,
+                w1: FloatTensor<Self>,
+                b1: FloatTensor<Self>,
+                w3: FloatTensor<Self>,
+                b3: FloatTensor<Self>,
+                ws: FloatTensor<Self>,
+                bs: FloatTensor<Self>,
+            ) -> FloatTensor<Self> {
+                expand::<Self>(x, [w1, b1, w3, b3], Some([ws, bs]))
             }
         }
     };

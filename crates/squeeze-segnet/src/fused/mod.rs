@@ -12,7 +12,8 @@
 //! into its place in the NCHW output: a 1×1 convolution is a GEMM on the input as it lies, a
 //! 3×3 convolution builds im2col for one block of rows (a cache-sized buffer), and bias and
 //! ReLU are applied to the block while it is in cache. The two expand branches of a Fire
-//! module write into the two halves of the concatenated output.
+//! module write into the two halves of the concatenated output; in a DFire module they stay in
+//! a block-sized buffer that the squeeze reads straight away.
 //!
 //! The network uses it on inference devices only ([`applies`]): NdArray or Flex without
 //! autodiff, f32 or f64, blocks with a bias and no batch norm (as [`SqueezeSegNet::for_inference`]
@@ -33,7 +34,7 @@ use burn::tensor::DType;
 use crate::BackendKind;
 
 /// Fused convolution + bias + ReLU on the CPU backends. Use the Tensor-level functions
-/// [`conv2d_bias_relu`] and [`fire_expand`].
+/// [`conv2d_bias_relu`], [`fire_expand`] and [`dfire`].
 #[backend_extension(NdArray, Flex)]
 pub trait FusedConvOps: Backend {
     /// `relu(conv2d(x, weight) + bias)`: groups 1, dilation 1, symmetric zero padding.
@@ -61,6 +62,22 @@ pub trait FusedConvOps: Backend {
         b1: FloatTensor<Self>,
         w3: FloatTensor<Self>,
         b3: FloatTensor<Self>,
+    ) -> FloatTensor<Self>;
+
+    /// A whole DFire module: [`seg_fire_expand`](FusedConvOps::seg_fire_expand), then
+    /// `relu(conv1x1(·, ws) + bs)` of the concatenation, block by block (the concatenated
+    /// expand output never exists as a whole tensor).
+    ///
+    /// `x: [n, c_in, h, w]`, `w1: [e1, c_in, 1, 1]`, `w3: [e3, c_in, 3, 3]`,
+    /// `ws: [c_out, e1 + e3, 1, 1]` → `[n, c_out, h, w]`.
+    fn seg_dfire(
+        x: FloatTensor<Self>,
+        w1: FloatTensor<Self>,
+        b1: FloatTensor<Self>,
+        w3: FloatTensor<Self>,
+        b3: FloatTensor<Self>,
+        ws: FloatTensor<Self>,
+        bs: FloatTensor<Self>,
     ) -> FloatTensor<Self>;
 }
 
@@ -120,5 +137,28 @@ pub fn fire_expand(
         b1.into_dispatch(),
         w3.into_dispatch(),
         b3.into_dispatch(),
+    ))
+}
+
+/// A whole DFire module: `relu(conv1x1(fire_expand(x, w1, b1, w3, b3), ws) + bs)`, block by
+/// block, on the CPU backends (check [`applies`] first).
+///
+/// # Shapes
+/// - `x`: `[n, c_in, h, w]`, `w1`: `[e1, c_in, 1, 1]`, `w3`: `[e3, c_in, 3, 3]`,
+///   `ws`: `[c_out, e1 + e3, 1, 1]`, biases `[e1]`, `[e3]`, `[c_out]`
+/// - output: `[n, c_out, h, w]`
+pub fn dfire(
+    x: Tensor<4>,
+    [w1, w3, ws]: [Tensor<4>; 3],
+    [b1, b3, bs]: [Tensor<1>; 3],
+) -> Tensor<4> {
+    Tensor::from_dispatch(Dispatch::seg_dfire(
+        x.into_dispatch(),
+        w1.into_dispatch(),
+        b1.into_dispatch(),
+        w3.into_dispatch(),
+        b3.into_dispatch(),
+        ws.into_dispatch(),
+        bs.into_dispatch(),
     ))
 }

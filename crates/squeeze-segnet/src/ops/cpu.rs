@@ -12,6 +12,7 @@ use burn::backend::{
     tensor::{FloatTensor, IntTensor},
 };
 use burn::tensor::{DType, IntDType, Shape, TensorData, read_sync};
+use burn_ndarray::NdArrayTensor;
 use rayon::prelude::*;
 
 use super::{SegNetOps, pooled_len};
@@ -89,18 +90,31 @@ fn with_indices<R>(data: &HostData, f: impl FnOnce(HostIndices<'_>) -> R) -> R {
     }
 }
 
-/// A CPU tensor's contiguous storage as the kernels read it: Flex's own buffer, borrowed
-/// without a copy (even when the tensor is shared), or the tensor's `TensorData` (NdArray, and
-/// Flex views that are not contiguous).
+/// A CPU tensor's contiguous storage as the kernels read it: the backend's own buffer, borrowed
+/// without a copy (even when the tensor is shared, as weights are), or the tensor's `TensorData`
+/// for views that are not contiguous.
 pub(crate) enum HostData {
     Flex(FloatTensor<Flex>),
+    NdArray(NdArrayTensor),
     Data(TensorData),
+}
+
+/// The contiguous row-major storage of an NdArray tensor, as bytes.
+fn ndarray_bytes(x: &NdArrayTensor) -> Option<&[u8]> {
+    match x {
+        NdArrayTensor::F32(s) => s.view().to_slice().map(bytemuck::cast_slice),
+        NdArrayTensor::F64(s) => s.view().to_slice().map(bytemuck::cast_slice),
+        NdArrayTensor::I32(s) => s.view().to_slice().map(bytemuck::cast_slice),
+        NdArrayTensor::I64(s) => s.view().to_slice().map(bytemuck::cast_slice),
+        _ => None,
+    }
 }
 
 impl HostData {
     pub(crate) fn dtype(&self) -> DType {
         match self {
             HostData::Flex(x) => x.dtype(),
+            HostData::NdArray(x) => x.dtype(),
             HostData::Data(d) => d.dtype(),
         }
     }
@@ -108,6 +122,7 @@ impl HostData {
     pub(crate) fn shape(&self) -> Shape {
         match self {
             HostData::Flex(x) => x.shape(),
+            HostData::NdArray(x) => x.shape(),
             HostData::Data(d) => d.shape().clone(),
         }
     }
@@ -115,6 +130,10 @@ impl HostData {
     pub(crate) fn as_slice<E: burn::tensor::Element + bytemuck::Pod>(&self) -> Option<&[E]> {
         match self {
             HostData::Flex(x) => x.as_slice::<E>(),
+            HostData::NdArray(x) => (E::dtype() == x.dtype())
+                .then(|| ndarray_bytes(x))
+                .flatten()
+                .map(bytemuck::cast_slice),
             HostData::Data(d) => d.as_slice::<E>().ok(),
         }
     }
@@ -122,6 +141,8 @@ impl HostData {
     fn to_data(&self) -> TensorData {
         match self {
             HostData::Flex(x) => x.clone().into_data(),
+            HostData::NdArray(x) if x.dtype().is_float() => float_data::<NdArray>(x.clone()),
+            HostData::NdArray(x) => int_data::<NdArray>(x.clone()),
             HostData::Data(d) => d.clone(),
         }
     }
@@ -152,10 +173,18 @@ fn flex_host(x: FloatTensor<Flex>) -> HostData {
 
 impl HostBackend for NdArray {
     fn float_host(x: FloatTensor<Self>) -> HostData {
-        HostData::Data(float_data::<Self>(x))
+        if ndarray_bytes(&x).is_some() {
+            HostData::NdArray(x)
+        } else {
+            HostData::Data(float_data::<Self>(x))
+        }
     }
     fn int_host(x: IntTensor<Self>) -> HostData {
-        HostData::Data(int_data::<Self>(x))
+        if ndarray_bytes(&x).is_some() {
+            HostData::NdArray(x)
+        } else {
+            HostData::Data(int_data::<Self>(x))
+        }
     }
 }
 
