@@ -158,6 +158,10 @@ fn the_fused_path_applies_to_inference_devices_only() {
     let x = |device: &Device| Tensor::<4>::zeros([1, 1, 2, 2], device);
     assert!(fused::applies(&x(&Device::flex())));
     assert!(!fused::applies(&x(&Device::flex().autodiff())));
+    // Parameters of a model forked onto an autodiff device.
+    let model = SqueezeSegNetConfig::paper().init(&Device::flex()).unwrap();
+    let forked = model.fork(&Device::flex().autodiff()).train();
+    assert!(!fused::applies(&forked.conv1.conv.weight.val()));
     for (kind, device) in backends() {
         assert_eq!(
             fused::applies(&x(&device)),

@@ -86,7 +86,8 @@ pub(crate) struct FusedConv {
 
 impl ConvBlock {
     /// This block's arguments for the fused CPU path, when that path serves it on `x`: an
-    /// inference device of a CPU backend ([`fused::applies`]), no batch norm, a bias, groups 1,
+    /// inference device of a CPU backend for the input and the parameters ([`fused::applies`]),
+    /// no batch norm, a bias, groups 1,
     /// dilation 1, symmetric padding and the input's dtype.
     pub(crate) fn fused(&self, x: &Tensor<4>) -> Option<FusedConv> {
         let conv = &self.conv;
@@ -98,7 +99,14 @@ impl ConvBlock {
         };
         let bias = conv.bias.as_ref()?.val();
         let weight = conv.weight.val();
-        if top != bottom || left != right || weight.dtype() != x.dtype() || !fused::applies(x) {
+        if top != bottom
+            || left != right
+            || weight.dtype() != x.dtype()
+            || weight.device() != x.device()
+            || !fused::applies(x)
+            || !fused::applies(&weight)
+            || !fused::applies(&bias)
+        {
             return None;
         }
         Some(FusedConv {

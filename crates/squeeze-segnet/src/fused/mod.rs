@@ -81,11 +81,20 @@ pub trait FusedConvOps: Backend {
     ) -> FloatTensor<Self>;
 }
 
-/// Whether the fused CPU kernels serve a forward pass on `x`'s device: NdArray or Flex, no
-/// autodiff, f32 or f64 data.
-pub fn applies(x: &Tensor<4>) -> bool {
+/// Whether the fused CPU kernels can take `x`: a tensor of NdArray or Flex, without autodiff,
+/// in f32 or f64. Every operand of a fused call must pass.
+pub fn applies<const D: usize>(x: &Tensor<D>) -> bool {
+    use burn::backend::DispatchAutodiffContext;
     let device = x.device();
-    !device.is_autodiff()
+    // The device alone does not tell (a module forked onto an autodiff device can hold
+    // parameters whose device reads as the inner one), so the tensor's own autodiff
+    // association is checked too.
+    let autodiff = !matches!(
+        x.clone().into_dispatch().autodiff,
+        DispatchAutodiffContext::Disabled
+    );
+    !autodiff
+        && !device.is_autodiff()
         && matches!(
             BackendKind::of(&device),
             Some(BackendKind::Flex | BackendKind::NdArray)
