@@ -76,6 +76,41 @@ fn matches_burns_transposed_convolution_with_gradients() {
     }
 }
 
+/// At inference on the CPU backends the phases run on the fused convolution kernels
+/// (`squeeze_segnet::fused`): the same values as Burn's transposed convolution, f32 and f64.
+#[test]
+fn the_fused_inference_path_matches_burns_transposed_convolution() {
+    let cases = [
+        ([2, 5, 7, 9], 3, [15, 19]),
+        ([1, 8, 11, 12], 11, [24, 26]),
+        ([1, 64, 20, 27], 11, [42, 56]),
+    ];
+    for (kind, device) in backends() {
+        if kind == squeeze_segnet::BackendKind::Wgpu {
+            continue;
+        }
+        for dtype in [burn::tensor::DType::F32, burn::tensor::DType::F64] {
+            for &(shape, c_out, out) in &cases {
+                let x = Tensor::<4>::random(shape, Distribution::Default, (&device, dtype));
+                let w = Tensor::<4>::random(
+                    [shape[1], c_out, 3, 3],
+                    Distribution::Default,
+                    (&device, dtype),
+                );
+                let b = Tensor::<1>::random([c_out], Distribution::Default, (&device, dtype));
+                assert!(squeeze_segnet::fused::applies(&x));
+                let ours = conv_transpose2d_3x3_s2(x.clone(), w.clone(), Some(b.clone()), out);
+                let theirs = reference(x, w, b, out);
+                assert_eq!(ours.dtype(), dtype);
+                ours.into_data().convert::<f64>().assert_approx_eq::<f64>(
+                    &theirs.into_data().convert::<f64>(),
+                    Tolerance::<f64>::rel_abs(1e-4, 1e-4),
+                );
+            }
+        }
+    }
+}
+
 #[test]
 fn backend_kind_is_read_from_the_device_autodiff_included() {
     for (kind, device) in backends() {

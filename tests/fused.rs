@@ -68,6 +68,23 @@ fn conv_bias_relu_matches_burns_ops() {
                 let b = random(&mut rng, [1, 1, 1, c_out], f64_, &device).reshape([c_out]);
                 assert!(fused::applies(&x));
                 let want = burn_conv(x.clone(), w.clone(), b.clone(), stride, pad);
+                // Without the ReLU too (the transposed convolution's phases).
+                let linear =
+                    fused::conv2d_bias(x.clone(), w.clone(), b.clone(), stride, pad, false);
+                let want_linear = conv2d(
+                    x.clone(),
+                    w.clone(),
+                    Some(b.clone()),
+                    ConvOptions::new(stride, pad, [1, 1], 1),
+                );
+                let tol = if f64_ { 1e-10 } else { 1e-4 };
+                assert_close(
+                    &host(linear),
+                    &host(want_linear),
+                    tol,
+                    tol,
+                    &format!("{kind} linear {shape:?}"),
+                );
                 let got = fused::conv2d_bias_relu(x, w, b, stride, pad);
                 assert_eq!(got.dims(), want.dims(), "{kind} {shape:?}");
                 assert_eq!(got.dtype(), want.dtype(), "{kind} {shape:?}");

@@ -14,8 +14,10 @@
 //! convolution, but they run as ordinary convolutions, which every backend implements with a
 //! GEMM — Burn 0.22's NdArray transposed convolution is a scalar loop (≈ 1.2 s at 360×480).
 //! Output padding (the extra last row or column that only receives the bias) is a zero row of
-//! the odd phase. Gradients come from autodiff through the ordinary ops.
+//! the odd phase. Gradients come from autodiff through the ordinary ops. At inference on the CPU
+//! backends the phases run on the fused convolution kernels ([`crate::fused`]).
 
+use crate::fused;
 use burn::prelude::*;
 use burn::tensor::module::conv2d;
 use burn::tensor::ops::ConvOptions;
@@ -58,21 +60,33 @@ pub fn conv_transpose2d_3x3_s2(
     };
     let phase = |rows: &[usize], cols: &[usize]| -> Tensor<4> {
         let padding = [usize::from(rows.len() == 2), usize::from(cols.len() == 2)];
-        let y = conv2d(
-            x.clone(),
-            kernel(rows, cols),
-            None,
-            ConvOptions::new([1, 1], padding, [1, 1], 1),
-        );
+        let k = kernel(rows, cols);
+        let y = if fused::applies(&x) && fused::applies(&k) && k.device() == x.device() {
+            let zeros = Tensor::<1>::zeros([c_out], (&device, k.dtype()));
+            fused::conv2d_bias(x.clone(), k, zeros, [1, 1], padding, false)
+        } else {
+            conv2d(
+                x.clone(),
+                k,
+                None,
+                ConvOptions::new([1, 1], padding, [1, 1], 1),
+            )
+        };
         // Every phase to (h + 1) × (w + 1): odd phases get a zero last row / column.
         let [_, _, ph, pw] = y.dims();
         let y = if ph == h {
-            Tensor::cat(vec![y, Tensor::zeros([n, c_out, 1, pw], &device)], 2)
+            Tensor::cat(
+                vec![y, Tensor::zeros([n, c_out, 1, pw], (&device, x.dtype()))],
+                2,
+            )
         } else {
             y
         };
         if pw == w {
-            Tensor::cat(vec![y, Tensor::zeros([n, c_out, h + 1, 1], &device)], 3)
+            Tensor::cat(
+                vec![y, Tensor::zeros([n, c_out, h + 1, 1], (&device, x.dtype()))],
+                3,
+            )
         } else {
             y
         }

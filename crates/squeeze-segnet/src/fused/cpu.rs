@@ -21,6 +21,8 @@ struct Conv<'a, T> {
     padding: [usize; 2],
     /// First output channel of this convolution in the (concatenated) output.
     channel_offset: usize,
+    /// ReLU after the bias (every layer but the transposed convolution's phases).
+    relu: bool,
 }
 
 /// Output columns a block aims at: its im2col buffer (`k × columns`) stays near 256 KiB.
@@ -81,7 +83,7 @@ fn run<T: HostFloat>(
         let columns = (oy1 - oy0) * ow;
         let image = &x[b * c_in * h * w..(b + 1) * c_in * h * w];
         // Where the block of channel 0 goes, and the stride between channels there.
-        // SAFETY (both): inside `out`, see `gemm_bias_relu`.
+        // SAFETY (both): inside `out`, see `gemm_bias_act`.
         let block_out = unsafe { ptr.get().add(b * c_out * plane + oy0 * ow) };
         let mut mid = Vec::new();
         let (target, target_rs) = match squeeze {
@@ -111,13 +113,13 @@ fn run<T: HostFloat>(
             // `c_out × k` and `k × columns` elements at the given strides.
             unsafe {
                 let dst = target.add(conv.channel_offset * target_rs);
-                gemm_bias_relu(conv, k, columns, dst, target_rs, rhs, rhs_rs);
+                gemm_bias_act(conv, k, columns, dst, target_rs, rhs, rhs_rs);
             }
         }
         if let Some(squeeze) = squeeze {
             // SAFETY: as above; `mid` holds `c_mid × columns` elements.
             unsafe {
-                gemm_bias_relu(
+                gemm_bias_act(
                     squeeze,
                     c_mid,
                     columns,
@@ -132,14 +134,15 @@ fn run<T: HostFloat>(
     out
 }
 
-/// `dst[co][j] = relu(Σ_k weight[co][k]·rhs[k][j] + bias[co])` for `co < c_out`, `j < columns`:
-/// one single-threaded GEMM, then bias and ReLU on the block while it is in cache.
+/// `dst[co][j] = relu(Σ_k weight[co][k]·rhs[k][j] + bias[co])` (without the ReLU unless
+/// `conv.relu`) for `co < c_out`, `j < columns`: one single-threaded GEMM, then bias and ReLU
+/// on the block while it is in cache.
 ///
 /// # Safety
 /// `dst` must be valid for writes of `c_out` rows of `columns` elements at stride `dst_rs`, and
 /// `rhs` for reads of `k` rows of `columns` elements at stride `rhs_rs`; `conv.weight` holds
 /// `c_out × k` elements.
-unsafe fn gemm_bias_relu<T: HostFloat>(
+unsafe fn gemm_bias_act<T: HostFloat>(
     conv: &Conv<'_, T>,
     k: usize,
     columns: usize,
@@ -173,9 +176,15 @@ unsafe fn gemm_bias_relu<T: HostFloat>(
         );
         for (co, &bias) in conv.bias.iter().enumerate() {
             let row = std::slice::from_raw_parts_mut(dst.add(co * dst_rs), columns);
-            for v in row {
-                let s = v.add(bias);
-                *v = if s > T::ZERO { s } else { T::ZERO };
+            if conv.relu {
+                for v in row {
+                    let s = v.add(bias);
+                    *v = if s > T::ZERO { s } else { T::ZERO };
+                }
+            } else {
+                for v in row {
+                    *v = v.add(bias);
+                }
             }
         }
     }
@@ -262,12 +271,13 @@ fn dims4(s: &Shape) -> [usize; 4] {
     [s[0], s[1], s[2], s[3]]
 }
 
-fn conv2d_bias_relu<B: HostBackend>(
+fn conv2d_bias<B: HostBackend>(
     x: FloatTensor<B>,
     weight: FloatTensor<B>,
     bias: FloatTensor<B>,
     stride: [usize; 2],
     padding: [usize; 2],
+    relu: bool,
 ) -> FloatTensor<B> {
     let device = burn::backend::TensorMetadata::device(&x);
     let (x, weight, bias) = (B::float_host(x), B::float_host(weight), B::float_host(bias));
@@ -277,7 +287,7 @@ fn conv2d_bias_relu<B: HostBackend>(
         out_len(h, kh, stride[0], padding[0]),
         out_len(w, kw, stride[1], padding[1]),
     ];
-    let data = typed!("conv2d_bias_relu", x, |T| {
+    let data = typed!("conv2d_bias", x, |T| {
         let conv = Conv {
             weight: slice::<T>(&weight, "weight"),
             bias: slice::<T>(&bias, "bias"),
@@ -286,6 +296,7 @@ fn conv2d_bias_relu<B: HostBackend>(
             stride,
             padding,
             channel_offset: 0,
+            relu,
         };
         let out = run(
             slice::<T>(&x, "x"),
@@ -323,6 +334,7 @@ fn expand<B: HostBackend>(
                 stride: [1, 1],
                 padding: [0, 0],
                 channel_offset: 0,
+                relu: true,
             },
             Conv {
                 weight: slice::<T>(&w3, "w3"),
@@ -332,6 +344,7 @@ fn expand<B: HostBackend>(
                 stride: [1, 1],
                 padding: [1, 1],
                 channel_offset: e1,
+                relu: true,
             },
         ];
         let squeeze = squeeze.as_ref().map(|[ws, bs]| Conv {
@@ -342,6 +355,7 @@ fn expand<B: HostBackend>(
             stride: [1, 1],
             padding: [0, 0],
             channel_offset: 0,
+            relu: true,
         });
         let x = slice::<T>(&x, "x");
         let out = run(x, [n, c_in, h, w], &convs, squeeze.as_ref(), [h, w]);
@@ -353,7 +367,7 @@ fn expand<B: HostBackend>(
 macro_rules! cpu_backend {
     ($backend:ty) => {
         impl FusedConvOps for $backend {
-            fn seg_conv2d_bias_relu(
+            fn seg_conv2d_bias(
                 x: FloatTensor<Self>,
                 weight: FloatTensor<Self>,
                 bias: FloatTensor<Self>,
@@ -361,8 +375,9 @@ macro_rules! cpu_backend {
                 stride_w: usize,
                 pad_h: usize,
                 pad_w: usize,
+                relu: bool,
             ) -> FloatTensor<Self> {
-                conv2d_bias_relu::<Self>(x, weight, bias, [stride_h, stride_w], [pad_h, pad_w])
+                conv2d_bias::<Self>(x, weight, bias, [stride_h, stride_w], [pad_h, pad_w], relu)
             }
 
             fn seg_fire_expand(

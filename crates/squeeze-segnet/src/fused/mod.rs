@@ -34,14 +34,15 @@ use burn::tensor::DType;
 use crate::BackendKind;
 
 /// Fused convolution + bias + ReLU on the CPU backends. Use the Tensor-level functions
-/// [`conv2d_bias_relu`], [`fire_expand`] and [`dfire`].
+/// [`conv2d_bias_relu`] (or [`conv2d_bias`]), [`fire_expand`] and [`dfire`].
 #[backend_extension(NdArray, Flex)]
 pub trait FusedConvOps: Backend {
-    /// `relu(conv2d(x, weight) + bias)`: groups 1, dilation 1, symmetric zero padding.
+    /// `relu(conv2d(x, weight) + bias)` (without the ReLU when `relu` is false): groups 1,
+    /// dilation 1, symmetric zero padding.
     ///
     /// `x: [n, c_in, h, w]`, `weight: [c_out, c_in, kh, kw]`, `bias: [c_out]` →
     /// `[n, c_out, (h + 2·pad_h − kh) / stride_h + 1, (w + 2·pad_w − kw) / stride_w + 1]`.
-    fn seg_conv2d_bias_relu(
+    fn seg_conv2d_bias(
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
         bias: FloatTensor<Self>,
@@ -49,6 +50,7 @@ pub trait FusedConvOps: Backend {
         stride_w: usize,
         pad_h: usize,
         pad_w: usize,
+        relu: bool,
     ) -> FloatTensor<Self>;
 
     /// A Fire module's expand stage: `cat([relu(conv1x1(x) + b1), relu(conv3x3(x, pad 1) + b3)], 1)`,
@@ -115,7 +117,19 @@ pub fn conv2d_bias_relu(
     stride: [usize; 2],
     padding: [usize; 2],
 ) -> Tensor<4> {
-    Tensor::from_dispatch(Dispatch::seg_conv2d_bias_relu(
+    conv2d_bias(x, weight, bias, stride, padding, true)
+}
+
+/// [`conv2d_bias_relu`] with the ReLU optional: `conv2d(x, weight, bias)` when `relu` is false.
+pub fn conv2d_bias(
+    x: Tensor<4>,
+    weight: Tensor<4>,
+    bias: Tensor<1>,
+    stride: [usize; 2],
+    padding: [usize; 2],
+    relu: bool,
+) -> Tensor<4> {
+    Tensor::from_dispatch(Dispatch::seg_conv2d_bias(
         x.into_dispatch(),
         weight.into_dispatch(),
         bias.into_dispatch(),
@@ -123,6 +137,7 @@ pub fn conv2d_bias_relu(
         stride[1],
         padding[0],
         padding[1],
+        relu,
     ))
 }
 
