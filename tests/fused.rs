@@ -221,34 +221,10 @@ fn network_logits_match_burns_ops() {
         assert!(fused::applies(&x) && !fused::applies(&x_ad));
         let got = host(model.forward(x).unwrap());
         let want = host(reference.forward(x_ad).unwrap());
-        // Max-pooling is discontinuous: where two window values differ only by float rounding,
-        // the two paths' different summation orders can pick different maxima and move a few
-        // logits (seen about once in 15 runs). So: the relative L2 error is tiny and almost
-        // every logit agrees elementwise.
+        // Pooling near-ties may flip between the two paths (seen about once in 15 runs).
         let scale = want.iter().map(|v| v.abs()).fold(0.0, f64::max);
         assert!(scale > 0.0);
-        let (atol, rtol) = (1e-4 * scale.max(1.0), 1e-3);
-        let off = got
-            .iter()
-            .zip(&want)
-            .filter(|(g, w)| (*g - *w).abs() > atol + rtol * w.abs())
-            .count();
-        let norm = want.iter().map(|v| v * v).sum::<f64>().sqrt();
-        let diff = got
-            .iter()
-            .zip(&want)
-            .map(|(g, w)| (g - w) * (g - w))
-            .sum::<f64>()
-            .sqrt();
-        assert!(
-            diff <= 1e-3 * norm,
-            "{kind}: relative L2 error {:.2e}",
-            diff / norm
-        );
-        assert!(
-            off * 1000 <= want.len(),
-            "{kind}: {off} of {} logits differ",
-            want.len()
-        );
+        let what = format!("{kind} logits");
+        assert_mostly_close(&got, &want, 1e-4 * scale.max(1.0), 1e-3, 1e-3, &what);
     }
 }
