@@ -531,6 +531,32 @@ mod avx2 {
     }
 }
 
+/// A new `planes × plane` buffer, zeroed and then filled by `f(plane_index, plane)`, one plane
+/// per Rayon task: the zeroing runs in parallel too, and leaves the plane in cache for `f`.
+fn zeroed_planes<T: HostFloat>(
+    planes: usize,
+    plane: usize,
+    f: impl Fn(usize, &mut [T]) + Sync,
+) -> Vec<T> {
+    let len = planes * plane;
+    let mut out = Vec::<T>::with_capacity(len);
+    if plane > 0 {
+        out.spare_capacity_mut()[..len]
+            .par_chunks_mut(plane)
+            .enumerate()
+            .for_each(|(i, chunk)| {
+                chunk.fill(std::mem::MaybeUninit::new(T::ZERO));
+                // SAFETY: every element of the chunk was just initialised.
+                let chunk = unsafe { &mut *(chunk as *mut [std::mem::MaybeUninit<T>] as *mut [T]) };
+                f(i, chunk);
+            });
+    }
+    // SAFETY: the chunks above cover all `len` elements and initialised each (len is 0 when
+    // plane is 0).
+    unsafe { out.set_len(len) };
+    out
+}
+
 fn pool_backward_planes<T: HostFloat>(
     grad: &[T],
     indices: &HostIndices<'_>,
@@ -538,22 +564,15 @@ fn pool_backward_planes<T: HostFloat>(
     pooled_plane: usize,
     input_plane: usize,
 ) -> Vec<T> {
-    let mut out = vec![T::ZERO; planes * input_plane];
-    if input_plane == 0 {
-        return out;
-    }
-    out.par_chunks_mut(input_plane)
-        .enumerate()
-        .for_each(|(plane, out)| {
-            let base = plane * pooled_plane;
-            for (k, &g) in grad[base..base + pooled_plane].iter().enumerate() {
-                let q = indices.get(base + k);
-                if q >= 0 && (q as usize) < input_plane {
-                    out[q as usize] = out[q as usize].add(g);
-                }
+    zeroed_planes(planes, input_plane, |plane, out: &mut [T]| {
+        let base = plane * pooled_plane;
+        for (k, &g) in grad[base..base + pooled_plane].iter().enumerate() {
+            let q = indices.get(base + k);
+            if q >= 0 && (q as usize) < input_plane {
+                out[q as usize] = out[q as usize].add(g);
             }
-        });
-    out
+        }
+    })
 }
 
 fn unpool_planes<T: HostFloat>(
@@ -563,22 +582,15 @@ fn unpool_planes<T: HostFloat>(
     input_plane: usize,
     output_plane: usize,
 ) -> Vec<T> {
-    let mut out = vec![T::ZERO; planes * output_plane];
-    if output_plane == 0 {
-        return out;
-    }
-    out.par_chunks_mut(output_plane)
-        .enumerate()
-        .for_each(|(plane, out)| {
-            let base = plane * input_plane;
-            for (k, &v) in x[base..base + input_plane].iter().enumerate() {
-                let q = indices.get(base + k);
-                if q >= 0 && (q as usize) < output_plane {
-                    out[q as usize] = v;
-                }
+    zeroed_planes(planes, output_plane, |plane, out: &mut [T]| {
+        let base = plane * input_plane;
+        for (k, &v) in x[base..base + input_plane].iter().enumerate() {
+            let q = indices.get(base + k);
+            if q >= 0 && (q as usize) < output_plane {
+                out[q as usize] = v;
             }
-        });
-    out
+        }
+    })
 }
 
 fn unpool_backward_planes<T: HostFloat>(
