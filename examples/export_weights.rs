@@ -100,7 +100,8 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     )?;
     write_f32(&out.join("weights.bin"), &export.blob)?;
     let x = Tensor::<4>::random([1, 3, 360, 480], Distribution::Normal(0.0, 1.0), &device);
-    let logits = model.forward(x.clone())?;
+    // The inference path a user runs: batch norm folded, the fused CPU kernels on Flex.
+    let logits = model.for_inference().forward(x.clone())?;
     write_f32(&out.join("input.bin"), &x.into_data().try_to_vec::<f32>()?)?;
     write_f32(
         &out.join("logits.bin"),
