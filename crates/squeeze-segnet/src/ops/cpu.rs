@@ -765,3 +765,70 @@ macro_rules! cpu_backend {
 
 cpu_backend!(Flex);
 cpu_backend!(NdArray);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The portable row loop (what machines without AVX2 run) and the AVX2 kernel give the same
+    /// maxima and indices, ties, NaN and ceil-mode edges included; both match the reference.
+    #[test]
+    fn portable_and_avx2_rows_agree() {
+        if !has_avx2() {
+            return; // nothing to compare with; the portable loop is the only path here
+        }
+        let mut state = 7_u64;
+        let mut next = move || {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (state >> 33) as u32
+        };
+        for (h, w, kernel) in [
+            (7, 57, [3, 3]),
+            (5, 601, [3, 3]),
+            (9, 40, [2, 3]),
+            (4, 17, [3, 2]),
+        ] {
+            let input: Vec<f32> = (0..h * w)
+                .map(|_| match next() % 50 {
+                    0 => f32::NAN,
+                    r => (r % 5) as f32, // many ties
+                })
+                .collect();
+            let stride = [2, 2];
+            let oh = pooled_len(h, kernel[0], stride[0]).unwrap();
+            let ow = pooled_len(w, kernel[1], stride[1]).unwrap();
+            let dims = PlaneDims {
+                h,
+                w,
+                kernel,
+                stride,
+                ow,
+            };
+            let (want_v, want_i, _) = crate::ops::reference::max_pool2d_with_indices(
+                &input.iter().map(|&v| v as f64).collect::<Vec<_>>(),
+                [1, 1, h, w],
+                crate::ops::PoolOptions::new(kernel, stride),
+            );
+            for avx2 in [false, true] {
+                let (mut values, mut indices) = (vec![0_f32; ow], vec![0_i32; ow]);
+                for i in 0..oh {
+                    pool_row(avx2, &input, dims, i, &mut values, &mut indices);
+                    for j in 0..ow {
+                        let (v, k) = (values[j] as f64, want_v[i * ow + j]);
+                        assert!(
+                            v == k || (v.is_nan() && k.is_nan()),
+                            "avx2={avx2} {h}x{w} ({i},{j})"
+                        );
+                        assert_eq!(
+                            indices[j] as i64,
+                            want_i[i * ow + j],
+                            "avx2={avx2} {h}x{w} ({i},{j})"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
