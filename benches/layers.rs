@@ -1,9 +1,15 @@
-//! Where the forward pass spends its time: every layer of the default network (inference, batch
-//! norm folded, fp32, random weights) timed alone on its real input at 360×480, batch 1, on the
-//! CPU backends. The layer times add up to about the whole forward (`benches/forward.rs`).
+//! Where the time goes, layer by layer, for the default network (fp32, random weights), each
+//! layer timed alone on its real input:
 //!
-//! Ids: `layers/<backend>/<nn>-<layer>`, numbered in execution order, e.g. `layers/flex/01-pool1`.
-//! `cargo bench --bench layers -- flex` runs one backend.
+//! - `layers/<backend>/<nn>-<layer>`: inference (batch norm folded, the fused CPU path) at
+//!   360×480, batch 1, on the CPU backends; the layer times add up to about the whole forward
+//!   (`benches/forward.rs`);
+//! - `layers-train/flex/<nn>-<layer>`: forward and backward of the layer (autodiff, batch norm in
+//!   training mode, gradient of the sum of its output) at 180×240, batch 4 — the training step's
+//!   shape (`benches/train_step.rs`).
+//!
+//! Layers are numbered in execution order, e.g. `layers/flex/01-pool1`.
+//! `cargo bench --bench layers -- layers/flex` runs one group and backend.
 
 use burn::prelude::*;
 use burn::tensor::module::conv_transpose2d;
@@ -26,6 +32,8 @@ enum Step {
 /// Runs the network once, layer by layer (as `SqueezeSegNet::forward` does on Flex), and keeps
 /// each layer's input.
 fn steps(model: &SqueezeSegNet, x: Tensor<4>) -> Vec<Step> {
+    let [_, _, height, width] = x.dims();
+    let size = [height, width];
     let mut steps = Vec::new();
     let m = model.clone();
     let mut x = x;
@@ -84,6 +92,7 @@ fn steps(model: &SqueezeSegNet, x: Tensor<4>) -> Vec<Step> {
     x = unpool(x, "unpool1");
     let d = model.deconv1.clone();
     let [_, _, h, w] = x.dims();
+    let [height, width] = size;
     let ndarray = BackendKind::of(&x.device()) == Some(BackendKind::NdArray);
     let _ = block(
         "deconv1",
@@ -91,9 +100,9 @@ fn steps(model: &SqueezeSegNet, x: Tensor<4>) -> Vec<Step> {
             let bias = d.bias.as_ref().map(|b| b.val());
             if ndarray {
                 // The model's path on NdArray (see `SqueezeSegNet::forward`).
-                return conv_transpose2d_3x3_s2(x, d.weight.val(), bias, [360, 480]);
+                return conv_transpose2d_3x3_s2(x, d.weight.val(), bias, [height, width]);
             }
-            let padding_out = [360 - (2 * h + 1), 480 - (2 * w + 1)];
+            let padding_out = [height - (2 * h + 1), width - (2 * w + 1)];
             let options =
                 ConvTransposeOptions::new(d.stride, d.padding, padding_out, d.dilation, d.groups);
             conv_transpose2d(x, d.weight.val(), bias, options)
@@ -113,6 +122,36 @@ fn pooled_name(unpool: &str) -> &'static str {
     }
 }
 
+const ORDER: [&str; 26] = [
+    "conv1", "pool1", "fire2", "fire3", "pool3", "fire4", "fire5", "pool5", "fire6", "fire7",
+    "fire8", "fire9", "conv10", "conv10_d", "dfire9", "dfire8", "dfire7", "dfire6", "unpool5",
+    "dfire5", "dfire4", "unpool3", "dfire3", "dfire2", "unpool1", "deconv1",
+];
+
+fn step_name(step: &Step) -> &'static str {
+    match step {
+        Step::Block(n, ..) | Step::Pool(n, _) | Step::Unpool(n, ..) => n,
+    }
+}
+
+/// The steps of one forward pass in execution order, with their benchmark ids.
+fn ordered(model: &SqueezeSegNet, x: Tensor<4>, backend: &str) -> Vec<(BenchmarkId, Step)> {
+    let mut all = steps(model, x);
+    all.sort_by_key(|s| ORDER.iter().position(|o| *o == step_name(s)));
+    all.into_iter()
+        .map(|s| {
+            let n = ORDER
+                .iter()
+                .position(|o| *o == step_name(&s))
+                .expect("known layer");
+            (
+                BenchmarkId::new(backend, format!("{n:02}-{}", step_name(&s))),
+                s,
+            )
+        })
+        .collect()
+}
+
 fn layers(c: &mut Criterion) {
     squeeze_segnet::retain_freed_memory();
     let mut group = c.benchmark_group("layers");
@@ -124,29 +163,12 @@ fn layers(c: &mut Criterion) {
             .expect("default config")
             .for_inference();
         let x = Tensor::<4>::random([1, 3, 360, 480], Distribution::Default, &device);
-        let order = [
-            "conv1", "pool1", "fire2", "fire3", "pool3", "fire4", "fire5", "pool5", "fire6",
-            "fire7", "fire8", "fire9", "conv10", "conv10_d", "dfire9", "dfire8", "dfire7",
-            "dfire6", "unpool5", "dfire5", "dfire4", "unpool3", "dfire3", "dfire2", "unpool1",
-            "deconv1",
-        ];
-        let id = |name: &str| {
-            let n = order.iter().position(|o| *o == name).expect("known layer");
-            BenchmarkId::new(kind.name(), format!("{n:02}-{name}"))
-        };
-        let mut all = steps(&model, x);
-        all.sort_by_key(|s| {
-            let name = match s {
-                Step::Block(n, ..) | Step::Pool(n, _) | Step::Unpool(n, ..) => *n,
-            };
-            order.iter().position(|o| *o == name)
-        });
-        for step in &all {
-            match step {
-                Step::Block(name, f, x) => group.bench_function(id(name), |b| {
+        for (id, step) in ordered(&model, x, kind.name()) {
+            match &step {
+                Step::Block(_, f, x) => group.bench_function(id, |b| {
                     b.iter(|| f(x.clone()).slice([0..1, 0..1, 0..1, 0..1]).into_data())
                 }),
-                Step::Pool(name, x) => group.bench_function(id(name), |b| {
+                Step::Pool(_, x) => group.bench_function(id, |b| {
                     b.iter(|| {
                         ops::max_pool2d_with_indices_unchecked(x.clone(), POOL)
                             .0
@@ -154,7 +176,7 @@ fn layers(c: &mut Criterion) {
                             .into_data()
                     })
                 }),
-                Step::Unpool(name, x, i, size) => group.bench_function(id(name), |b| {
+                Step::Unpool(_, x, i, size) => group.bench_function(id, |b| {
                     b.iter(|| {
                         ops::max_unpool2d_unchecked(x.clone(), i.clone(), *size)
                             .slice([0..1, 0..1, 0..1, 0..1])
@@ -163,6 +185,50 @@ fn layers(c: &mut Criterion) {
                 }),
             };
         }
+    }
+    group.finish();
+
+    // Forward + backward per layer, as in a training step.
+    let mut group = c.benchmark_group("layers-train");
+    group.sample_size(10);
+    let device = Device::flex();
+    let ad = device.clone().autodiff();
+    let model = SqueezeSegNetConfig::new()
+        .init(&device)
+        .expect("default config")
+        .fork(&ad)
+        .train();
+    let x = Tensor::<4>::random([4, 3, 180, 240], Distribution::Default, &ad);
+    // Reads one value of the input gradient, so the backward pass is complete.
+    let grad_of = |x: &Tensor<4>, y: Tensor<4>| {
+        let grads = y.sum().backward();
+        x.grad(&grads)
+            .map(|g| g.slice([0..1, 0..1, 0..1, 0..1]).into_data())
+    };
+    for (id, step) in ordered(&model, x, "flex") {
+        match &step {
+            Step::Block(_, f, x) => {
+                let x = x.clone().detach().require_grad();
+                group.bench_function(id, |b| b.iter(|| grad_of(&x, f(x.clone()))))
+            }
+            Step::Pool(_, x) => {
+                let x = x.clone().detach().require_grad();
+                group.bench_function(id, |b| {
+                    b.iter(|| {
+                        grad_of(
+                            &x,
+                            ops::max_pool2d_with_indices_unchecked(x.clone(), POOL).0,
+                        )
+                    })
+                })
+            }
+            Step::Unpool(_, x, i, size) => {
+                let x = x.clone().detach().require_grad();
+                group.bench_function(id, |b| {
+                    b.iter(|| grad_of(&x, ops::max_unpool2d_unchecked(x.clone(), i.clone(), *size)))
+                })
+            }
+        };
     }
     group.finish();
 }
