@@ -59,6 +59,8 @@ fn conv_bias_relu_matches_burns_ops() {
         ([2, 3, 8, 9], 4, [2, 3], [1, 2], [1, 0]),
         ([1, 2, 5, 6], 3, [3, 3], [3, 2], [2, 1]),
         ([1, 130, 6, 300], 5, [3, 3], [1, 1], [1, 1]), // im2col rows wider than a block
+        ([1, 2, 5, 1], 3, [1, 1], [3, 4], [2, 5]),     // rows of padding only, stride > width
+        ([1, 2, 4, 3], 2, [3, 3], [1, 5], [1, 4]),
     ];
     for (kind, device) in cpu_backends() {
         for f64_ in [false, true] {
@@ -90,7 +92,8 @@ fn conv_bias_relu_matches_burns_ops() {
                 assert_eq!(got.dtype(), want.dtype(), "{kind} {shape:?}");
                 let tol = if f64_ { 1e-10 } else { 1e-4 };
                 let want = host(want);
-                assert!(want.iter().any(|v| *v > 0.0) && want.contains(&0.0));
+                // The ReLU both passes and clips something (the tiny edge cases aside).
+                assert!(want.len() < 64 || (want.iter().any(|v| *v > 0.0) && want.contains(&0.0)));
                 assert_close(
                     &host(got),
                     &want,

@@ -102,7 +102,10 @@ impl ConvBlock {
         if top != bottom
             || left != right
             || weight.dtype() != x.dtype()
+            || bias.dtype() != x.dtype()
             || weight.device() != x.device()
+            || bias.device() != x.device()
+            || weight.dims()[1] != x.dims()[1]
             || !fused::applies(x)
             || !fused::applies(&weight)
             || !fused::applies(&bias)

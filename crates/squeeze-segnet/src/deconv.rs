@@ -61,7 +61,8 @@ pub fn conv_transpose2d_3x3_s2(
     let phase = |rows: &[usize], cols: &[usize]| -> Tensor<4> {
         let padding = [usize::from(rows.len() == 2), usize::from(cols.len() == 2)];
         let k = kernel(rows, cols);
-        let y = if fused::applies(&x) && fused::applies(&k) && k.device() == x.device() {
+        let fits = k.device() == x.device() && k.dtype() == x.dtype() && k.dims()[1] == x.dims()[1];
+        let y = if fits && fused::applies(&x) && fused::applies(&k) {
             let zeros = Tensor::<1>::zeros([c_out], (&device, k.dtype()));
             fused::conv2d_bias(x.clone(), k, zeros, [1, 1], padding, false)
         } else {

@@ -25,7 +25,9 @@ struct Conv<'a, T> {
     relu: bool,
 }
 
-/// Output columns a block aims at: its im2col buffer (`k × columns`) stays near 256 KiB.
+/// Output columns a block aims at: about 64 Ki elements of im2col buffer (`k × columns`, 256 KiB
+/// in f32) for `k` up to 512; the 128-column floor and whole rows make it larger for deeper
+/// inputs.
 fn block_columns(k: usize) -> usize {
     (65_536 / k.max(1)).clamp(128, 2048)
 }
@@ -212,7 +214,7 @@ fn im2col<T: HostFloat>(
                 // Output columns whose input column ox·sw + kx − pw lies in 0..w.
                 let lo = pw.saturating_sub(kx).div_ceil(sw).min(ow);
                 let hi = if w + pw > kx {
-                    ((w - 1 + pw - kx) / sw + 1).min(ow)
+                    ((w + pw - kx - 1) / sw + 1).min(ow)
                 } else {
                     0
                 }
@@ -226,6 +228,9 @@ fn im2col<T: HostFloat>(
                     let src = &channel[iy * w..(iy + 1) * w];
                     dst[..lo].fill(T::ZERO);
                     dst[hi..].fill(T::ZERO);
+                    if lo == hi {
+                        continue; // no output column of this row reads the input
+                    }
                     let start = lo * sw + kx - pw;
                     if sw == 1 {
                         dst[lo..hi].copy_from_slice(&src[start..start + (hi - lo)]);
@@ -240,8 +245,23 @@ fn im2col<T: HostFloat>(
     }
 }
 
+/// Output length of a convolution; panics, as Burn's convolution does, when the kernel is
+/// larger than the padded input or the stride is 0.
 fn out_len(len: usize, kernel: usize, stride: usize, pad: usize) -> usize {
-    (len + 2 * pad).saturating_sub(kernel) / stride + 1
+    assert!(
+        len + 2 * pad >= kernel && stride > 0,
+        "conv2d_bias: kernel {kernel} does not fit an input of {len} padded by {pad} (stride {stride})"
+    );
+    (len + 2 * pad - kernel) / stride + 1
+}
+
+/// Panics with the operand's name when a shape is not what the fused call needs: these are
+/// backend-level ops (like Burn's own `conv2d`), called by the network with shapes it built.
+fn expect_shape(what: &str, got: &Shape, want: &[usize]) {
+    assert!(
+        got.num_dims() == want.len() && (0..want.len()).all(|i| got[i] == want[i]),
+        "{what}: shape {got:?}, expected {want:?}"
+    );
 }
 
 /// Typed slices of one dtype out of host tensors, or a panic naming the op (the network only
@@ -283,6 +303,12 @@ fn conv2d_bias<B: HostBackend>(
     let (x, weight, bias) = (B::float_host(x), B::float_host(weight), B::float_host(bias));
     let [n, c_in, h, w] = dims4(&x.shape());
     let [c_out, _, kh, kw] = dims4(&weight.shape());
+    expect_shape(
+        "conv2d_bias weight",
+        &weight.shape(),
+        &[c_out, c_in, kh, kw],
+    );
+    expect_shape("conv2d_bias bias", &bias.shape(), &[c_out]);
     let [oh, ow] = [
         out_len(h, kh, stride[0], padding[0]),
         out_len(w, kw, stride[1], padding[1]),
@@ -324,6 +350,14 @@ fn expand<B: HostBackend>(
     let [n, c_in, h, w] = dims4(&x.shape());
     let (e1, e3) = (w1.shape()[0], w3.shape()[0]);
     let c_out = squeeze.as_ref().map_or(e1 + e3, |[ws, _]| ws.shape()[0]);
+    expect_shape("fire_expand w1", &w1.shape(), &[e1, c_in, 1, 1]);
+    expect_shape("fire_expand b1", &b1.shape(), &[e1]);
+    expect_shape("fire_expand w3", &w3.shape(), &[e3, c_in, 3, 3]);
+    expect_shape("fire_expand b3", &b3.shape(), &[e3]);
+    if let Some([ws, bs]) = &squeeze {
+        expect_shape("dfire squeeze weight", &ws.shape(), &[c_out, e1 + e3, 1, 1]);
+        expect_shape("dfire squeeze bias", &bs.shape(), &[c_out]);
+    }
     let data = typed!("fire_expand", x, |T| {
         let convs = [
             Conv {

@@ -1,9 +1,11 @@
 //! CPU implementations for NdArray and Flex: loops over contiguous NCHW planes, one plane per
 //! task on Rayon's thread pool (the pool Burn's CPU backends already use).
 //!
-//! Both backends go through `TensorData`, which Flex hands over without a copy for contiguous,
-//! unshared tensors. Floats: f32 and f64. Indices: read as I32 or I64, written in the dtype asked
-//! for (the device's int dtype). Out-of-range indices are skipped, never a panic.
+//! Both backends' storage is read in place ([`HostData`]: no copy, shared tensors included, as
+//! long as the tensor is contiguous; other views go through `TensorData`). Floats: f32 and f64,
+//! with an AVX2 kernel for f32 pooling at column stride 2 (picked at run time). Indices: read as
+//! I32 or I64, written in the dtype asked for (the device's int dtype). Out-of-range indices are
+//! skipped, never a panic.
 
 #![allow(deprecated)] // burn::backend::NdArray: deprecated in Burn 0.22, supported on request.
 
@@ -432,7 +434,9 @@ mod avx2 {
     /// the right edge (ceil mode) and rows shorter than a block go one window at a time.
     ///
     /// # Safety
-    /// The CPU must support AVX2.
+    /// The CPU must support AVX2. (The slices are bounds-checked where it matters: `input` must
+    /// hold the `h × w` plane and `best_index` at least `best.len()` elements, which
+    /// `pool_planes` guarantees; the unchecked loads rely on it.)
     #[target_feature(enable = "avx2")]
     pub(super) unsafe fn pool_row_f32_s2(
         input: &[f32],
