@@ -231,3 +231,66 @@ fn network_logits_match_burns_ops() {
         assert_mostly_close(&got, &want, 1e-4 * scale.max(1.0), 1e-3, 1e-3, &what);
     }
 }
+
+/// The training path's convolution (`fused::conv2d_s1`): value and both gradients equal to
+/// Burn's `conv2d` on NdArray and Flex autodiff devices, f32 and f64.
+#[test]
+fn training_convolution_matches_burns_value_and_gradients() {
+    let mut rng = Rng::new(25);
+    // (input, c_out, kernel, padding): the network's 1×1 and padded 3×3 with many inputs and
+    // few outputs (where Flex's own backward is slow), an unpadded 3×3 and a 2×3.
+    let cases = [
+        ([2, 128, 11, 13], 16, [3, 3], [1, 1]),
+        ([2, 64, 9, 7], 16, [1, 1], [0, 0]),
+        ([1, 3, 8, 10], 6, [3, 3], [0, 0]),
+        ([2, 4, 7, 9], 5, [2, 3], [1, 1]),
+        ([1, 32, 40, 23], 8, [3, 3], [1, 1]), // several row blocks
+        ([2, 4, 300, 64], 3, [3, 3], [1, 1]), // many row blocks per Rayon task
+    ];
+    for (kind, device) in cpu_backends() {
+        let ad = device.clone().autodiff();
+        for f64_ in [false, true] {
+            for (shape, c_out, [kh, kw], pad) in cases {
+                let xv = rng.normal(shape.iter().product());
+                let wv = rng.normal(c_out * shape[1] * kh * kw);
+                let wshape = [c_out, shape[1], kh, kw];
+                let make = |v: &[f64], s: [usize; 4]| {
+                    if f64_ {
+                        float64(v, s, &ad)
+                    } else {
+                        float(v, s, &ad)
+                    }
+                    .require_grad()
+                };
+                let (x1, w1) = (make(&xv, shape), make(&wv, wshape));
+                let (x2, w2) = (make(&xv, shape), make(&wv, wshape));
+                assert!(fused::trains(&x1));
+                let ours = fused::conv2d_s1(x1.clone(), w1.clone(), pad);
+                let theirs = conv2d(
+                    x2.clone(),
+                    w2.clone(),
+                    None,
+                    ConvOptions::new([1, 1], pad, [1, 1], 1),
+                );
+                assert_eq!(ours.dims(), theirs.dims());
+                let gv = rng.normal(ours.dims().iter().product());
+                let g = if f64_ {
+                    float64(&gv, ours.dims(), &ad)
+                } else {
+                    float(&gv, ours.dims(), &ad)
+                };
+                let tol = if f64_ { 1e-9 } else { 2e-4 };
+                let what = format!("{kind} f64={f64_} {shape:?} k{kh}x{kw}");
+                assert_close(&host(ours.clone()), &host(theirs.clone()), tol, tol, &what);
+                let ga = (ours * g.clone()).sum().backward();
+                let gb = (theirs * g).sum().backward();
+                let dx = (host(x1.grad(&ga).unwrap()), host(x2.grad(&gb).unwrap()));
+                let dw = (host(w1.grad(&ga).unwrap()), host(w2.grad(&gb).unwrap()));
+                assert_close(&dx.0, &dx.1, tol, tol, &format!("{what} dx"));
+                // dW sums over every pixel: scale the tolerance by the number of terms.
+                let terms = (shape[0] * shape[2] * shape[3]) as f64;
+                assert_close(&dw.0, &dw.1, tol * terms.sqrt(), tol, &format!("{what} dW"));
+            }
+        }
+    }
+}

@@ -61,12 +61,25 @@ impl ConvBlock {
     /// - output: `[batch, channels[1], (height + 2p - k) / s + 1, (width + 2p - k) / s + 1]`
     ///
     /// On the CPU backends at inference (see [`crate::fused`]) a block without batch norm runs
-    /// as one fused convolution + bias + ReLU.
+    /// as one fused convolution + bias + ReLU; otherwise a stride-1 convolution on NdArray or
+    /// Flex (training included) runs on [`fused::conv2d_s1`], whose gradients are this crate's.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         if let Some(f) = self.fused(&x) {
             return fused::conv2d_bias_relu(x, f.weight, f.bias, f.stride, f.padding);
         }
-        let x = self.conv.forward(x);
+        let x = match self.training_conv(&x) {
+            Some((weight, padding)) => {
+                let y = fused::conv2d_s1(x, weight, padding);
+                match &self.conv.bias {
+                    Some(b) => {
+                        let c = b.dims()[0];
+                        y + b.val().reshape([1, c, 1, 1])
+                    }
+                    None => y,
+                }
+            }
+            None => self.conv.forward(x),
+        };
         let x = match &self.norm {
             Some(norm) => norm.forward(x),
             None => x,
@@ -119,6 +132,30 @@ impl ConvBlock {
             stride: conv.stride,
             padding: [top, left],
         })
+    }
+}
+
+impl ConvBlock {
+    /// The weight and padding for [`fused::conv2d_s1`] when it serves this block's convolution
+    /// on `x`: NdArray or Flex (autodiff or not, [`fused::trains`]), stride 1, groups 1,
+    /// dilation 1, symmetric padding, the input's dtype, device and channel count.
+    fn training_conv(&self, x: &Tensor<4>) -> Option<(Tensor<4>, [usize; 2])> {
+        let conv = &self.conv;
+        if conv.stride != [1, 1] || conv.groups != 1 || conv.dilation != [1, 1] {
+            return None;
+        }
+        let PaddingConfig2d::Explicit(top, left, bottom, right) = conv.padding else {
+            return None;
+        };
+        let weight = conv.weight.val();
+        let fits = top == bottom
+            && left == right
+            && weight.dtype() == x.dtype()
+            && weight.device() == x.device()
+            && weight.dims()[1] == x.dims()[1]
+            && fused::trains(x)
+            && fused::trains(&weight);
+        fits.then_some((weight, [top, left]))
     }
 }
 

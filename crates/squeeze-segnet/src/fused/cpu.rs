@@ -3,7 +3,7 @@
 //! ReLU on the block while it is in cache. Blocks run in parallel on Rayon's pool; the GEMM is
 //! the `gemm` crate's (the one Flex uses), single-threaded inside a block.
 
-use burn::backend::{Flex, NdArray, tensor::FloatTensor};
+use burn::backend::{Flex, NdArray, TensorMetadata, tensor::FloatTensor};
 use burn::tensor::{DType, Shape, TensorData};
 use rayon::prelude::*;
 
@@ -398,6 +398,119 @@ fn expand<B: HostBackend>(
     B::float_from_data(data, &device)
 }
 
+/// `dW = Σ grad · im2col(x)ᵀ` for a stride-1 convolution: one GEMM per block of rows into a
+/// per-task partial sum (Rayon `fold`), the partial sums added at the end.
+fn conv2d_weight_grad<B: HostBackend>(
+    x: FloatTensor<B>,
+    grad: FloatTensor<B>,
+    kernel: [usize; 2],
+    padding: [usize; 2],
+) -> FloatTensor<B> {
+    let device = burn::backend::TensorMetadata::device(&x);
+    let (x, grad) = (B::float_host(x), B::float_host(grad));
+    let [n, c_in, h, w] = dims4(&x.shape());
+    let [kh, kw] = kernel;
+    let [oh, ow] = [out_len(h, kh, 1, padding[0]), out_len(w, kw, 1, padding[1])];
+    let c_out = grad.shape()[1];
+    expect_shape(
+        "conv2d_weight_grad grad",
+        &grad.shape(),
+        &[n, c_out, oh, ow],
+    );
+    let k = c_in * kh * kw;
+    let data = typed!("conv2d_weight_grad", x, |T| {
+        let (x, g) = (slice::<T>(&x, "x"), slice::<T>(&grad, "grad"));
+        let geometry = Conv {
+            weight: &[],
+            bias: &[],
+            c_out,
+            kernel,
+            stride: [1, 1],
+            padding,
+            channel_offset: 0,
+            relu: false,
+        };
+        let direct = kernel == [1, 1] && padding == [0, 0];
+        let rows = (block_columns(k) / ow.max(1)).max(1);
+        let blocks = oh.div_ceil(rows);
+        let plane = oh * ow;
+        let dw = (0..n * blocks)
+            .into_par_iter()
+            .fold(
+                || vec![T::ZERO; c_out * k],
+                |mut acc, task| {
+                    let (b, block) = (task / blocks, task % blocks);
+                    let (oy0, oy1) = (block * rows, ((block + 1) * rows).min(oh));
+                    let columns = (oy1 - oy0) * ow;
+                    let image = &x[b * c_in * h * w..(b + 1) * c_in * h * w];
+                    let mut col = Vec::new();
+                    // Right-hand side col(x)ᵀ [columns × k]: element (j, r) at rhs + j·cs_j + r·cs_r.
+                    let (rhs, rhs_rs, rhs_cs) = if direct {
+                        (image[oy0 * w..].as_ptr(), 1, (h * w) as isize)
+                    } else {
+                        col.resize(k * columns, T::ZERO);
+                        im2col(image, [c_in, h, w], &geometry, [oy0, oy1], ow, &mut col);
+                        (col.as_ptr(), 1, columns as isize)
+                    };
+                    let lhs = g[(b * c_out) * plane + oy0 * ow..].as_ptr();
+                    // SAFETY: acc holds c_out × k; lhs reads c_out rows of `columns` at stride
+                    // `plane` inside image b's gradient; rhs reads `columns` × k elements of
+                    // the block's input rows (1×1) or of `col`.
+                    unsafe {
+                        gemm::gemm(
+                            c_out,
+                            k,
+                            columns,
+                            acc.as_mut_ptr(),
+                            1,
+                            k as isize,
+                            true,
+                            lhs,
+                            1,
+                            plane as isize,
+                            rhs,
+                            rhs_cs,
+                            rhs_rs,
+                            T::ONE,
+                            T::ONE,
+                            false,
+                            false,
+                            false,
+                            gemm::Parallelism::None,
+                        );
+                    }
+                    acc
+                },
+            )
+            .reduce(
+                || vec![T::ZERO; c_out * k],
+                |mut a, b| {
+                    for (a, b) in a.iter_mut().zip(b) {
+                        *a = a.add(b);
+                    }
+                    a
+                },
+            );
+        TensorData::new(dw, [c_out, c_in, kh, kw])
+    });
+    B::float_from_data(data, &device)
+}
+
+/// `conv2d(x, weight)`, stride 1, no bias, on the fused kernel (a zero bias, no ReLU).
+fn conv2d_s1<B: HostBackend>(
+    x: FloatTensor<B>,
+    weight: FloatTensor<B>,
+    padding: [usize; 2],
+) -> FloatTensor<B> {
+    let c_out = weight.shape()[0];
+    let zeros = B::float_zeros(
+        Shape::new([c_out]),
+        &burn::backend::TensorMetadata::device(&x),
+        weight.dtype().into(),
+    );
+    conv2d_bias::<B>(x, weight, zeros, [1, 1], padding, false)
+}
+
 macro_rules! cpu_backend {
     ($backend:ty) => {
         impl FusedConvOps for $backend {
@@ -412,6 +525,26 @@ macro_rules! cpu_backend {
                 relu: bool,
             ) -> FloatTensor<Self> {
                 conv2d_bias::<Self>(x, weight, bias, [stride_h, stride_w], [pad_h, pad_w], relu)
+            }
+
+            fn seg_conv2d_s1(
+                x: FloatTensor<Self>,
+                weight: FloatTensor<Self>,
+                pad_h: usize,
+                pad_w: usize,
+            ) -> FloatTensor<Self> {
+                conv2d_s1::<Self>(x, weight, [pad_h, pad_w])
+            }
+
+            fn seg_conv2d_weight_grad(
+                x: FloatTensor<Self>,
+                grad: FloatTensor<Self>,
+                kernel_h: usize,
+                kernel_w: usize,
+                pad_h: usize,
+                pad_w: usize,
+            ) -> FloatTensor<Self> {
+                conv2d_weight_grad::<Self>(x, grad, [kernel_h, kernel_w], [pad_h, pad_w])
             }
 
             fn seg_fire_expand(

@@ -26,6 +26,7 @@
 #![allow(clippy::too_many_arguments)]
 
 mod cpu;
+mod grad;
 
 use burn::backend::{Backend, Dispatch, backend_extension, tensor::FloatTensor};
 use burn::prelude::*;
@@ -35,7 +36,7 @@ use crate::BackendKind;
 
 /// Fused convolution + bias + ReLU on the CPU backends. Use the Tensor-level functions
 /// [`conv2d_bias_relu`] (or [`conv2d_bias`]), [`fire_expand`] and [`dfire`].
-#[backend_extension(NdArray, Flex)]
+#[backend_extension(NdArray, Flex, Autodiff)]
 pub trait FusedConvOps: Backend {
     /// `relu(conv2d(x, weight) + bias)` (without the ReLU when `relu` is false): groups 1,
     /// dilation 1, symmetric zero padding.
@@ -81,6 +82,56 @@ pub trait FusedConvOps: Backend {
         ws: FloatTensor<Self>,
         bs: FloatTensor<Self>,
     ) -> FloatTensor<Self>;
+
+    /// `conv2d(x, weight)`, stride 1, symmetric zero padding, no bias — the training path's
+    /// convolution, differentiable on autodiff devices (`grad.rs`).
+    ///
+    /// `x: [n, c_in, h, w]`, `weight: [c_out, c_in, kh, kw]` →
+    /// `[n, c_out, h + 2·pad_h − kh + 1, w + 2·pad_w − kw + 1]`.
+    fn seg_conv2d_s1(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        pad_h: usize,
+        pad_w: usize,
+    ) -> FloatTensor<Self>;
+
+    /// Gradient of [`seg_conv2d_s1`](FusedConvOps::seg_conv2d_s1) with respect to its weight:
+    /// `dW[co][ci][ky][kx] = Σ grad[b][co][y][x] · x[b][ci][y + ky − pad_h][x + kx − pad_w]`.
+    ///
+    /// `x: [n, c_in, h, w]`, `grad: [n, c_out, oh, ow]` → `[c_out, c_in, kernel_h, kernel_w]`.
+    fn seg_conv2d_weight_grad(
+        x: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        kernel_h: usize,
+        kernel_w: usize,
+        pad_h: usize,
+        pad_w: usize,
+    ) -> FloatTensor<Self>;
+}
+
+/// `conv2d(x, weight)` with stride 1, the given symmetric padding and no bias, differentiable:
+/// the training path's convolution on NdArray and Flex (plain or autodiff devices; check
+/// [`trains`] first).
+///
+/// # Shapes
+/// - `x`: `[n, c_in, h, w]`, `weight`: `[c_out, c_in, kh, kw]`
+/// - output: `[n, c_out, h + 2·padding[0] − kh + 1, w + 2·padding[1] − kw + 1]`
+pub fn conv2d_s1(x: Tensor<4>, weight: Tensor<4>, padding: [usize; 2]) -> Tensor<4> {
+    Tensor::from_dispatch(Dispatch::seg_conv2d_s1(
+        x.into_dispatch(),
+        weight.into_dispatch(),
+        padding[0],
+        padding[1],
+    ))
+}
+
+/// Whether [`conv2d_s1`] can take `x`: a tensor of NdArray or Flex, with or without autodiff,
+/// in f32 or f64.
+pub fn trains<const D: usize>(x: &Tensor<D>) -> bool {
+    matches!(
+        BackendKind::of(&x.device()),
+        Some(BackendKind::Flex | BackendKind::NdArray)
+    ) && matches!(x.dtype(), DType::F32 | DType::F64)
 }
 
 /// Whether the fused CPU kernels can take `x`: a tensor of NdArray or Flex, without autodiff,
