@@ -4,6 +4,7 @@
 //! ```text
 //! fused/mod.rs    FusedConvOps (the extension trait), the Tensor-level functions, when they apply
 //! fused/cpu.rs    host kernels: row blocks of im2col (none for 1×1) → GEMM (`gemm` crate) → bias + ReLU
+//! fused/grad.rs   the training path's convolution: Autodiff with hand-written dx and dW
 //! ```
 //!
 //! Burn's CPU convolutions convert every input to channels-last, build an im2col matrix of the
@@ -15,10 +16,11 @@
 //! module write into the two halves of the concatenated output; in a DFire module they stay in
 //! a block-sized buffer that the squeeze reads straight away.
 //!
-//! The network uses it on inference devices only ([`applies`]): NdArray or Flex without
+//! The network uses the fused ops on inference devices ([`applies`]): NdArray or Flex without
 //! autodiff, f32 or f64, blocks with a bias and no batch norm (as [`SqueezeSegNet::for_inference`]
-//! leaves them). Training, WGPU and every other case keep Burn's own ops, which is the reference
-//! the tests compare this path with.
+//! leaves them). Elsewhere on NdArray and Flex — training included — stride-1 convolutions run
+//! on [`conv2d_s1`] ([`trains`]), differentiable with this crate's gradients. WGPU and every
+//! other case keep Burn's own ops, which is the reference the tests compare both paths with.
 //!
 //! [`SqueezeSegNet::for_inference`]: crate::SqueezeSegNet::for_inference
 #![allow(missing_docs)] // The macro-generated Dispatch items carry no docs.
