@@ -39,7 +39,7 @@ impl<B: Backend + FusedConvOps> Backward<B, 2> for ConvBackward {
         let [node_x, node_w] = ops.parents;
         let grad = grads.consume::<B>(&ops.node);
         let (x, weight, [ph, pw]) = ops.state;
-        let [c_out, c_in, kh, kw] = dims4(&weight.shape());
+        let [_, c_in, kh, kw] = dims4(&weight.shape());
         if let Some(node) = node_w {
             let dw = B::seg_conv2d_weight_grad(x, grad.clone(), kh, kw, ph, pw);
             grads.register::<B>(node.id, dw);
@@ -48,7 +48,6 @@ impl<B: Backend + FusedConvOps> Backward<B, 2> for ConvBackward {
             // Transposed (in ↔ out) and flipped kernel; "full" padding k − 1 − p.
             let flipped = B::float_flip(B::float_swap_dims(weight, 0, 1), &[2, 3]);
             let zeros = B::float_zeros(Shape::new([c_in]), &grad.device(), grad.dtype().into());
-            let _ = c_out;
             let dx =
                 B::seg_conv2d_bias(grad, flipped, zeros, 1, 1, kh - 1 - ph, kw - 1 - pw, false);
             grads.register::<B>(node.id, dx);
