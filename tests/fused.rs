@@ -232,25 +232,27 @@ fn network_logits_match_burns_ops() {
     }
 }
 
-/// The training path's convolution (`fused::conv2d_s1`): value and both gradients equal to
-/// Burn's `conv2d` on NdArray and Flex autodiff devices, f32 and f64.
+/// The training path's convolution (`fused::conv2d_train`): value and both gradients equal to
+/// Burn's `conv2d` on NdArray and Flex autodiff devices, f32 and f64, strided too.
 #[test]
 fn training_convolution_matches_burns_value_and_gradients() {
     let mut rng = Rng::new(25);
     // (input, c_out, kernel, padding): the network's 1×1 and padded 3×3 with many inputs and
     // few outputs (where Flex's own backward is slow), an unpadded 3×3 and a 2×3.
     let cases = [
-        ([2, 128, 11, 13], 16, [3, 3], [1, 1]),
-        ([2, 64, 9, 7], 16, [1, 1], [0, 0]),
-        ([1, 3, 8, 10], 6, [3, 3], [0, 0]),
-        ([2, 4, 7, 9], 5, [2, 3], [1, 1]),
-        ([1, 32, 40, 23], 8, [3, 3], [1, 1]), // several row blocks
-        ([2, 4, 300, 64], 3, [3, 3], [1, 1]), // many row blocks per Rayon task
+        ([2, 128, 11, 13], 16, [3, 3], [1, 1], [1, 1]),
+        ([2, 64, 9, 7], 16, [1, 1], [1, 1], [0, 0]),
+        ([1, 3, 8, 10], 6, [3, 3], [1, 1], [0, 0]),
+        ([2, 4, 7, 9], 5, [2, 3], [1, 1], [1, 1]),
+        ([1, 32, 40, 23], 8, [3, 3], [1, 1], [1, 1]), // several row blocks
+        ([2, 4, 300, 64], 3, [3, 3], [1, 1], [1, 1]), // many row blocks per Rayon task
+        ([2, 3, 31, 45], 8, [3, 3], [2, 2], [0, 0]),  // conv1: 3×3, stride 2, no padding
+        ([1, 5, 12, 11], 4, [3, 3], [2, 3], [1, 1]),  // uneven strides, padded
     ];
     for (kind, device) in cpu_backends() {
         let ad = device.clone().autodiff();
         for f64_ in [false, true] {
-            for (shape, c_out, [kh, kw], pad) in cases {
+            for (shape, c_out, [kh, kw], stride, pad) in cases {
                 let xv = rng.normal(shape.iter().product());
                 let wv = rng.normal(c_out * shape[1] * kh * kw);
                 let wshape = [c_out, shape[1], kh, kw];
@@ -265,12 +267,12 @@ fn training_convolution_matches_burns_value_and_gradients() {
                 let (x1, w1) = (make(&xv, shape), make(&wv, wshape));
                 let (x2, w2) = (make(&xv, shape), make(&wv, wshape));
                 assert!(fused::trains(&x1));
-                let ours = fused::conv2d_s1(x1.clone(), w1.clone(), pad);
+                let ours = fused::conv2d_train(x1.clone(), w1.clone(), stride, pad);
                 let theirs = conv2d(
                     x2.clone(),
                     w2.clone(),
                     None,
-                    ConvOptions::new([1, 1], pad, [1, 1], 1),
+                    ConvOptions::new(stride, pad, [1, 1], 1),
                 );
                 assert_eq!(ours.dims(), theirs.dims());
                 let gv = rng.normal(ours.dims().iter().product());

@@ -299,7 +299,7 @@ fn a_few_adam_steps_fit_a_fixed_segmentation() {
 }
 
 fn host_int_4(x: Tensor<4, Int>) -> Vec<i64> {
-    x.into_data().convert::<i64>().to_vec::<i64>().unwrap()
+    x.into_data().convert::<i64>().try_to_vec::<i64>().unwrap()
 }
 
 fn host_int_1(x: Tensor<1, Int>) -> Vec<i64> {

@@ -61,15 +61,15 @@ impl ConvBlock {
     /// - output: `[batch, channels[1], (height + 2p - k) / s + 1, (width + 2p - k) / s + 1]`
     ///
     /// On the CPU backends at inference (see [`crate::fused`]) a block without batch norm runs
-    /// as one fused convolution + bias + ReLU; otherwise a stride-1 convolution on NdArray or
-    /// Flex (training included) runs on [`fused::conv2d_s1`], whose gradients are this crate's.
+    /// as one fused convolution + bias + ReLU; otherwise the convolution on NdArray or Flex
+    /// (training included) runs on [`fused::conv2d_train`], whose gradients are this crate's.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         if let Some(f) = self.fused(&x) {
             return fused::conv2d_bias_relu(x, f.weight, f.bias, f.stride, f.padding);
         }
         let x = match self.training_conv(&x) {
             Some((weight, padding)) => {
-                let y = fused::conv2d_s1(x, weight, padding);
+                let y = fused::conv2d_train(x, weight, self.conv.stride, padding);
                 match &self.conv.bias {
                     Some(b) => {
                         let c = b.dims()[0];
@@ -136,12 +136,12 @@ impl ConvBlock {
 }
 
 impl ConvBlock {
-    /// The weight and padding for [`fused::conv2d_s1`] when it serves this block's convolution
-    /// on `x`: NdArray or Flex (autodiff or not, [`fused::trains`]), stride 1, groups 1,
+    /// The weight and padding for [`fused::conv2d_train`] when it serves this block's convolution
+    /// on `x`: NdArray or Flex (autodiff or not, [`fused::trains`]), groups 1,
     /// dilation 1, symmetric padding, the input's dtype, device and channel count.
     fn training_conv(&self, x: &Tensor<4>) -> Option<(Tensor<4>, [usize; 2])> {
         let conv = &self.conv;
-        if conv.stride != [1, 1] || conv.groups != 1 || conv.dilation != [1, 1] {
+        if conv.groups != 1 || conv.dilation != [1, 1] {
             return None;
         }
         let PaddingConfig2d::Explicit(top, left, bottom, right) = conv.padding else {

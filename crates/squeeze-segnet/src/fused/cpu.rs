@@ -398,19 +398,23 @@ fn expand<B: HostBackend>(
     B::float_from_data(data, &device)
 }
 
-/// `dW = Σ grad · im2col(x)ᵀ` for a stride-1 convolution: one GEMM per block of rows into a
+/// `dW = Σ grad · im2col(x)ᵀ` for a convolution: one GEMM per block of rows into a
 /// per-task partial sum (Rayon `fold`), the partial sums added at the end.
 fn conv2d_weight_grad<B: HostBackend>(
     x: FloatTensor<B>,
     grad: FloatTensor<B>,
     kernel: [usize; 2],
+    stride: [usize; 2],
     padding: [usize; 2],
 ) -> FloatTensor<B> {
     let device = burn::backend::TensorMetadata::device(&x);
     let (x, grad) = (B::float_host(x), B::float_host(grad));
     let [n, c_in, h, w] = dims4(&x.shape());
     let [kh, kw] = kernel;
-    let [oh, ow] = [out_len(h, kh, 1, padding[0]), out_len(w, kw, 1, padding[1])];
+    let [oh, ow] = [
+        out_len(h, kh, stride[0], padding[0]),
+        out_len(w, kw, stride[1], padding[1]),
+    ];
     let c_out = grad.shape()[1];
     expect_shape(
         "conv2d_weight_grad grad",
@@ -425,12 +429,12 @@ fn conv2d_weight_grad<B: HostBackend>(
             bias: &[],
             c_out,
             kernel,
-            stride: [1, 1],
+            stride,
             padding,
             channel_offset: 0,
             relu: false,
         };
-        let direct = kernel == [1, 1] && padding == [0, 0];
+        let direct = kernel == [1, 1] && stride == [1, 1] && padding == [0, 0];
         let rows = (block_columns(k) / ow.max(1)).max(1);
         let blocks = oh.div_ceil(rows);
         let plane = oh * ow;
@@ -496,10 +500,11 @@ fn conv2d_weight_grad<B: HostBackend>(
     B::float_from_data(data, &device)
 }
 
-/// `conv2d(x, weight)`, stride 1, no bias, on the fused kernel (a zero bias, no ReLU).
-fn conv2d_s1<B: HostBackend>(
+/// `conv2d(x, weight)`, no bias, on the fused kernel (a zero bias, no ReLU).
+fn conv2d_train<B: HostBackend>(
     x: FloatTensor<B>,
     weight: FloatTensor<B>,
+    stride: [usize; 2],
     padding: [usize; 2],
 ) -> FloatTensor<B> {
     let c_out = weight.shape()[0];
@@ -508,7 +513,7 @@ fn conv2d_s1<B: HostBackend>(
         &burn::backend::TensorMetadata::device(&x),
         weight.dtype().into(),
     );
-    conv2d_bias::<B>(x, weight, zeros, [1, 1], padding, false)
+    conv2d_bias::<B>(x, weight, zeros, stride, padding, false)
 }
 
 macro_rules! cpu_backend {
@@ -527,13 +532,15 @@ macro_rules! cpu_backend {
                 conv2d_bias::<Self>(x, weight, bias, [stride_h, stride_w], [pad_h, pad_w], relu)
             }
 
-            fn seg_conv2d_s1(
+            fn seg_conv2d_train(
                 x: FloatTensor<Self>,
                 weight: FloatTensor<Self>,
+                stride_h: usize,
+                stride_w: usize,
                 pad_h: usize,
                 pad_w: usize,
             ) -> FloatTensor<Self> {
-                conv2d_s1::<Self>(x, weight, [pad_h, pad_w])
+                conv2d_train::<Self>(x, weight, [stride_h, stride_w], [pad_h, pad_w])
             }
 
             fn seg_conv2d_weight_grad(
@@ -541,10 +548,18 @@ macro_rules! cpu_backend {
                 grad: FloatTensor<Self>,
                 kernel_h: usize,
                 kernel_w: usize,
+                stride_h: usize,
+                stride_w: usize,
                 pad_h: usize,
                 pad_w: usize,
             ) -> FloatTensor<Self> {
-                conv2d_weight_grad::<Self>(x, grad, [kernel_h, kernel_w], [pad_h, pad_w])
+                conv2d_weight_grad::<Self>(
+                    x,
+                    grad,
+                    [kernel_h, kernel_w],
+                    [stride_h, stride_w],
+                    [pad_h, pad_w],
+                )
             }
 
             fn seg_fire_expand(

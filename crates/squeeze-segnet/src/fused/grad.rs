@@ -1,6 +1,5 @@
-//! The training path's convolution: `conv2d(x, weight)` with stride 1 and no bias (the
-//! convolutions followed by batch norm), differentiable, with both gradients computed by this
-//! crate's kernels.
+//! The training path's convolution: `conv2d(x, weight)` without bias (the convolutions followed
+//! by batch norm), differentiable, with the gradients computed by this crate's kernels.
 //!
 //! Flex's own convolution backward is slow where a layer has many input and few output
 //! channels — in this network the squeezes of fire2/fire3 (64/128 → 16) and the expands of
@@ -8,7 +7,9 @@
 //! convolution takes 5.5 ms forward and 94 ms backward, a 1×1 one 0.3 ms and 36 ms. Here:
 //!
 //! - `dx` is the convolution of the output gradient with the transposed, flipped kernel
-//!   (`[c_in, c_out, kh, kw]`, padding `k − 1 − p`), run on the fused forward kernel;
+//!   (`[c_in, c_out, kh, kw]`, padding `k − 1 − p`), run on the fused forward kernel, for
+//!   stride 1; for larger strides (conv1, whose input needs no gradient in training) Burn's
+//!   transposed convolution;
 //! - `dW` is `Σ grad · im2col(x)ᵀ`, one GEMM per block of rows, summed over Rayon tasks
 //!   ([`FusedConvOps::seg_conv2d_weight_grad`]).
 //!
@@ -23,14 +24,15 @@ use burn::backend::autodiff::{
 };
 use burn::backend::{AutodiffBackend, Backend, TensorMetadata, tensor::FloatTensor};
 use burn::tensor::Shape;
+use burn::tensor::ops::ConvTransposeOptions;
 
 use super::FusedConvOps;
 
 #[derive(Debug)]
 struct ConvBackward;
 
-/// Input, weight, padding `[ph, pw]`.
-type ConvState<B> = (FloatTensor<B>, FloatTensor<B>, [usize; 2]);
+/// Input, weight, stride `[sh, sw]`, padding `[ph, pw]`.
+type ConvState<B> = (FloatTensor<B>, FloatTensor<B>, [usize; 2], [usize; 2]);
 
 impl<B: Backend + FusedConvOps> Backward<B, 2> for ConvBackward {
     type State = ConvState<B>;
@@ -38,18 +40,26 @@ impl<B: Backend + FusedConvOps> Backward<B, 2> for ConvBackward {
     fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
         let [node_x, node_w] = ops.parents;
         let grad = grads.consume::<B>(&ops.node);
-        let (x, weight, [ph, pw]) = ops.state;
+        let (x, weight, [sh, sw], [ph, pw]) = ops.state;
         let [_, c_in, kh, kw] = dims4(&weight.shape());
+        let [_, _, h, w] = dims4(&x.shape());
         if let Some(node) = node_w {
-            let dw = B::seg_conv2d_weight_grad(x, grad.clone(), kh, kw, ph, pw);
+            let dw = B::seg_conv2d_weight_grad(x, grad.clone(), kh, kw, sh, sw, ph, pw);
             grads.register::<B>(node.id, dw);
         }
         if let Some(node) = node_x {
-            // Transposed (in ↔ out) and flipped kernel; "full" padding k − 1 − p.
-            let flipped = B::float_flip(B::float_swap_dims(weight, 0, 1), &[2, 3]);
-            let zeros = B::float_zeros(Shape::new([c_in]), &grad.device(), grad.dtype().into());
-            let dx =
-                B::seg_conv2d_bias(grad, flipped, zeros, 1, 1, kh - 1 - ph, kw - 1 - pw, false);
+            let dx = if [sh, sw] == [1, 1] {
+                // Transposed (in ↔ out) and flipped kernel; "full" padding k − 1 − p.
+                let flipped = B::float_flip(B::float_swap_dims(weight, 0, 1), &[2, 3]);
+                let zeros = B::float_zeros(Shape::new([c_in]), &grad.device(), grad.dtype().into());
+                B::seg_conv2d_bias(grad, flipped, zeros, 1, 1, kh - 1 - ph, kw - 1 - pw, false)
+            } else {
+                // Strided: the transposed convolution, with the output padding that restores
+                // the input size (rows and columns the strides skipped).
+                let padding_out = [(h + 2 * ph - kh) % sh, (w + 2 * pw - kw) % sw];
+                let options = ConvTransposeOptions::new([sh, sw], [ph, pw], padding_out, [1, 1], 1);
+                B::conv_transpose2d(grad, weight, None, options)
+            };
             grads.register::<B>(node.id, dx);
         }
     }
@@ -60,24 +70,36 @@ fn dims4(s: &Shape) -> [usize; 4] {
 }
 
 impl<B: Backend + FusedConvOps, C: CheckpointStrategy> FusedConvOps for Autodiff<B, C> {
-    fn seg_conv2d_s1(
+    fn seg_conv2d_train(
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
+        stride_h: usize,
+        stride_w: usize,
         pad_h: usize,
         pad_w: usize,
     ) -> FloatTensor<Self> {
         let (x, gx) = x.into_parts();
         let (weight, gw) = weight.into_parts();
+        let (stride, padding) = ([stride_h, stride_w], [pad_h, pad_w]);
         match ConvBackward
             .prepare::<C>([gx, gw])
             .compute_bound()
             .stateful()
         {
             OpsKind::Tracked(prep) => {
-                let y = B::seg_conv2d_s1(x.clone(), weight.clone(), pad_h, pad_w);
-                prep.finish((x, weight, [pad_h, pad_w]), y)
+                let y = B::seg_conv2d_train(
+                    x.clone(),
+                    weight.clone(),
+                    stride_h,
+                    stride_w,
+                    pad_h,
+                    pad_w,
+                );
+                prep.finish((x, weight, stride, padding), y)
             }
-            OpsKind::UnTracked(prep) => prep.finish(B::seg_conv2d_s1(x, weight, pad_h, pad_w)),
+            OpsKind::UnTracked(prep) => prep.finish(B::seg_conv2d_train(
+                x, weight, stride_h, stride_w, pad_h, pad_w,
+            )),
         }
     }
 
@@ -86,6 +108,8 @@ impl<B: Backend + FusedConvOps, C: CheckpointStrategy> FusedConvOps for Autodiff
         grad: FloatTensor<Self>,
         kernel_h: usize,
         kernel_w: usize,
+        stride_h: usize,
+        stride_w: usize,
         pad_h: usize,
         pad_w: usize,
     ) -> FloatTensor<Self> {
@@ -94,6 +118,8 @@ impl<B: Backend + FusedConvOps, C: CheckpointStrategy> FusedConvOps for Autodiff
             grad.into_primitive(),
             kernel_h,
             kernel_w,
+            stride_h,
+            stride_w,
             pad_h,
             pad_w,
         ))

@@ -18,8 +18,8 @@
 //!
 //! The network uses the fused ops on inference devices ([`applies`]): NdArray or Flex without
 //! autodiff, f32 or f64, blocks with a bias and no batch norm (as [`SqueezeSegNet::for_inference`]
-//! leaves them). Elsewhere on NdArray and Flex — training included — stride-1 convolutions run
-//! on [`conv2d_s1`] ([`trains`]), differentiable with this crate's gradients. WGPU and every
+//! leaves them). Elsewhere on NdArray and Flex — training included — convolutions run
+//! on [`conv2d_train`] ([`trains`]), differentiable with this crate's gradients. WGPU and every
 //! other case keep Burn's own ops, which is the reference the tests compare both paths with.
 //!
 //! [`SqueezeSegNet::for_inference`]: crate::SqueezeSegNet::for_inference
@@ -85,20 +85,22 @@ pub trait FusedConvOps: Backend {
         bs: FloatTensor<Self>,
     ) -> FloatTensor<Self>;
 
-    /// `conv2d(x, weight)`, stride 1, symmetric zero padding, no bias — the training path's
-    /// convolution, differentiable on autodiff devices (`grad.rs`).
+    /// `conv2d(x, weight)`, symmetric zero padding, no bias — the training path's convolution,
+    /// differentiable on autodiff devices (`grad.rs`).
     ///
     /// `x: [n, c_in, h, w]`, `weight: [c_out, c_in, kh, kw]` →
-    /// `[n, c_out, h + 2·pad_h − kh + 1, w + 2·pad_w − kw + 1]`.
-    fn seg_conv2d_s1(
+    /// `[n, c_out, (h + 2·pad_h − kh) / stride_h + 1, (w + 2·pad_w − kw) / stride_w + 1]`.
+    fn seg_conv2d_train(
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
+        stride_h: usize,
+        stride_w: usize,
         pad_h: usize,
         pad_w: usize,
     ) -> FloatTensor<Self>;
 
-    /// Gradient of [`seg_conv2d_s1`](FusedConvOps::seg_conv2d_s1) with respect to its weight:
-    /// `dW[co][ci][ky][kx] = Σ grad[b][co][y][x] · x[b][ci][y + ky − pad_h][x + kx − pad_w]`.
+    /// Gradient of [`seg_conv2d_train`](FusedConvOps::seg_conv2d_train) with respect to its weight:
+    /// `dW[co][ci][ky][kx] = Σ grad[b][co][y][x] · x[b][ci][y·sh + ky − pad_h][x·sw + kx − pad_w]`.
     ///
     /// `x: [n, c_in, h, w]`, `grad: [n, c_out, oh, ow]` → `[c_out, c_in, kernel_h, kernel_w]`.
     fn seg_conv2d_weight_grad(
@@ -106,28 +108,37 @@ pub trait FusedConvOps: Backend {
         grad: FloatTensor<Self>,
         kernel_h: usize,
         kernel_w: usize,
+        stride_h: usize,
+        stride_w: usize,
         pad_h: usize,
         pad_w: usize,
     ) -> FloatTensor<Self>;
 }
 
-/// `conv2d(x, weight)` with stride 1, the given symmetric padding and no bias, differentiable:
+/// `conv2d(x, weight)` with the given stride, symmetric padding and no bias, differentiable:
 /// the training path's convolution on NdArray and Flex (plain or autodiff devices; check
 /// [`trains`] first).
 ///
 /// # Shapes
 /// - `x`: `[n, c_in, h, w]`, `weight`: `[c_out, c_in, kh, kw]`
-/// - output: `[n, c_out, h + 2·padding[0] − kh + 1, w + 2·padding[1] − kw + 1]`
-pub fn conv2d_s1(x: Tensor<4>, weight: Tensor<4>, padding: [usize; 2]) -> Tensor<4> {
-    Tensor::from_dispatch(Dispatch::seg_conv2d_s1(
+/// - output: `[n, c_out, (h + 2·padding[0] − kh) / stride[0] + 1, (w + 2·padding[1] − kw) / stride[1] + 1]`
+pub fn conv2d_train(
+    x: Tensor<4>,
+    weight: Tensor<4>,
+    stride: [usize; 2],
+    padding: [usize; 2],
+) -> Tensor<4> {
+    Tensor::from_dispatch(Dispatch::seg_conv2d_train(
         x.into_dispatch(),
         weight.into_dispatch(),
+        stride[0],
+        stride[1],
         padding[0],
         padding[1],
     ))
 }
 
-/// Whether [`conv2d_s1`] can take `x`: a tensor of NdArray or Flex, with or without autodiff,
+/// Whether [`conv2d_train`] can take `x`: a tensor of NdArray or Flex, with or without autodiff,
 /// in f32 or f64.
 pub fn trains<const D: usize>(x: &Tensor<D>) -> bool {
     matches!(
