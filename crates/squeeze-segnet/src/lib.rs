@@ -22,7 +22,7 @@
 //! On NdArray and Flex without autodiff, every convolution + bias + ReLU, every Fire module's
 //! expand stage and every whole DFire module run as fused kernels of this crate ([`fused`]:
 //! row blocks of im2col and a GEMM written straight into the NCHW output), once batch norm is
-//! folded with [`SqueezeSegNet::for_inference`]. In training, stride-1 convolutions on NdArray
+//! folded with [`SqueezeSegNet::for_inference`]. In training, the convolutions on NdArray
 //! and Flex run on the same kernels with this crate's gradients ([`fused::conv2d_train`]). WGPU
 //! uses Burn's own ops, which the tests compare both paths with. Call [`retain_freed_memory`] once at start-up so the
 //! C allocator reuses the large activation buffers instead of mapping fresh pages per layer.
