@@ -48,14 +48,15 @@ impl<B: Backend + FusedConvOps> Backward<B, 2> for ConvBackward {
             grads.register::<B>(node.id, dw);
         }
         if let Some(node) = node_x {
-            let dx = if [sh, sw] == [1, 1] {
+            let dx = if [sh, sw] == [1, 1] && ph < kh && pw < kw {
                 // Transposed (in ↔ out) and flipped kernel; "full" padding k − 1 − p.
                 let flipped = B::float_flip(B::float_swap_dims(weight, 0, 1), &[2, 3]);
                 let zeros = B::float_zeros(Shape::new([c_in]), &grad.device(), grad.dtype().into());
                 B::seg_conv2d_bias(grad, flipped, zeros, 1, 1, kh - 1 - ph, kw - 1 - pw, false)
             } else {
-                // Strided: the transposed convolution, with the output padding that restores
-                // the input size (rows and columns the strides skipped).
+                // Strided (or padded by a kernel size or more): the transposed convolution, with
+                // the output padding that restores the input size (rows and columns the strides
+                // skipped).
                 let padding_out = [(h + 2 * ph - kh) % sh, (w + 2 * pw - kw) % sw];
                 let options = ConvTransposeOptions::new([sh, sw], [ph, pw], padding_out, [1, 1], 1);
                 B::conv_transpose2d(grad, weight, None, options)
