@@ -16,11 +16,10 @@ use burn::tensor::module::conv_transpose2d;
 use burn::tensor::ops::ConvTransposeOptions;
 use burn::tensor::{Distribution, Int};
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use squeeze_segnet::config::POOL;
 use squeeze_segnet::deconv::conv_transpose2d_3x3_s2;
-use squeeze_segnet::ops::{self, PoolOptions};
+use squeeze_segnet::ops;
 use squeeze_segnet::{BackendKind, SqueezeSegNet, SqueezeSegNetConfig};
-
-const POOL: PoolOptions = PoolOptions::new([3, 3], [2, 2]);
 
 /// One layer of the forward pass with its input, so it can be run again alone.
 enum Step {

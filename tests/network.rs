@@ -213,12 +213,12 @@ fn backward_agrees_across_backends() {
         // As in the training pass above: the autodiff fork, so the layers run the same kernels.
         let ad = device.clone().autodiff();
         let m: SqueezeSegNet = model.clone().fork(&ad).train();
-        let pool = squeeze_segnet::ops::PoolOptions::new([3, 3], [2, 2]);
+        let pool = squeeze_segnet::config::POOL;
         let mut all = Vec::new();
         let mut y = m.conv1.forward(x.clone().to_device(&ad));
         for stage in 0..3 {
             let (v, i) = squeeze_segnet::ops::max_pool2d_with_indices(y, pool).unwrap();
-            all.extend(host_int_4(i));
+            all.extend(host_int(i));
             y = match stage {
                 0 => m.fire3.forward(m.fire2.forward(v)),
                 1 => m.fire5.forward(m.fire4.forward(v)),
@@ -296,10 +296,6 @@ fn a_few_adam_steps_fit_a_fixed_segmentation() {
     let (first, last) = (history[0], history[history.len() - 1]);
     assert!(last.0 < 0.7 * first.0, "loss did not fall: {history:?}");
     assert!(last.1 > first.1 + 0.2, "accuracy did not rise: {history:?}");
-}
-
-fn host_int_4(x: Tensor<4, Int>) -> Vec<i64> {
-    x.into_data().convert::<i64>().try_to_vec::<i64>().unwrap()
 }
 
 fn host_int_1(x: Tensor<1, Int>) -> Vec<i64> {

@@ -63,8 +63,7 @@ pub fn conv_transpose2d_3x3_s2(
         let k = kernel(rows, cols);
         let fits = k.device() == x.device() && k.dtype() == x.dtype() && k.dims()[1] == x.dims()[1];
         let y = if fits && fused::applies(&x) && fused::applies(&k) {
-            let zeros = Tensor::<1>::zeros([c_out], (&device, k.dtype()));
-            fused::conv2d_bias(x.clone(), k, zeros, [1, 1], padding, false)
+            fused::conv2d_train(x.clone(), k, [1, 1], padding)
         } else {
             conv2d(
                 x.clone(),

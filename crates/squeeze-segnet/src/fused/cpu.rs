@@ -3,18 +3,19 @@
 //! ReLU on the block while it is in cache. Blocks run in parallel on Rayon's pool; the GEMM is
 //! the `gemm` crate's (the one Flex uses), single-threaded inside a block.
 
-use burn::backend::{Flex, NdArray, TensorMetadata, tensor::FloatTensor};
+use burn::backend::{Flex, NdArray, tensor::FloatTensor};
 use burn::tensor::{DType, Shape, TensorData};
 use rayon::prelude::*;
 
 use super::FusedConvOps;
-use crate::ops::{HostBackend, HostData, HostFloat};
+use crate::ops::{HostBackend, HostData, HostFloat, dims4};
 
 /// One convolution of a fused call: its weights and where its channels go in the output.
 struct Conv<'a, T> {
     /// `[c_out, c_in, kh, kw]`, row-major: row `co` is the GEMM's left-hand row for `co`.
     weight: &'a [T],
-    bias: &'a [T],
+    /// `[c_out]`, or none (the training path's convolutions, followed by batch norm).
+    bias: Option<&'a [T]>,
     c_out: usize,
     kernel: [usize; 2],
     stride: [usize; 2],
@@ -176,7 +177,11 @@ unsafe fn gemm_bias_act<T: HostFloat>(
             false,
             gemm::Parallelism::None,
         );
-        for (co, &bias) in conv.bias.iter().enumerate() {
+        if conv.bias.is_none() && !conv.relu {
+            return; // the GEMM's output is the result
+        }
+        for co in 0..conv.c_out {
+            let bias = conv.bias.map_or(T::ZERO, |b| b[co]);
             let row = std::slice::from_raw_parts_mut(dst.add(co * dst_rs), columns);
             if conv.relu {
                 for v in row {
@@ -287,20 +292,17 @@ fn slice<'a, T: HostFloat + bytemuck::Pod>(data: &'a HostData, what: &str) -> &'
         .unwrap_or_else(|| panic!("{what}: the same float dtype as the input"))
 }
 
-fn dims4(s: &Shape) -> [usize; 4] {
-    [s[0], s[1], s[2], s[3]]
-}
-
 fn conv2d_bias<B: HostBackend>(
     x: FloatTensor<B>,
     weight: FloatTensor<B>,
-    bias: FloatTensor<B>,
+    bias: Option<FloatTensor<B>>,
     stride: [usize; 2],
     padding: [usize; 2],
     relu: bool,
 ) -> FloatTensor<B> {
     let device = burn::backend::TensorMetadata::device(&x);
-    let (x, weight, bias) = (B::float_host(x), B::float_host(weight), B::float_host(bias));
+    let (x, weight) = (B::float_host(x), B::float_host(weight));
+    let bias = bias.map(B::float_host);
     let [n, c_in, h, w] = dims4(&x.shape());
     let [c_out, _, kh, kw] = dims4(&weight.shape());
     expect_shape(
@@ -308,7 +310,9 @@ fn conv2d_bias<B: HostBackend>(
         &weight.shape(),
         &[c_out, c_in, kh, kw],
     );
-    expect_shape("conv2d_bias bias", &bias.shape(), &[c_out]);
+    if let Some(bias) = &bias {
+        expect_shape("conv2d_bias bias", &bias.shape(), &[c_out]);
+    }
     let [oh, ow] = [
         out_len(h, kh, stride[0], padding[0]),
         out_len(w, kw, stride[1], padding[1]),
@@ -316,7 +320,7 @@ fn conv2d_bias<B: HostBackend>(
     let data = typed!("conv2d_bias", x, |T| {
         let conv = Conv {
             weight: slice::<T>(&weight, "weight"),
-            bias: slice::<T>(&bias, "bias"),
+            bias: bias.as_ref().map(|b| slice::<T>(b, "bias")),
             c_out,
             kernel: [kh, kw],
             stride,
@@ -362,7 +366,7 @@ fn expand<B: HostBackend>(
         let convs = [
             Conv {
                 weight: slice::<T>(&w1, "w1"),
-                bias: slice::<T>(&b1, "b1"),
+                bias: Some(slice::<T>(&b1, "b1")),
                 c_out: e1,
                 kernel: [1, 1],
                 stride: [1, 1],
@@ -372,7 +376,7 @@ fn expand<B: HostBackend>(
             },
             Conv {
                 weight: slice::<T>(&w3, "w3"),
-                bias: slice::<T>(&b3, "b3"),
+                bias: Some(slice::<T>(&b3, "b3")),
                 c_out: e3,
                 kernel: [3, 3],
                 stride: [1, 1],
@@ -383,7 +387,7 @@ fn expand<B: HostBackend>(
         ];
         let squeeze = squeeze.as_ref().map(|[ws, bs]| Conv {
             weight: slice::<T>(ws, "squeeze weight"),
-            bias: slice::<T>(bs, "squeeze bias"),
+            bias: Some(slice::<T>(bs, "squeeze bias")),
             c_out,
             kernel: [1, 1],
             stride: [1, 1],
@@ -426,7 +430,7 @@ fn conv2d_weight_grad<B: HostBackend>(
         let (x, g) = (slice::<T>(&x, "x"), slice::<T>(&grad, "grad"));
         let geometry = Conv {
             weight: &[],
-            bias: &[],
+            bias: None,
             c_out,
             kernel,
             stride,
@@ -500,20 +504,14 @@ fn conv2d_weight_grad<B: HostBackend>(
     B::float_from_data(data, &device)
 }
 
-/// `conv2d(x, weight)`, no bias, on the fused kernel (a zero bias, no ReLU).
+/// `conv2d(x, weight)`, no bias, on the fused kernel (no epilogue pass: no bias, no ReLU).
 fn conv2d_train<B: HostBackend>(
     x: FloatTensor<B>,
     weight: FloatTensor<B>,
     stride: [usize; 2],
     padding: [usize; 2],
 ) -> FloatTensor<B> {
-    let c_out = weight.shape()[0];
-    let zeros = B::float_zeros(
-        Shape::new([c_out]),
-        &burn::backend::TensorMetadata::device(&x),
-        weight.dtype().into(),
-    );
-    conv2d_bias::<B>(x, weight, zeros, stride, padding, false)
+    conv2d_bias::<B>(x, weight, None, stride, padding, false)
 }
 
 macro_rules! cpu_backend {
@@ -529,7 +527,14 @@ macro_rules! cpu_backend {
                 pad_w: usize,
                 relu: bool,
             ) -> FloatTensor<Self> {
-                conv2d_bias::<Self>(x, weight, bias, [stride_h, stride_w], [pad_h, pad_w], relu)
+                conv2d_bias::<Self>(
+                    x,
+                    weight,
+                    Some(bias),
+                    [stride_h, stride_w],
+                    [pad_h, pad_w],
+                    relu,
+                )
             }
 
             fn seg_conv2d_train(

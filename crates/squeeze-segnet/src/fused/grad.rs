@@ -23,10 +23,10 @@ use burn::backend::autodiff::{
     ops::{Backward, Ops, OpsKind},
 };
 use burn::backend::{AutodiffBackend, Backend, TensorMetadata, tensor::FloatTensor};
-use burn::tensor::Shape;
 use burn::tensor::ops::ConvTransposeOptions;
 
 use super::FusedConvOps;
+use crate::ops::dims4;
 
 #[derive(Debug)]
 struct ConvBackward;
@@ -41,7 +41,7 @@ impl<B: Backend + FusedConvOps> Backward<B, 2> for ConvBackward {
         let [node_x, node_w] = ops.parents;
         let grad = grads.consume::<B>(&ops.node);
         let (x, weight, [sh, sw], [ph, pw]) = ops.state;
-        let [_, c_in, kh, kw] = dims4(&weight.shape());
+        let [_, _, kh, kw] = dims4(&weight.shape());
         let [_, _, h, w] = dims4(&x.shape());
         if let Some(node) = node_w {
             let dw = B::seg_conv2d_weight_grad(x, grad.clone(), kh, kw, sh, sw, ph, pw);
@@ -51,8 +51,7 @@ impl<B: Backend + FusedConvOps> Backward<B, 2> for ConvBackward {
             let dx = if [sh, sw] == [1, 1] && ph < kh && pw < kw {
                 // Transposed (in ↔ out) and flipped kernel; "full" padding k − 1 − p.
                 let flipped = B::float_flip(B::float_swap_dims(weight, 0, 1), &[2, 3]);
-                let zeros = B::float_zeros(Shape::new([c_in]), &grad.device(), grad.dtype().into());
-                B::seg_conv2d_bias(grad, flipped, zeros, 1, 1, kh - 1 - ph, kw - 1 - pw, false)
+                B::seg_conv2d_train(grad, flipped, 1, 1, kh - 1 - ph, kw - 1 - pw)
             } else {
                 // Strided (or padded by a kernel size or more): the transposed convolution, with
                 // the output padding that restores the input size (rows and columns the strides
@@ -64,10 +63,6 @@ impl<B: Backend + FusedConvOps> Backward<B, 2> for ConvBackward {
             grads.register::<B>(node.id, dx);
         }
     }
-}
-
-fn dims4(s: &Shape) -> [usize; 4] {
-    [s[0], s[1], s[2], s[3]]
 }
 
 impl<B: Backend + FusedConvOps, C: CheckpointStrategy> FusedConvOps for Autodiff<B, C> {

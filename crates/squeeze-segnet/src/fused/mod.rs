@@ -159,13 +159,7 @@ pub fn applies<const D: usize>(x: &Tensor<D>) -> bool {
         x.clone().into_dispatch().autodiff,
         DispatchAutodiffContext::Disabled
     );
-    !autodiff
-        && !device.is_autodiff()
-        && matches!(
-            BackendKind::of(&device),
-            Some(BackendKind::Flex | BackendKind::NdArray)
-        )
-        && matches!(x.dtype(), DType::F32 | DType::F64)
+    !autodiff && !device.is_autodiff() && trains(x)
 }
 
 /// `relu(conv2d(x, weight, bias))` with groups 1 and dilation 1, in one pass on the CPU

@@ -198,7 +198,8 @@ fn int_data<B: Backend>(x: IntTensor<B>) -> TensorData {
     read_sync(B::int_into_data(x)).expect("reading a CPU tensor cannot fail")
 }
 
-fn dims4(shape: &Shape) -> [usize; 4] {
+/// The four dimensions of an NCHW shape.
+pub(crate) fn dims4(shape: &Shape) -> [usize; 4] {
     [shape[0], shape[1], shape[2], shape[3]]
 }
 

@@ -45,7 +45,7 @@ mod pool;
 pub mod reference;
 mod unpool;
 
-pub(crate) use cpu::{HostBackend, HostData, HostFloat};
+pub(crate) use cpu::{HostBackend, HostData, HostFloat, dims4};
 pub use pool::*;
 pub use unpool::*;
 
