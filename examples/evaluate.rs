@@ -17,8 +17,11 @@ use squeeze_segnet_data::{
     CAMVID_CLASSES, CAMVID_PALETTE, SegmentationDataset, TransformConfig, camvid,
     camvid_sample_root,
 };
-use squeeze_segnet_train::{colorize, evaluate, loader::CachedDataset, predict_at, side_by_side};
-use squeeze_segnet_workspace::cli::{self, opt};
+use squeeze_segnet_train::{
+    CLASS_STATS_FILE, TrainingConfig, colorize, evaluate, loader::CachedDataset, logit_adjustment,
+    predict_at, side_by_side,
+};
+use squeeze_segnet_workspace::cli::{self, opt, switch};
 
 const FLAGS: &[cli::Flag] = &[
     opt(
@@ -38,6 +41,20 @@ const FLAGS: &[cli::Flag] = &[
         "resolution the model runs at (default: the run's eval size, else 360x480)",
     ),
     opt("backend", "NAME", "flex (default), ndarray or wgpu"),
+    switch(
+        "flip",
+        "flip test-time augmentation: average with the mirrored image's logits (2 forward passes)",
+    ),
+    opt(
+        "tau",
+        "T",
+        "logit adjustment: add -T*ln(w_c) to the logits, w the class weights the run trained with (its config.json and class_weights.json)",
+    ),
+    opt(
+        "save-adjusted",
+        "FILE",
+        "write the weights with the --tau adjustment folded into the last layer's bias",
+    ),
     opt("batch-size", "N", "images per forward pass (default 4)"),
     opt(
         "csv",
@@ -76,23 +93,44 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let backend: BackendKind = args.get("backend")?.unwrap_or(BackendKind::Flex);
 
     let device = backend.device()?;
-    let model = model_config
-        .init_from_file(&weights, &device)?
-        .for_inference();
+    let mut model = model_config.init_from_file(&weights, &device)?;
+    let flip = args.has("flip");
+    if let Some(tau) = args.get::<f64>("tau")? {
+        let dir = weights.parent().unwrap_or(std::path::Path::new(""));
+        model = model.with_logit_offsets(&logit_adjustment(&trained_class_weights(dir)?, tau))?;
+        if let Some(path) = args.get::<PathBuf>("save-adjusted")? {
+            model.save(&path)?;
+            eprintln!("adjusted weights: {}", path.display());
+        }
+    } else if args.has("save-adjusted") {
+        return Err("--save-adjusted needs --tau".into());
+    }
+    let model = model.for_inference();
     let data = camvid(&root, split)?;
     eprintln!(
-        "evaluating {} on {} {split} ({} images), model at {}x{}, labels at full resolution",
+        "evaluating {} on {} {split} ({} images), model at {}x{}{}{}, labels at full resolution",
         weights.display(),
         root.display(),
         data.len(),
         size[0],
-        size[1]
+        size[1],
+        if flip { " with flip TTA" } else { "" },
+        args.raw("tau")
+            .map(|t| format!(", logits adjusted with tau {t}"))
+            .unwrap_or_default(),
     );
     let figures: usize = args.get("figures")?.unwrap_or(0);
     let figures_data = (figures > 0).then(|| data.clone());
     let data = Arc::new(CachedDataset::new(data, false));
     let batch = args.get("batch-size")?.unwrap_or(4);
-    let matrix = evaluate(&model, data, TransformConfig::eval(size), batch, &device)?;
+    let matrix = evaluate(
+        &model,
+        data,
+        TransformConfig::eval(size),
+        batch,
+        flip,
+        &device,
+    )?;
     print!("{}", matrix.scores().table(&CAMVID_CLASSES));
     let csv: PathBuf = args
         .get("csv")?
@@ -103,9 +141,21 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         let dir: PathBuf = args
             .get("figures-out")?
             .unwrap_or_else(|| run_dir.join(format!("figures_{split}")));
-        write_figures(&model, &data, figures, size, &dir, &device)?;
+        write_figures(&model, &data, figures, size, flip, &dir, &device)?;
     }
     Ok(())
+}
+
+/// The class weights the run in `dir` trained with (its `config.json` and pixel counts).
+fn trained_class_weights(dir: &std::path::Path) -> Result<Vec<f32>, Box<dyn std::error::Error>> {
+    let config = TrainingConfig::load_compatible(dir.join("config.json"))
+        .map_err(|e| format!("--tau needs the run's config.json: {e}"))?;
+    let stats_file = dir.join(CLASS_STATS_FILE);
+    let stats = stats_file
+        .is_file()
+        .then(|| squeeze_segnet_data::read_class_stats(&stats_file))
+        .transpose()?;
+    Ok(config.class_weights(stats.as_ref())?)
 }
 
 /// `n` images evenly spaced in `data`: input | ground truth | prediction, at the labels' size.
@@ -114,6 +164,7 @@ fn write_figures(
     data: &SegmentationDataset,
     n: usize,
     size: [usize; 2],
+    flip: bool,
     dir: &std::path::Path,
     device: &Device,
 ) -> Result<(), Box<dyn std::error::Error>> {
@@ -129,7 +180,7 @@ fn write_figures(
             ),
             device,
         );
-        let predicted: Vec<i64> = predict_at(model, x, [h, w])?
+        let predicted: Vec<i64> = predict_at(model, x, [h, w], flip)?
             .into_data()
             .convert::<i64>()
             .try_into_vec::<i64>()

@@ -12,7 +12,7 @@ use burn::prelude::*;
 use squeeze_segnet::BackendKind;
 use squeeze_segnet_data::{CAMVID_PALETTE, TransformConfig, camvid_sample_root, decode};
 use squeeze_segnet_train::{colorize, overlay, predict_at};
-use squeeze_segnet_workspace::cli::{self, opt};
+use squeeze_segnet_workspace::cli::{self, opt, switch};
 
 const FLAGS: &[cli::Flag] = &[
     opt(
@@ -27,6 +27,10 @@ const FLAGS: &[cli::Flag] = &[
         "resolution the model runs at (default: the run's eval size, else 360x480)",
     ),
     opt("backend", "NAME", "flex (default), ndarray or wgpu"),
+    switch(
+        "flip",
+        "flip test-time augmentation: average with the mirrored image's logits (2 forward passes)",
+    ),
 ];
 
 fn main() -> ExitCode {
@@ -60,7 +64,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             TensorData::new(transform.prepare_image(&image), [1, 3, size[0], size[1]]),
             &device,
         );
-        let classes = predict_at(&model, x, [h, w])?
+        let classes = predict_at(&model, x, [h, w], args.has("flip"))?
             .into_data()
             .convert::<i64>()
             .try_into_vec::<i64>()

@@ -92,11 +92,17 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         start.elapsed().as_secs_f64() * 1e3
     );
 
-    let mut counts = [0usize; 11];
+    // Sized by the model's classes; classes beyond CamVid's palette are drawn black.
+    let mut counts = vec![0usize; config.num_classes];
     let mut mask = image::RgbImage::new(w as u32, h as u32);
     for (pixel, &class) in mask.pixels_mut().zip(&labels) {
         counts[class as usize] += 1;
-        *pixel = image::Rgb(CAMVID_PALETTE[class as usize]);
+        *pixel = image::Rgb(
+            CAMVID_PALETTE
+                .get(class as usize)
+                .copied()
+                .unwrap_or([0, 0, 0]),
+        );
     }
     mask.save(&args.out)
         .map_err(|e| format!("cannot write {}: {e}", args.out))?;

@@ -38,6 +38,11 @@ const FLAGS: &[cli::Flag] = &[
         "HxW",
         "resolution the model runs at for validation (default: --size)",
     ),
+    opt(
+        "eval-every",
+        "N",
+        "validate after every N-th epoch and the last (default 1)",
+    ),
     opt("optimizer", "NAME", "adam (default) or sgd (momentum 0.9)"),
     opt(
         "lr",
@@ -53,7 +58,17 @@ const FLAGS: &[cli::Flag] = &[
     opt(
         "class-weights",
         "NAME",
-        "median (median-frequency, default), segnet or uniform",
+        "median (median-frequency, default), sqrt-median, enet (1/ln(1.02+p)), enet:C (1/ln(C+p)), segnet or uniform",
+    ),
+    opt(
+        "jaccard",
+        "W",
+        "add W x soft-Jaccard (a differentiable IoU) to the cross-entropy (default 0)",
+    ),
+    opt(
+        "scale",
+        "MIN:MAX",
+        "random scale of the scale-and-crop augmentation, relative to --size (default 1:1.5; with --size 180x240, 2 is CamVid's native scale)",
     ),
     opt(
         "init",
@@ -200,24 +215,49 @@ fn new_config(args: &Args) -> Result<TrainingConfig, String> {
             ));
         }
     };
-    c.class_weighting = match args.raw("class-weights").unwrap_or("median") {
-        "median" => ClassWeighting::MedianFrequency,
-        "segnet" => ClassWeighting::SegNetTutorial,
-        "uniform" => ClassWeighting::Uniform,
-        other => {
-            return Err(format!(
-                "--class-weights: '{other}' is not median, segnet or uniform"
-            ));
+    c.jaccard_weight = args.get("jaccard")?.unwrap_or(0.0);
+    c.class_weighting = class_weighting(args.raw("class-weights").unwrap_or("median"))?;
+    if let Some(range) = args.raw("scale") {
+        let bad =
+            || format!("--scale: '{range}' is not MIN:MAX with 1 <= MIN <= MAX (e.g. 1.5:2.5)");
+        let (lo, hi) = range.split_once(':').ok_or_else(bad)?;
+        let (lo, hi): (f64, f64) = (
+            lo.parse().map_err(|_| bad())?,
+            hi.parse().map_err(|_| bad())?,
+        );
+        if !(lo >= 1.0 && hi >= lo && hi <= 8.0) {
+            return Err(bad());
         }
-    };
+        (c.min_scale, c.max_scale) = (lo, hi);
+    }
     c.epochs = args.get("epochs")?.unwrap_or(c.epochs);
     c.batch_size = args.get("batch-size")?.unwrap_or(c.batch_size);
     c.size = args.size("size")?.unwrap_or(c.size);
     c.eval_size = args.size("eval-size")?;
+    c.eval_every = args.get("eval-every")?.unwrap_or(c.eval_every);
     c.augment = !args.has("no-augment");
     c.seed = args.get("seed")?.unwrap_or(c.seed);
     c.init_weights = args.raw("init").map(String::from);
     Ok(c)
+}
+
+/// `--class-weights`' value.
+fn class_weighting(name: &str) -> Result<ClassWeighting, String> {
+    Ok(match name {
+        "median" => ClassWeighting::MedianFrequency,
+        "sqrt-median" => ClassWeighting::SqrtMedianFrequency,
+        "enet" => ClassWeighting::InverseLog { c: 1.02 },
+        "segnet" => ClassWeighting::SegNetTutorial,
+        "uniform" => ClassWeighting::Uniform,
+        other => match other.strip_prefix("enet:").map(str::parse::<f64>) {
+            Some(Ok(c)) if c > 1.0 && c.is_finite() => ClassWeighting::InverseLog { c },
+            _ => {
+                return Err(format!(
+                    "--class-weights: '{other}' is not median, sqrt-median, enet, enet:C (C > 1), segnet or uniform"
+                ));
+            }
+        },
+    })
 }
 
 /// A resumed run keeps its stored options; only `--epochs` (to extend it) and `--stop-after`
@@ -242,12 +282,14 @@ fn resumed_config(
         .map_err(|e| format!("nothing to resume in {}: {e}", out.display()))?;
     config.epochs = args.get("epochs")?.unwrap_or(config.epochs);
     let source_path = out.join("run.json");
-    let source = std::fs::read_to_string(&source_path)
-        .ok()
-        .and_then(|s| serde_json::from_str(&s).ok())
-        .unwrap_or(RunSource {
-            data: None,
-            backend: BackendKind::Flex,
-        });
+    // Without it the data root is unknown: guessing (the embedded sample) would train on other data.
+    let text = std::fs::read_to_string(&source_path).map_err(|e| {
+        format!(
+            "cannot resume: {} (the run's data folder and backend): {e}",
+            source_path.display()
+        )
+    })?;
+    let source = serde_json::from_str(&text)
+        .map_err(|e| format!("cannot resume: {} is damaged: {e}", source_path.display()))?;
     Ok((config, source))
 }

@@ -459,3 +459,27 @@ fn folding_batch_norm_keeps_the_logits() {
         .into_data()
         .assert_approx_eq::<f32>(&expected, burn::tensor::Tolerance::rel_abs(1e-3, 1e-4));
 }
+
+#[test]
+fn logit_offsets_add_to_every_pixel_of_their_class() {
+    let device = Device::flex();
+    let model = SqueezeSegNetConfig::camvid().init(&device).unwrap().valid();
+    let x = image([1, 3, 40, 56], 5, &device);
+    let before = host(model.forward(x.clone()).unwrap());
+    let offsets: Vec<f32> = (0..11).map(|c| c as f32 * 0.25 - 1.0).collect();
+    let adjusted = model.clone().with_logit_offsets(&offsets).unwrap();
+    let after = host(adjusted.forward(x.clone()).unwrap());
+    let plane = 40 * 56;
+    for (i, (a, b)) in after.iter().zip(&before).enumerate() {
+        let c = i / plane;
+        let o = offsets[c] as f64;
+        assert!((a - b - o).abs() < 1e-4, "class {c}: {a} vs {b} + {o}");
+    }
+    // The folded network gives the same logits.
+    let folded = host(adjusted.for_inference().forward(x).unwrap());
+    assert!(folded.iter().zip(&after).all(|(a, b)| (a - b).abs() < 1e-3));
+    for bad in [vec![0.0; 10], vec![f32::NAN; 11]] {
+        let err = model.clone().with_logit_offsets(&bad).unwrap_err();
+        assert!(matches!(err, SegNetError::Config(_)), "{err}");
+    }
+}

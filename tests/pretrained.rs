@@ -28,6 +28,7 @@ fn shipped_weights_segment_the_sample_sensibly() {
         Arc::new(CachedDataset::new(val, false)),
         TransformConfig::eval(size),
         4,
+        false,
         &device,
     )
     .unwrap()

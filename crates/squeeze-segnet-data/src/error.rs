@@ -115,6 +115,16 @@ pub enum DataError {
     /// An invalid option (sizes, probabilities, class counts).
     #[error("invalid option: {0}")]
     Config(String),
+    /// A loader thread stopped before producing every batch (it panicked).
+    #[error("the data loader stopped after {produced} of {expected} batches: {reason}")]
+    LoaderFailed {
+        /// Batches received.
+        produced: usize,
+        /// Batches the epoch has.
+        expected: usize,
+        /// The panic message, when there was one.
+        reason: String,
+    },
     /// An I/O error on a file or folder.
     #[error("{path}: {source}")]
     Io {

@@ -41,6 +41,64 @@ pub struct TrainState {
     pub best: Option<(f64, usize)>,
     /// One record per finished epoch.
     pub history: Vec<crate::EpochRecord>,
+    /// What the run depends on, checked when it resumes (`None` in checkpoints written before
+    /// it was recorded).
+    #[serde(default)]
+    pub depends_on: Option<RunFingerprint>,
+}
+
+/// Fingerprints of what a run depends on besides its checkpoint: a resumed run must see the same.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunFingerprint {
+    /// The training split: its size and an FNV-1a hash of its image and mask file names, in order.
+    pub training_split: String,
+    /// An FNV-1a hash of the recipe: the run's `config.json` as written, without `epochs` (which
+    /// may grow on resume). Options that a later version adds do not change it.
+    pub recipe: String,
+}
+
+impl RunFingerprint {
+    /// The fingerprint of a run on `train` whose `config.json` holds `config_json`.
+    ///
+    /// # Errors
+    /// [`TrainError::Config`] when `config_json` is not JSON.
+    pub fn new(
+        config_json: &str,
+        train: &squeeze_segnet_data::SegmentationDataset,
+    ) -> Result<Self, TrainError> {
+        let names = train
+            .paths()
+            .iter()
+            .map(|p| {
+                let name = |f: &std::path::Path| {
+                    f.file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default()
+                };
+                format!("{} {}", name(&p.image), name(&p.mask))
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let mut recipe: serde_json::Value = serde_json::from_str(config_json)
+            .map_err(|e| TrainError::Config(format!("config.json: {e}")))?;
+        if let Some(o) = recipe.as_object_mut() {
+            o.remove("epochs");
+        }
+        Ok(Self {
+            training_split: format!(
+                "{} images, fnv1a {:016x}",
+                train.len(),
+                fnv1a(names.as_bytes())
+            ),
+            recipe: format!("fnv1a {:016x}", fnv1a(recipe.to_string().as_bytes())),
+        })
+    }
+}
+
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 /// The manifest naming the latest complete checkpoint.

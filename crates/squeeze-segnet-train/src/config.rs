@@ -4,7 +4,7 @@
 use burn::config::Config;
 use serde::{Deserialize, Serialize};
 use squeeze_segnet::SqueezeSegNetConfig;
-use squeeze_segnet_data::TransformConfig;
+use squeeze_segnet_data::{Balancing, ClassStats, SEGNET_TUTORIAL_WEIGHTS, TransformConfig};
 
 use crate::TrainError;
 use std::path::Path;
@@ -29,11 +29,20 @@ pub enum Schedule {
     Poly,
 }
 
-/// Where the class weights of the loss come from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// Where the class weights of the loss come from. The formulas computed from the training split
+/// (its pixel counts cached in the run folder) are the data crate's [`Balancing`].
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub enum ClassWeighting {
-    /// Median-frequency balancing computed from the training split (cached in the run folder).
+    /// Median-frequency balancing (SegNet's; spread 59× on CamVid).
     MedianFrequency,
+    /// The square root of median-frequency balancing (spread 7.7× on CamVid).
+    SqrtMedianFrequency,
+    /// ENet's `1 / ln(c + p)`, `p` the class's share of the split's pixels (ENet: `c` = 1.02,
+    /// spread 13× on CamVid; ESPNet and CGNet: 1.10, spread 3.6×).
+    InverseLog {
+        /// The constant `c`, above 1.
+        c: f64,
+    },
     /// The weights published with SegNet-Tutorial's Caffe model (CamVid's 11 classes only).
     SegNetTutorial,
     /// Every class weighs 1.
@@ -61,6 +70,9 @@ pub struct TrainingConfig {
     /// resolution before scoring. Default: `None` (the training resolution).
     #[config(default = "None")]
     pub eval_size: Option<[usize; 2]>,
+    /// Validate after every `eval_every`-th epoch (and after the last one). Default: 1.
+    #[config(default = 1)]
+    pub eval_every: usize,
     /// Optimiser. Default: Adam, which trains this network from scratch several times faster
     /// than SGD with momentum at the same budget (see the README).
     #[config(default = "OptimizerKind::Adam")]
@@ -86,13 +98,23 @@ pub struct TrainingConfig {
     /// Class weights of the loss. Default: median-frequency balancing.
     #[config(default = "ClassWeighting::MedianFrequency")]
     pub class_weighting: ClassWeighting,
+    /// Weight `λ` of the soft-Jaccard term mixed into the loss: cross-entropy + `λ` × soft
+    /// Jaccard ([`crate::soft_jaccard_loss`]); 0 is the plain cross-entropy. Single-device
+    /// training only (the term does not split over devices). Default: 0.
+    #[config(default = 0.0)]
+    pub jaccard_weight: f64,
     /// Random horizontal flips, scale-and-crop (scale 1–`max_scale`) and colour jitter while
     /// training. Default: true.
     #[config(default = true)]
     pub augment: bool,
-    /// Largest random scale of the scale-and-crop augmentation. Default: 1.5.
+    /// Largest random scale of the scale-and-crop augmentation, relative to `size`: the image is
+    /// resized to `scale × size` and a `size` crop taken, so with `size` 180×240, scale 2 shows
+    /// CamVid's objects at their native (360×480) size. Default: 1.5.
     #[config(default = 1.5)]
     pub max_scale: f64,
+    /// Smallest random scale of the scale-and-crop augmentation (at least 1). Default: 1.
+    #[config(default = 1.0)]
+    pub min_scale: f64,
     /// Colour jitter strength (0 = off). Default: 0.2.
     #[config(default = 0.2)]
     pub jitter: f32,
@@ -137,6 +159,9 @@ impl TrainingConfig {
         if self.epochs == 0 {
             return bad("epochs must be at least 1".into());
         }
+        if self.eval_every == 0 {
+            return bad("eval_every must be at least 1".into());
+        }
         if self.batch_size == 0 {
             return bad("batch size must be at least 1".into());
         }
@@ -157,6 +182,12 @@ impl TrainingConfig {
         if !(self.lr.is_finite() && self.lr > 0.0 && self.lr <= 10.0) {
             return bad(format!("learning rate {} must be in (0, 10]", self.lr));
         }
+        if !(self.jaccard_weight >= 0.0 && self.jaccard_weight.is_finite()) {
+            return bad(format!(
+                "jaccard weight {} must be >= 0",
+                self.jaccard_weight
+            ));
+        }
         if !(0.0..1.0).contains(&self.momentum) {
             return bad(format!("momentum {} must be in [0, 1)", self.momentum));
         }
@@ -169,6 +200,11 @@ impl TrainingConfig {
                 self.min_lr_ratio
             ));
         }
+        if let ClassWeighting::InverseLog { c } = self.class_weighting
+            && !(c > 1.0 && c.is_finite())
+        {
+            return bad(format!("the inverse-log class weights need c > 1, not {c}"));
+        }
         if self.class_weighting == ClassWeighting::SegNetTutorial && self.model.num_classes != 11 {
             return bad(format!(
                 "the SegNet-Tutorial class weights are for CamVid's 11 classes, not {}",
@@ -179,12 +215,41 @@ impl TrainingConfig {
         Ok(())
     }
 
+    /// The loss's class weights: from `stats` (the training split's pixel counts) for the
+    /// weightings computed from data, fixed for the others.
+    ///
+    /// # Errors
+    /// [`TrainError::Config`] when the weighting needs statistics and `stats` is `None`, or when
+    /// they count another number of classes than the model has.
+    pub fn class_weights(&self, stats: Option<&ClassStats>) -> Result<Vec<f32>, TrainError> {
+        let k = self.model.num_classes;
+        let balancing = match self.class_weighting {
+            ClassWeighting::Uniform => return Ok(vec![1.0; k]),
+            ClassWeighting::SegNetTutorial => return Ok(SEGNET_TUTORIAL_WEIGHTS.to_vec()),
+            ClassWeighting::MedianFrequency => Balancing::MedianFrequency,
+            ClassWeighting::SqrtMedianFrequency => Balancing::SqrtMedianFrequency,
+            ClassWeighting::InverseLog { c } => Balancing::InverseLog { c },
+        };
+        let stats = stats.ok_or_else(|| {
+            TrainError::Config(format!(
+                "{balancing:?} class weights need the split's pixel counts"
+            ))
+        })?;
+        if stats.pixels.len() != k {
+            return Err(TrainError::Config(format!(
+                "class statistics of {} classes for a model of {k}",
+                stats.pixels.len()
+            )));
+        }
+        Ok(stats.weights(balancing))
+    }
+
     /// The transform applied to training samples.
     pub fn train_transform(&self) -> TransformConfig {
         if self.augment {
             TransformConfig::new(self.size)
                 .with_hflip(0.5)
-                .with_scale([1.0, self.max_scale])
+                .with_scale([self.min_scale, self.max_scale])
                 .with_jitter(self.jitter)
         } else {
             TransformConfig::new(self.size)

@@ -12,6 +12,15 @@ pub enum TrainError {
     #[error("invalid training option: {0}")]
     Config(String),
 
+    /// A model and a dataset that do not have the same classes.
+    #[error("the model predicts {model} classes but the data has {data}")]
+    ClassCount {
+        /// Classes of the model.
+        model: usize,
+        /// Classes of the dataset.
+        data: usize,
+    },
+
     /// The model could not be built, run, saved or loaded.
     #[error(transparent)]
     Model(#[from] SegNetError),

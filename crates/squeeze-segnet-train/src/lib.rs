@@ -8,7 +8,9 @@
 //! - [`Trainer`]: the training loop on any backend, with validation at the labels' full
 //!   resolution, a progress bar, a metrics log and chart, and checkpoints that survive `kill -9`
 //!   ([`checkpoint`]) and resume exactly;
-//! - [`evaluate()`] and [`predict_at`]: scoring and inference at any resolution;
+//! - [`evaluate()`] and [`predict_at`]: scoring and inference at any resolution, optionally
+//!   with flip test-time augmentation;
+//! - [`logit_adjustment`]: post-hoc correction of the prior shift of class-weighted training;
 //! - [`colorize`] and [`overlay`]: pictures of predictions;
 //! - [`SegmentationMetric`]: the same scores as burn-train metrics, for Burn's `Learner`.
 //!
@@ -31,6 +33,7 @@
 //! ```
 #![warn(missing_docs)]
 
+mod adjust;
 mod burn_metric;
 mod chart;
 pub mod checkpoint;
@@ -45,12 +48,13 @@ mod progress;
 mod trainer;
 mod visualize;
 
+pub use adjust::{CLASS_STATS_FILE, logit_adjustment};
 pub use burn_metric::{Score, SegmentationMetric, SegmentationMetricInput};
 pub use chart::{render as render_chart, write_chart};
 pub use config::{ClassWeighting, OptimizerKind, Schedule, TrainingConfig, load_model_config};
 pub use error::TrainError;
-pub use evaluate::{evaluate, predict_at, upsample_logits};
-pub use loss::{label_weight_sum, segmentation_cross_entropy, weighted_nll_sum};
+pub use evaluate::{evaluate, logits, predict_at, upsample_logits};
+pub use loss::{label_weight_sum, segmentation_cross_entropy, soft_jaccard_loss, weighted_nll_sum};
 pub use metrics::{ConfusionMatrix, SegmentationScores};
 pub use progress::{ProgressBar, clock};
 pub use trainer::{EpochRecord, RunOptions, Trainer, TrainingOutcome, summary_line};

@@ -8,7 +8,7 @@
 //! reproduce the uninterrupted run — so the order is computed here, the images of a batch are
 //! decoded in parallel (rayon), and the batch is stacked with the data crate's Burn `Batcher`.
 
-use std::sync::mpsc::{Receiver, sync_channel};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 
@@ -83,9 +83,15 @@ pub fn sample_rng(seed: u64, epoch: usize, index: usize) -> SplitMix64 {
 }
 
 /// Batches of one epoch, produced on a background thread while the model trains.
+///
+/// A failure of the producer thread (a panic in a transform, say) comes out as one
+/// [`DataError::LoaderFailed`] item instead of a silently short epoch.
 pub struct EpochStream {
     rx: Receiver<Result<Vec<SegmentationItem>, DataError>>,
     handle: Option<JoinHandle<()>>,
+    expected: usize,
+    produced: usize,
+    failed: bool,
 }
 
 impl EpochStream {
@@ -98,29 +104,41 @@ impl EpochStream {
         seed: u64,
         epoch: usize,
     ) -> Self {
+        let expected = batches.len();
+        Self::spawn(expected, move |tx| {
+            for batch in batches {
+                let items: Result<Vec<_>, DataError> = batch
+                    .par_iter()
+                    .map(|&i| {
+                        let sample = data.get(i)?;
+                        let mut rng = sample_rng(seed, epoch, i);
+                        Ok(transform.apply(&sample, &mut rng))
+                    })
+                    .collect();
+                let failed = items.is_err();
+                if tx.send(items).is_err() || failed {
+                    return;
+                }
+            }
+        })
+    }
+
+    /// A stream of `expected` batches sent by `produce` from a background thread.
+    fn spawn(
+        expected: usize,
+        produce: impl FnOnce(SyncSender<Result<Vec<SegmentationItem>, DataError>>) + Send + 'static,
+    ) -> Self {
         let (tx, rx) = sync_channel(2);
         let handle = std::thread::Builder::new()
             .name("squeeze-segnet-loader".into())
-            .spawn(move || {
-                for batch in batches {
-                    let items: Result<Vec<_>, DataError> = batch
-                        .par_iter()
-                        .map(|&i| {
-                            let sample = data.get(i)?;
-                            let mut rng = sample_rng(seed, epoch, i);
-                            Ok(transform.apply(&sample, &mut rng))
-                        })
-                        .collect();
-                    let failed = items.is_err();
-                    if tx.send(items).is_err() || failed {
-                        return;
-                    }
-                }
-            })
+            .spawn(move || produce(tx))
             .expect("the loader thread starts");
         Self {
             rx,
             handle: Some(handle),
+            expected,
+            produced: 0,
+            failed: false,
         }
     }
 }
@@ -129,7 +147,33 @@ impl Iterator for EpochStream {
     type Item = Result<Vec<SegmentationItem>, DataError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        self.rx.recv().ok()
+        if self.failed {
+            return None;
+        }
+        match self.rx.recv() {
+            Ok(item) => {
+                self.produced += 1;
+                self.failed = item.is_err();
+                Some(item)
+            }
+            Err(_) if self.produced < self.expected => {
+                self.failed = true;
+                let reason = match self.handle.take().map(JoinHandle::join) {
+                    Some(Err(panic)) => panic
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "it panicked".into()),
+                    _ => "it ended early".into(),
+                };
+                Some(Err(DataError::LoaderFailed {
+                    produced: self.produced,
+                    expected: self.expected,
+                    reason,
+                }))
+            }
+            Err(_) => None,
+        }
     }
 }
 
@@ -147,4 +191,44 @@ impl Drop for EpochStream {
 /// Splits `order` into batches of `batch_size` (the last one may be smaller).
 pub fn batches(order: &[usize], batch_size: usize) -> Vec<Vec<usize>> {
     order.chunks(batch_size).map(<[usize]>::to_vec).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item() -> SegmentationItem {
+        SegmentationItem {
+            image: vec![0.0; 3],
+            size: [1, 1],
+            mask: vec![0],
+            mask_size: [1, 1],
+        }
+    }
+
+    #[test]
+    fn a_panicking_producer_is_an_error_not_a_short_epoch() {
+        let stream = EpochStream::spawn(3, |tx| {
+            tx.send(Ok(vec![item()])).unwrap();
+            panic!("transform exploded");
+        });
+        let got: Vec<_> = stream.collect();
+        assert_eq!(got.len(), 2, "one batch, then one error");
+        assert!(got[0].is_ok());
+        let err = got[1].as_ref().unwrap_err().to_string();
+        assert!(
+            err.contains("1 of 3") && err.contains("transform exploded"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_complete_stream_ends_without_an_error() {
+        let stream = EpochStream::spawn(2, |tx| {
+            for _ in 0..2 {
+                tx.send(Ok(vec![item()])).unwrap();
+            }
+        });
+        assert_eq!(stream.filter(Result::is_ok).count(), 2);
+    }
 }

@@ -8,10 +8,11 @@
 //! loss = − Σ_p w[y_p] · log softmax(z_p)[y_p]  /  Σ_p w[y_p]     over pixels p with y_p ≠ ignore
 //! ```
 //!
-//! Ignored pixels contribute nothing, to the loss or to the gradient.
+//! Ignored pixels contribute nothing, to the loss or to the gradient. [`soft_jaccard_loss`] is a
+//! second term that can be mixed in: a differentiable IoU that also punishes false positives.
 
 use burn::prelude::*;
-use burn::tensor::activation::log_softmax;
+use burn::tensor::activation::{log_softmax, softmax};
 
 /// Weighted cross-entropy over every labelled pixel.
 ///
@@ -78,4 +79,54 @@ pub fn label_weight_sum<'a>(
         .filter(|&&l| l as usize != ignore)
         .map(|&l| weights.get(l as usize).copied().unwrap_or(0.0) as f64)
         .sum()
+}
+
+/// Soft-Jaccard (soft IoU) loss over the batch, void ignored: with `p = softmax(z)` and `y` the
+/// one-hot labels over labelled pixels, per class `I_c = Σ p_c·y_c` and `U_c = Σ (p_c + y_c) − I_c`;
+///
+/// ```text
+/// loss = 1 − mean over classes present in the labels of I_c / U_c
+/// ```
+///
+/// Unlike cross-entropy it grows with false positives as much as with false negatives, and it
+/// weighs every present class equally however many pixels it has. Mixed with the cross-entropy
+/// (`TrainingConfig::jaccard_weight`). Classes absent from the batch's labels are left out (their
+/// false positives are the cross-entropy's to punish).
+///
+/// # Shapes
+/// - `logits`: `[batch, classes, height, width]`
+/// - `targets`: `[batch, height, width]`, values in `0..classes` or `ignore`
+/// - output: `[1]` (0 when every pixel is ignored)
+pub fn soft_jaccard_loss(logits: Tensor<4>, targets: Tensor<3, Int>, ignore: usize) -> Tensor<1> {
+    let [n, c, h, w] = logits.dims();
+    let device = logits.device();
+    let valid = targets
+        .clone()
+        .not_equal_elem(ignore as i64)
+        .float()
+        .unsqueeze_dim::<4>(1)
+        .expand([n, c, h, w]);
+    // One-hot labels: void pixels match no class.
+    let classes = Tensor::<1, Int>::arange(0..c as i64, &device)
+        .reshape([1, c, 1, 1])
+        .expand([n, c, h, w]);
+    let y = targets
+        .unsqueeze_dim::<4>(1)
+        .expand([n, c, h, w])
+        .equal(classes)
+        .float();
+    let p = softmax(logits, 1).mul(valid);
+    let sum = |t: Tensor<4>| t.sum_dim(0).sum_dim(2).sum_dim(3).reshape([c]);
+    let intersection = sum(p.clone().mul(y.clone()));
+    let labelled = sum(y);
+    let union = sum(p) + labelled.clone() - intersection.clone();
+    let present = labelled.greater_elem(0.0).float();
+    let count = present.clone().sum();
+    let iou = intersection.div(union.clamp_min(1e-6)).mul(present);
+    let mean_iou = iou.sum().div(count.clone().clamp_min(1.0));
+    // 0 when nothing is labelled: 1 − 0 masked by (count > 0).
+    mean_iou
+        .neg()
+        .add_scalar(1.0)
+        .mul(count.greater_elem(0.0).float())
 }

@@ -35,6 +35,10 @@ pub struct SegmentationScores {
     pub class_accuracy: Vec<Option<f64>>,
     /// Intersection over union of each class (`None` when absent from labels and predictions).
     pub class_iou: Vec<Option<f64>>,
+    /// Pixels predicted as each class ÷ pixels labelled with it, over labelled pixels: above 1 a
+    /// class is over-predicted (`None` when the class never occurs in the labels).
+    #[serde(default)]
+    pub class_share_ratio: Vec<Option<f64>>,
 }
 
 impl ConfusionMatrix {
@@ -134,6 +138,12 @@ impl ConfusionMatrix {
                 (union > 0).then(|| self.count(c, c) as f64 / union as f64)
             })
             .collect();
+        let class_share_ratio: Vec<Option<f64>> = (0..k)
+            .map(|c| {
+                let r = row(c);
+                (r > 0).then(|| col(c) as f64 / r as f64)
+            })
+            .collect();
         let mean = |v: &[Option<f64>]| {
             let present: Vec<f64> = v.iter().flatten().copied().collect();
             if present.is_empty() {
@@ -152,6 +162,7 @@ impl ConfusionMatrix {
             mean_iou: mean(&class_iou),
             class_accuracy,
             class_iou,
+            class_share_ratio,
         }
     }
 
@@ -185,15 +196,26 @@ impl ConfusionMatrix {
 }
 
 impl SegmentationScores {
-    /// A table of per-class accuracy and IoU, then the three summary scores.
+    /// A table of per-class accuracy, IoU and predicted ÷ true pixel share, then the three
+    /// summary scores.
     pub fn table(&self, names: &[&str]) -> String {
         let fmt = |v: Option<f64>| v.map_or_else(|| "    -".to_string(), |x| format!("{x:.3}"));
-        let mut s = format!("{:<14} {:>8} {:>8}\n", "class", "accuracy", "IoU");
+        let mut s = format!(
+            "{:<14} {:>8} {:>8} {:>12}\n",
+            "class", "accuracy", "IoU", "pred/true"
+        );
         for (i, (a, u)) in self.class_accuracy.iter().zip(&self.class_iou).enumerate() {
             let name = names
                 .get(i)
                 .map_or_else(|| i.to_string(), |s| s.to_string());
-            let _ = writeln!(s, "{name:<14} {:>8} {:>8}", fmt(*a), fmt(*u));
+            let ratio = self.class_share_ratio.get(i).copied().flatten();
+            let _ = writeln!(
+                s,
+                "{name:<14} {:>8} {:>8} {:>12}",
+                fmt(*a),
+                fmt(*u),
+                fmt(ratio)
+            );
         }
         let _ = writeln!(
             s,

@@ -9,7 +9,7 @@
 //! <run>/chart.png        loss and validation scores over epochs
 //! <run>/best.bpk         weights with the best validation class-average accuracy so far
 //! <run>/last.bpk         weights after the last finished epoch
-//! <run>/class_weights.json   median-frequency weights (cached)
+//! <run>/class_weights.json   the training split's pixel counts, for the class weights (cached)
 //! <run>/checkpoints/     see [`crate::checkpoint`]
 //! ```
 
@@ -27,17 +27,15 @@ use burn::optim::{
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 use squeeze_segnet::SqueezeSegNet;
-use squeeze_segnet_data::{
-    SEGNET_TUTORIAL_WEIGHTS, SegmentationBatcher, SegmentationDataset, median_frequency_weights,
-};
+use squeeze_segnet_data::{SegmentationBatcher, SegmentationDataset, class_stats};
 
-use crate::checkpoint::{CheckpointDir, TrainState, write_atomic};
+use crate::checkpoint::{CheckpointDir, RunFingerprint, TrainState, write_atomic};
 use crate::loader::{CachedDataset, EpochStream, batches, epoch_order};
 use crate::parallel::DataParallel;
 use crate::progress::ProgressBar;
 use crate::{
-    ClassWeighting, OptimizerKind, SegmentationScores, TrainError, TrainingConfig,
-    segmentation_cross_entropy,
+    CLASS_STATS_FILE, ClassWeighting, OptimizerKind, SegmentationScores, TrainError,
+    TrainingConfig, segmentation_cross_entropy, soft_jaccard_loss,
 };
 
 /// What happened in one epoch.
@@ -157,6 +155,11 @@ impl Trainer {
                 "data-parallel training needs at least one device".into(),
             ));
         }
+        if self.config.jaccard_weight > 0.0 {
+            return Err(TrainError::Config(
+                "the soft-Jaccard term (jaccard_weight > 0) needs single-device training".into(),
+            ));
+        }
         self.parallel = devices;
         Ok(self)
     }
@@ -188,8 +191,11 @@ impl Trainer {
         initialize_now(&model);
         let optim = self.optimizer();
         let (mut model, mut optim, mut state) = match (options.resume, latest) {
-            (true, Some((files, state))) => {
+            (true, Some((files, mut state))) => {
+                self.check_resume_dependencies(&state)?;
                 self.check_resume_config()?;
+                // config.json may have been rewritten (a new epoch count): fingerprint it anew.
+                state.depends_on = Some(self.run_fingerprint()?);
                 let model = model.load(&files.model)?;
                 let optim = optim
                     .load(&files.optim)
@@ -216,6 +222,7 @@ impl Trainer {
                     epoch_images: 0,
                     best: None,
                     history: Vec::new(),
+                    depends_on: Some(RunFingerprint::new(&cfg.to_string(), self.train.dataset())?),
                 };
                 (model, optim, state)
             }
@@ -259,12 +266,17 @@ impl Trainer {
                     None => {
                         let batch = SegmentationBatcher.batch(items, &ad);
                         let logits = model.forward(batch.images)?;
-                        let loss = segmentation_cross_entropy(
-                            logits,
-                            batch.masks,
-                            weights.clone(),
-                            ignore,
-                        );
+                        let loss = if cfg.jaccard_weight > 0.0 {
+                            segmentation_cross_entropy(
+                                logits.clone(),
+                                batch.masks.clone(),
+                                weights.clone(),
+                                ignore,
+                            ) + soft_jaccard_loss(logits, batch.masks, ignore)
+                                .mul_scalar(cfg.jaccard_weight)
+                        } else {
+                            segmentation_cross_entropy(logits, batch.masks, weights.clone(), ignore)
+                        };
                         let value: f32 = loss
                             .clone()
                             .try_into_scalar()
@@ -310,7 +322,8 @@ impl Trainer {
                 break;
             }
             let seconds = start.elapsed().as_secs_f64();
-            let val = self.validate(&model)?;
+            let due = (epoch + 1) % cfg.eval_every == 0 || epoch + 1 == cfg.epochs;
+            let val = if due { self.validate(&model)? } else { None };
             let record = EpochRecord {
                 epoch: epoch + 1,
                 step: state.step,
@@ -369,15 +382,14 @@ impl Trainer {
 
     /// The loss's class weights, per the config.
     pub fn class_weights(&self) -> Result<Vec<f32>, TrainError> {
-        let k = self.config.model.num_classes;
-        Ok(match self.config.class_weighting {
-            ClassWeighting::Uniform => vec![1.0; k],
-            ClassWeighting::SegNetTutorial => SEGNET_TUTORIAL_WEIGHTS.to_vec(),
-            ClassWeighting::MedianFrequency => median_frequency_weights(
+        let stats = match self.config.class_weighting {
+            ClassWeighting::Uniform | ClassWeighting::SegNetTutorial => None,
+            _ => Some(class_stats(
                 self.train.dataset(),
-                Some(&self.dir.join("class_weights.json")),
-            )?,
-        })
+                Some(&self.dir.join(CLASS_STATS_FILE)),
+            )?),
+        };
+        self.config.class_weights(stats.as_ref())
     }
 
     fn validate(&self, model: &SqueezeSegNet) -> Result<Option<SegmentationScores>, TrainError> {
@@ -389,6 +401,7 @@ impl Trainer {
             val.clone(),
             self.config.eval_transform(),
             self.config.batch_size,
+            false,
             &self.device,
         )?;
         Ok(Some(matrix.scores()))
@@ -422,6 +435,53 @@ impl Trainer {
             &self.dir.join("model.json"),
             self.config.model.to_string().as_bytes(),
         )
+    }
+
+    /// On resume, the training split and the recipe must be the ones the checkpoint was made with
+    /// (the recipe check catches a hand-edited `config.json`, which the config comparison cannot).
+    fn check_resume_dependencies(&self, state: &TrainState) -> Result<(), TrainError> {
+        let path = self.dir.join("config.json");
+        if let Some(stored) = &state.depends_on {
+            let now = self.run_fingerprint()?;
+            for (field, s, g) in [
+                (
+                    "training split",
+                    &stored.training_split,
+                    &now.training_split,
+                ),
+                (
+                    "recipe (config.json without epochs)",
+                    &stored.recipe,
+                    &now.recipe,
+                ),
+            ] {
+                if s != g {
+                    return Err(TrainError::ResumeMismatch {
+                        path: path.clone(),
+                        field: field.into(),
+                        stored: s.clone(),
+                        given: g.clone(),
+                    });
+                }
+            }
+        }
+        let batches = self.train.len().div_ceil(self.config.batch_size);
+        if state.batch > batches {
+            return Err(TrainError::ResumeMismatch {
+                path,
+                field: "batches per epoch".into(),
+                stored: format!("at least {}", state.batch),
+                given: batches.to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The fingerprint of the run folder's `config.json` and the training split.
+    fn run_fingerprint(&self) -> Result<RunFingerprint, TrainError> {
+        let path = self.dir.join("config.json");
+        let text = std::fs::read_to_string(&path).map_err(|e| TrainError::io(&path, e))?;
+        RunFingerprint::new(&text, self.train.dataset())
     }
 
     /// On resume, the stored config must match this one except for `epochs`.

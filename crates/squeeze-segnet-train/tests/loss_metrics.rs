@@ -3,7 +3,7 @@
 
 use burn::prelude::*;
 use burn::tensor::Tolerance;
-use squeeze_segnet_train::{ConfusionMatrix, segmentation_cross_entropy};
+use squeeze_segnet_train::{ConfusionMatrix, segmentation_cross_entropy, soft_jaccard_loss};
 
 const VOID: usize = 3;
 
@@ -133,6 +133,19 @@ fn metrics_match_a_hand_counted_confusion_matrix() {
     close(s.class_iou[2].unwrap(), 0.75);
     close(s.class_iou[3].unwrap(), 0.0);
     close(s.mean_iou, (0.5 + 1.0 / 3.0 + 0.75 + 0.0) / 4.0);
+    // Predicted ÷ labelled pixels (labelled pixels only): class 0 3/3, 1 2/2, 2 3/4, 3 absent.
+    close(s.class_share_ratio[0].unwrap(), 1.0);
+    close(s.class_share_ratio[1].unwrap(), 1.0);
+    close(s.class_share_ratio[2].unwrap(), 0.75);
+    assert_eq!(s.class_share_ratio[3], None);
+    let table = s.table(&["a", "b", "c", "d"]);
+    assert!(table.contains("pred/true"), "{table}");
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with('c') && l.trim_end().ends_with("0.750")),
+        "{table}"
+    );
 }
 
 #[test]
@@ -194,4 +207,56 @@ fn burn_metric_accumulates_over_batches_and_clears() {
     assert_eq!(m.matrix().total(), 7);
     m.clear();
     assert_eq!(m.matrix().total(), 0);
+}
+
+#[test]
+fn soft_jaccard_matches_a_hand_computation() {
+    let device = Device::flex();
+    let softmax = |row: [f32; 3]| log_softmax(row).map(f64::exp);
+    // Labels: class 0, class 0, class 1, void. Class 2 is absent (left out of the mean).
+    let t = [0i64, 0, 1, VOID as i64];
+    let (mut inter, mut sum_p, mut count) = ([0f64; 3], [0f64; 3], [0f64; 3]);
+    for p in 0..3 {
+        let prob = softmax(ROWS[p]);
+        for c in 0..3 {
+            sum_p[c] += prob[c];
+        }
+        inter[t[p] as usize] += prob[t[p] as usize];
+        count[t[p] as usize] += 1.0;
+    }
+    let iou = |c: usize| inter[c] / (sum_p[c] + count[c] - inter[c]);
+    let expected = 1.0 - (iou(0) + iou(1)) / 2.0;
+    let got: f32 =
+        soft_jaccard_loss(logits(ROWS, &device), targets(t, &device), VOID).into_scalar();
+    assert!((got as f64 - expected).abs() < 1e-5, "{got} vs {expected}");
+
+    // A perfect, confident prediction scores 0; nothing labelled scores 0.
+    let sure = [
+        [30.0, 0.0, 0.0],
+        [30.0, 0.0, 0.0],
+        [0.0, 30.0, 0.0],
+        [0.0, 0.0, 0.0],
+    ];
+    let perfect: f32 =
+        soft_jaccard_loss(logits(sure, &device), targets(t, &device), VOID).into_scalar();
+    assert!(perfect.abs() < 1e-5, "{perfect}");
+    let void = [VOID as i64; 4];
+    let none: f32 =
+        soft_jaccard_loss(logits(ROWS, &device), targets(void, &device), VOID).into_scalar();
+    assert_eq!(none, 0.0);
+
+    // Void pixels get no gradient.
+    let ad = device.autodiff();
+    let z = logits(ROWS, &ad).require_grad();
+    let grads = soft_jaccard_loss(z.clone(), targets(t, &ad), VOID).backward();
+    let g: Vec<f32> = z
+        .grad(&grads)
+        .unwrap()
+        .into_data()
+        .try_to_vec::<f32>()
+        .unwrap();
+    for c in 0..3 {
+        assert_eq!(g[c * 4 + 3], 0.0, "void pixel, class {c}");
+        assert!(g[c * 4].abs() > 0.0, "labelled pixel, class {c}");
+    }
 }

@@ -62,7 +62,15 @@ fn small_config() -> TrainingConfig {
 fn pixel_accuracy(model: &squeeze_segnet::SqueezeSegNet, data: SegmentationDataset) -> (f64, f64) {
     let transform = TransformConfig::new([64, 80]);
     let data = Arc::new(CachedDataset::new(data, false));
-    let eval = evaluate(model, data.clone(), transform.clone(), 2, &Device::flex()).unwrap();
+    let eval = evaluate(
+        model,
+        data.clone(),
+        transform.clone(),
+        2,
+        false,
+        &Device::flex(),
+    )
+    .unwrap();
     let items: Vec<_> = (0..data.len())
         .map(|i| {
             transform.apply(
@@ -353,6 +361,54 @@ fn run_folder_misuse_is_a_clear_error() {
         )
         .is_err()
     );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn resuming_against_changed_surroundings_is_refused() {
+    let _serial = serial();
+    let dir = tmp_dir("surroundings");
+    let config = small_config().with_epochs(3);
+    let t = Trainer::new(config.clone(), Device::flex(), sample(4), None, &dir).unwrap();
+    t.run(RunOptions {
+        stop_after_epochs: Some(1),
+        ..Default::default()
+    })
+    .unwrap();
+    let resume = RunOptions {
+        resume: true,
+        stop_after_epochs: Some(2),
+        ..Default::default()
+    };
+    // The training split shrank.
+    let t = Trainer::new(config.clone(), Device::flex(), sample(2), None, &dir).unwrap();
+    let err = t.run(resume.clone()).unwrap_err();
+    assert!(
+        matches!(&err, TrainError::ResumeMismatch { field, .. } if field == "training split"),
+        "{err}"
+    );
+    // config.json edited by hand (the trainer is given what the file now says).
+    let path = dir.join("config.json");
+    let original = std::fs::read_to_string(&path).unwrap();
+    let edited = config.clone().with_lr(0.01);
+    std::fs::write(&path, edited.to_string()).unwrap();
+    let t = Trainer::new(edited, Device::flex(), sample(4), None, &dir).unwrap();
+    let err = t.run(resume.clone()).unwrap_err();
+    assert!(
+        matches!(&err, TrainError::ResumeMismatch { field, .. } if field.starts_with("recipe")),
+        "{err}"
+    );
+    // Put back, it resumes; a longer run (more epochs) is not a different recipe.
+    std::fs::write(&path, original).unwrap();
+    let t = Trainer::new(config.with_epochs(4), Device::flex(), sample(4), None, &dir).unwrap();
+    let outcome = t
+        .run(RunOptions {
+            resume: true,
+            ..Default::default()
+        })
+        .unwrap();
+    assert!(!outcome.interrupted);
+    assert_eq!(outcome.history.len(), 4);
     let _ = std::fs::remove_dir_all(&dir);
 }
 

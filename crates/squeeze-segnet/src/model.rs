@@ -300,6 +300,31 @@ impl SqueezeSegNet {
         }
     }
 
+    /// The network with `offsets[c]` added to every logit of class `c`, folded into the final
+    /// transposed convolution's bias (free at inference). Used for post-hoc logit adjustment
+    /// (Menon et al., 2021): a model trained with class weights `w` has its prior shifted by
+    /// `ln w`; offsets `−τ·ln w` undo (`τ = 1`) or soften that shift.
+    ///
+    /// # Errors
+    /// [`SegNetError::Config`] when there is not one finite offset per class.
+    pub fn with_logit_offsets(mut self, offsets: &[f32]) -> Result<Self, SegNetError> {
+        if offsets.len() != self.num_classes || offsets.iter().any(|o| !o.is_finite()) {
+            return Err(SegNetError::Config(format!(
+                "logit offsets {offsets:?}: expected {} finite values, one per class",
+                self.num_classes
+            )));
+        }
+        let device = self.deconv1.weight.device();
+        let add =
+            Tensor::<1>::from_data(TensorData::new(offsets.to_vec(), [offsets.len()]), &device);
+        let bias = match self.deconv1.bias.take() {
+            Some(b) => b.val() + add,
+            None => add,
+        };
+        self.deconv1.bias = Some(burn::module::Param::from_tensor(bias));
+        Ok(self)
+    }
+
     /// The final transposed convolution, with the output padding (0 or 1 per side) that lands
     /// exactly on the input size: `2·(h1 − 1) + 3 + pad = height`.
     ///

@@ -1,0 +1,73 @@
+//! Flip test-time augmentation: the mean of the logits of an image and of its mirror image.
+
+use burn::prelude::*;
+use burn::tensor::{Distribution, Tolerance};
+use squeeze_segnet::SqueezeSegNetConfig;
+use squeeze_segnet_train::{logits, predict_at};
+
+#[test]
+fn flip_tta_is_mirror_symmetric_and_off_by_default() {
+    let device = Device::flex();
+    let model = SqueezeSegNetConfig::camvid()
+        .init(&device)
+        .unwrap()
+        .for_inference();
+    let x = Tensor::<4>::random([2, 3, 48, 64], Distribution::Normal(0.0, 1.0), &device);
+    let plain = logits(&model, x.clone(), false).unwrap();
+    plain.clone().into_data().assert_approx_eq::<f32>(
+        &model.forward(x.clone()).unwrap().into_data(),
+        Tolerance::default(),
+    );
+    let tta = logits(&model, x.clone(), true).unwrap();
+    // By hand: forward(x) + mirror(forward(mirror(x))).
+    let by_hand =
+        model.forward(x.clone()).unwrap() + model.forward(x.clone().flip([3])).unwrap().flip([3]);
+    tta.clone()
+        .into_data()
+        .assert_approx_eq::<f32>(&by_hand.into_data(), Tolerance::default());
+    // The augmented model is exactly mirror-symmetric: TTA of the mirror image is the mirror of TTA.
+    let mirrored = logits(&model, x.clone().flip([3]), true).unwrap();
+    mirrored
+        .into_data()
+        .assert_approx_eq::<f32>(&tta.flip([3]).into_data(), Tolerance::default());
+    // A random network is not.
+    let plain_mirrored = logits(&model, x.clone().flip([3]), false).unwrap();
+    let diff = (plain_mirrored - plain.flip([3]))
+        .abs()
+        .max()
+        .into_scalar::<f32>();
+    assert!(
+        diff > 1e-3,
+        "an untrained network should not be symmetric ({diff})"
+    );
+    let classes = predict_at(&model, x, [96, 128], true).unwrap();
+    assert_eq!(classes.dims(), [2, 96, 128]);
+}
+
+#[test]
+fn scoring_a_model_on_data_with_other_classes_is_an_error() {
+    use squeeze_segnet_data::{TransformConfig, camvid, camvid_sample_root};
+    use squeeze_segnet_train::{TrainError, evaluate, loader::CachedDataset};
+    let device = Device::flex();
+    let val = camvid(camvid_sample_root(), "val").unwrap();
+    let data = std::sync::Arc::new(CachedDataset::new(val, false));
+    for classes in [5, 12] {
+        let model = SqueezeSegNetConfig::camvid()
+            .with_num_classes(classes)
+            .init(&device)
+            .unwrap();
+        let err = evaluate(
+            &model,
+            data.clone(),
+            TransformConfig::eval([64, 80]),
+            2,
+            false,
+            &device,
+        )
+        .unwrap_err();
+        assert!(
+            matches!(err, TrainError::ClassCount { model, data: 11 } if model == classes),
+            "{err}"
+        );
+    }
+}
