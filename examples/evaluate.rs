@@ -131,6 +131,13 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         flip,
         &device,
     )?;
+    if matrix.total() == 0 {
+        return Err(format!(
+            "nothing to score: every label pixel of {} {split} is void",
+            root.display()
+        )
+        .into());
+    }
     print!("{}", matrix.scores().table(&CAMVID_CLASSES));
     let csv: PathBuf = args
         .get("csv")?

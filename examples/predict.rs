@@ -115,6 +115,20 @@ fn image_files(inputs: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
             return Err(format!("{}: no such file or folder", input.display()));
         }
     }
+    // Outputs are named by stem: `x.png` and `x.jpg` (or `a/x.png` and `b/x.png`) would overwrite
+    // each other's masks.
+    let mut seen = std::collections::HashMap::new();
+    for f in &files {
+        let stem = f.file_stem().unwrap_or_default().to_os_string();
+        if let Some(other) = seen.insert(stem, f) {
+            return Err(format!(
+                "{} and {} would both write {}_mask.png: segment them in separate runs",
+                other.display(),
+                f.display(),
+                f.file_stem().unwrap_or_default().to_string_lossy()
+            ));
+        }
+    }
     Ok(files)
 }
 

@@ -109,6 +109,17 @@ fn main() -> ExitCode {
     cli::exit(run())
 }
 
+/// Burn loads optimiser state on its default device (WGPU in this build, when `BURN_DEVICE` is
+/// unset): point that at the run's own backend, so resuming on a CPU wakes no GPU driver.
+fn pin_default_device(backend: BackendKind) -> Result<(), String> {
+    squeeze_segnet::check_burn_device_env().map_err(|e| e.to_string())?;
+    if std::env::var_os("BURN_DEVICE").is_none() {
+        // SAFETY: called from `run` before any thread of this program is started.
+        unsafe { std::env::set_var("BURN_DEVICE", backend.name()) };
+    }
+    Ok(())
+}
+
 fn run() -> Result<(), Box<dyn std::error::Error>> {
     let about = "Train Squeeze-SegNet on CamVid (Ctrl-C saves a checkpoint; --resume continues).";
     let args = cli::parse("train_camvid", about, FLAGS, None)?;
@@ -124,6 +135,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         (new_config(&args)?, source)
     };
 
+    pin_default_device(source.backend)?;
     let parallel: usize = args.get("data-parallel")?.unwrap_or(1);
     if parallel == 0 {
         return Err("--data-parallel: needs at least one device".into());

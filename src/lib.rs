@@ -47,10 +47,14 @@ pub fn resolve_weights(
     // Weights without their run folder: the shipped network's config.
     let model =
         weights_model_config(&weights)?.unwrap_or_else(squeeze_segnet::SqueezeSegNetConfig::camvid);
-    let run_size =
-        squeeze_segnet_train::TrainingConfig::load_compatible(run_dir.join("config.json"))
-            .ok()
-            .map(|c| c.eval_size.unwrap_or(c.size));
+    let config_file = run_dir.join("config.json");
+    let run_size = if config_file.is_file() {
+        let c = squeeze_segnet_train::TrainingConfig::load_compatible(&config_file)
+            .map_err(|e| format!("the weights' run configuration is damaged: {e}"))?;
+        Some(c.eval_size.unwrap_or(c.size))
+    } else {
+        None
+    };
     let size = args.size("size")?.or(run_size).unwrap_or([360, 480]);
     Ok((weights, model, size))
 }

@@ -184,6 +184,85 @@ fn bad_arguments_fail_with_one_line() {
         "/nonexistent/w.bpk",
     );
     fails_with_one_line(
+        example("evaluate").env("BURN_DEVICE", "bogus"),
+        "BURN_DEVICE=\"bogus\"",
+    );
+    fails_with_one_line(
+        example("train_camvid").env("BURN_DEVICE", "bogus").args([
+            "--epochs",
+            "1",
+            "--out",
+            tmp("bogus-device").to_str().unwrap(),
+        ]),
+        "BURN_DEVICE=\"bogus\"",
+    );
+    for (flag, value, needle) in [
+        ("--class-weights", "enet:0.5", "enet:C (C > 1)"),
+        ("--class-weights", "mode", "is not median"),
+        ("--scale", "0.5:2", "1 <= MIN <= MAX"),
+        ("--scale", "2", "MIN:MAX"),
+        ("--jaccard", "-1", "jaccard weight"),
+        ("--eval-every", "0", "eval_every"),
+    ] {
+        fails_with_one_line(
+            example("train_camvid").args([flag, value, "--out", tmp("bad-flag").to_str().unwrap()]),
+            needle,
+        );
+    }
+    // Two inputs with one stem would overwrite each other's outputs.
+    let dir = tmp("same-stem");
+    std::fs::create_dir_all(&dir).unwrap();
+    let sample = squeeze_segnet_data::camvid_sample_root().join("val");
+    let first = std::fs::read_dir(&sample)
+        .unwrap()
+        .flatten()
+        .next()
+        .unwrap()
+        .path();
+    image::open(&first)
+        .unwrap()
+        .save(dir.join("x.png"))
+        .unwrap();
+    image::open(&first)
+        .unwrap()
+        .to_rgb8()
+        .save(dir.join("x.jpg"))
+        .unwrap();
+    fails_with_one_line(
+        example("predict").args([
+            "--out",
+            dir.join("out").to_str().unwrap(),
+            dir.to_str().unwrap(),
+        ]),
+        "would both write x_mask.png",
+    );
+    // A damaged config.json beside the weights is reported, not ignored.
+    std::fs::copy(squeeze_segnet::camvid_weights_path(), dir.join("w.bpk")).unwrap();
+    std::fs::write(dir.join("config.json"), "{ not json").unwrap();
+    fails_with_one_line(
+        example("evaluate").args(["--weights", dir.join("w.bpk").to_str().unwrap()]),
+        "config.json",
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    // A run folder whose run.json (data folder, backend) is gone cannot be resumed by guessing.
+    let dir = tmp("no-run-json");
+    run(example("train_camvid").args([
+        "--epochs",
+        "2",
+        "--stop-after",
+        "1",
+        "--size",
+        "64x80",
+        "--out",
+        dir.to_str().unwrap(),
+    ]));
+    std::fs::remove_file(dir.join("run.json")).unwrap();
+    fails_with_one_line(
+        example("train_camvid").args(["--resume", "--out", dir.to_str().unwrap()]),
+        "run.json",
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    fails_with_one_line(
         example("predict").args(["--weights", "/nonexistent/w.bpk", "/nonexistent/image.png"]),
         "/nonexistent/image.png",
     );

@@ -114,6 +114,17 @@ impl SegmentationDataset {
         if !root.is_dir() {
             return Err(DataError::MissingRoot(root.to_path_buf()));
         }
+        // A split is a name, not a path: `../x` would read lists and folders outside `root`.
+        if split.is_empty()
+            || split.starts_with('.')
+            || !split
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+        {
+            return Err(DataError::Config(format!(
+                "split name '{split}': use letters, digits, '_', '-' or '.' (not starting with '.')"
+            )));
+        }
         let list = root.join(format!("{split}.txt"));
         let samples = if list.is_file() {
             read_list(root, &list)?
@@ -349,7 +360,8 @@ fn read_list(root: &Path, list: &Path) -> Result<Vec<SamplePaths>, DataError> {
                 .filter(|s| !s.is_empty())
                 .take(2)
                 .collect();
-            if tail.len() < 2 {
+            // `.` or `..` would resolve outside `root/<folder>/` (e.g. `/x/../img.png`).
+            if tail.len() < 2 || tail.iter().any(|c| *c == "." || *c == "..") {
                 return Err(malformed());
             }
             tail.reverse();

@@ -447,3 +447,41 @@ fn data_loader_with_workers_yields_batches() {
     let err = loader.iter().next().unwrap().unwrap_err();
     assert!(err.to_string().contains("label 12"), "{err}");
 }
+
+#[test]
+fn list_entries_and_split_names_cannot_leave_the_root() {
+    // A root whose list file climbs out with `..`; the file it would reach exists.
+    let dir = std::env::temp_dir().join(format!("ssn-escape-{}", std::process::id()));
+    let root = dir.join("root");
+    std::fs::create_dir_all(root.join("train")).unwrap();
+    std::fs::create_dir_all(root.join("trainannot")).unwrap();
+    let sample = camvid(camvid_sample_root(), "train").unwrap();
+    let first = &sample.paths()[0];
+    std::fs::copy(&first.image, dir.join("img.png")).unwrap();
+    std::fs::copy(&first.image, root.join("train/img.png")).unwrap();
+    std::fs::copy(&first.mask, root.join("trainannot/img.png")).unwrap();
+    std::fs::write(
+        root.join("train.txt"),
+        "/x/../img.png /y/trainannot/img.png\n",
+    )
+    .unwrap();
+    let e = camvid(&root, "train").unwrap_err();
+    assert!(
+        matches!(&e, DataError::MalformedListLine { line: 1, .. }),
+        "{e}"
+    );
+    for split in ["../x", "..", "a/b", "", ".hidden"] {
+        let e = camvid(&root, split).unwrap_err();
+        assert!(
+            matches!(&e, DataError::Config(m) if m.contains("split name")),
+            "{split}: {e}"
+        );
+    }
+    std::fs::write(
+        root.join("train.txt"),
+        "/y/train/img.png /y/trainannot/img.png\n",
+    )
+    .unwrap();
+    assert_eq!(camvid(&root, "train").unwrap().len(), 1);
+    let _ = std::fs::remove_dir_all(&dir);
+}

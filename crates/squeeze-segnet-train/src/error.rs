@@ -51,6 +51,12 @@ pub enum TrainError {
     #[error("nothing to resume in {0}: no complete checkpoint (manifest latest.json) was found")]
     NothingToResume(PathBuf),
 
+    /// Another trainer holds the run folder's lock.
+    #[error(
+        "another training run is using {0} (it holds {0}/.lock): wait for it to end, or choose another --out"
+    )]
+    Locked(PathBuf),
+
     /// The run folder already holds a run, and neither resume nor overwrite was asked.
     #[error(
         "{0} already holds a training run: pass --resume to continue it, or choose another --out"

@@ -11,6 +11,7 @@
 //! <run>/last.bpk         weights after the last finished epoch
 //! <run>/class_weights.json   the training split's pixel counts, for the class weights (cached)
 //! <run>/checkpoints/     see [`crate::checkpoint`]
+//! <run>/.lock            held while a trainer runs (see [`crate::LOCK_FILE`])
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -183,6 +184,9 @@ impl Trainer {
     /// Trains until the configured number of epochs, a stop request, or `stop_after_epochs`.
     pub fn run(&self, options: RunOptions) -> Result<TrainingOutcome, TrainError> {
         let cfg = &self.config;
+        // Burn loads optimiser state on its default device, which reads BURN_DEVICE.
+        squeeze_segnet::check_burn_device_env()?;
+        let _lock = crate::lock::RunLock::acquire(&self.dir)?;
         let ckpts = CheckpointDir::new(&self.dir, cfg.keep_checkpoints);
         let latest = ckpts.latest()?;
         let ad = self.device.clone().autodiff();

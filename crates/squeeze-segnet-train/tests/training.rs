@@ -16,8 +16,8 @@ use squeeze_segnet_data::{
 use squeeze_segnet_train::checkpoint::CheckpointDir;
 use squeeze_segnet_train::loader::CachedDataset;
 use squeeze_segnet_train::{
-    ClassWeighting, EpochRecord, OptimizerKind, RunOptions, TrainError, Trainer, TrainingConfig,
-    evaluate,
+    ClassWeighting, EpochRecord, LOCK_FILE, OptimizerKind, RunOptions, TrainError, Trainer,
+    TrainingConfig, evaluate,
 };
 
 /// The first `n` pairs of the embedded sample's training split.
@@ -409,6 +409,48 @@ fn resuming_against_changed_surroundings_is_refused() {
         .unwrap();
     assert!(!outcome.interrupted);
     assert_eq!(outcome.history.len(), 4);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_locked_run_folder_is_refused_and_stale_temporaries_are_removed() {
+    let _serial = serial();
+    let dir = tmp_dir("lock");
+    std::fs::create_dir_all(dir.join("checkpoints/old")).unwrap();
+    // What a killed run leaves: half-written siblings of the files it was replacing.
+    let stale = [
+        dir.join(".metrics.csv.123.tmp"),
+        dir.join("last.bpk.123-0.tmp"),
+        dir.join("checkpoints/old/model.bpk.99-1.tmp"),
+    ];
+    for f in &stale {
+        std::fs::write(f, b"half").unwrap();
+    }
+    let held = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join(LOCK_FILE))
+        .unwrap();
+    held.try_lock().unwrap();
+    let t = Trainer::new(
+        small_config().with_epochs(1),
+        Device::flex(),
+        sample(2),
+        None,
+        &dir,
+    )
+    .unwrap();
+    let err = t.run(RunOptions::default()).unwrap_err();
+    assert!(matches!(err, TrainError::Locked(_)), "{err}");
+    assert!(err.to_string().contains(".lock"), "{err}");
+    assert!(
+        stale.iter().all(|f| f.exists()),
+        "nothing is touched while another run holds it"
+    );
+    drop(held);
+    t.run(RunOptions::default()).unwrap();
+    assert!(stale.iter().all(|f| !f.exists()), "the next run cleans up");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -89,6 +89,7 @@ impl BackendKind {
     /// # Errors
     /// [`SegNetError::NoAdapter`] when WGPU finds no GPU or software driver.
     pub fn device(self) -> Result<Device, SegNetError> {
+        check_burn_device_env()?;
         let device = self.device_unchecked();
         if self != BackendKind::Wgpu {
             return Ok(device);
@@ -99,6 +100,29 @@ impl BackendKind {
                 reason: reason.clone(),
             }),
         }
+    }
+}
+
+/// Checks Burn's `BURN_DEVICE` override, which Burn reads wherever it falls back to its default
+/// device (loading an optimiser's state, for one) and where it panics on a name it does not know
+/// or a backend this build lacks.
+///
+/// # Errors
+/// [`SegNetError::Config`] naming the variable, its value and the accepted ones.
+pub fn check_burn_device_env() -> Result<(), SegNetError> {
+    match std::env::var("BURN_DEVICE") {
+        Err(std::env::VarError::NotPresent) => Ok(()),
+        Ok(v)
+            if BackendKind::ALL
+                .iter()
+                .any(|b| b.name() == v.to_lowercase()) =>
+        {
+            Ok(())
+        }
+        Ok(v) => Err(SegNetError::Config(format!(
+            "BURN_DEVICE={v:?}: this build knows flex, ndarray and wgpu (or leave it unset)"
+        ))),
+        Err(e) => Err(SegNetError::Config(format!("BURN_DEVICE: {e}"))),
     }
 }
 

@@ -91,7 +91,7 @@ mod weights;
 pub use allocator::{RETAINED_BLOCK_LIMIT, RETAINED_FREE_LIMIT, retain_freed_memory};
 pub use config::{SqueezeSegNetConfig, min_input_len};
 pub use conv::{ConvBlock, ConvBlockConfig};
-pub use device::BackendKind;
+pub use device::{BackendKind, check_burn_device_env};
 pub use dfire::{DFire, DFireConfig};
 pub use error::{OpError, SegNetError};
 pub use fire::{Fire, FireConfig};
