@@ -39,6 +39,11 @@ const FLAGS: &[cli::Flag] = &[
         "resolution the model runs at for validation (default: --size)",
     ),
     opt(
+        "val-sequence",
+        "PREFIX",
+        "validate on the training images whose name starts with PREFIX (a driving sequence, e.g. 0006R0), held out from training, instead of the val split",
+    ),
+    opt(
         "eval-every",
         "N",
         "validate after every N-th epoch and the last (default 1)",
@@ -102,6 +107,9 @@ const FLAGS: &[cli::Flag] = &[
 struct RunSource {
     data: Option<PathBuf>,
     backend: BackendKind,
+    /// Validate on this driving sequence of the training split, held out from training.
+    #[serde(default)]
+    val_sequence: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -131,6 +139,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         let source = RunSource {
             data: args.get("data")?,
             backend: args.get("backend")?.unwrap_or(BackendKind::Flex),
+            val_sequence: args.raw("val-sequence").map(String::from),
         };
         (new_config(&args)?, source)
     };
@@ -141,8 +150,10 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         return Err("--data-parallel: needs at least one device".into());
     }
     let root = source.data.clone().unwrap_or_else(camvid_sample_root);
-    let train = camvid(&root, "train")?;
-    let val = camvid(&root, "val")?;
+    let (train, val) = match &source.val_sequence {
+        Some(prefix) => camvid(&root, "train")?.hold_out(prefix)?,
+        None => (camvid(&root, "train")?, camvid(&root, "val")?),
+    };
     // The first device keeps the model and the optimiser; a batch is split over all of them.
     let devices = source.backend.devices(parallel)?;
     let device = devices[0].clone();
@@ -150,10 +161,15 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         return Err(squeeze_segnet_train::TrainError::RunExists(out).into());
     }
     let summary = format!(
-        "training on {} ({} train / {} val images) with {}{}, {} epochs at {}x{}, run folder {}",
+        "training on {} ({} train / {} val images{}) with {}{}, {} epochs at {}x{}, run folder {}",
         root.display(),
         train.len(),
         val.len(),
+        source
+            .val_sequence
+            .as_ref()
+            .map(|p| format!(", validation: held-out sequence {p}"))
+            .unwrap_or_default(),
         source.backend,
         if parallel > 1 {
             format!(" ×{parallel} (data parallel)")

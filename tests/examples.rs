@@ -203,6 +203,11 @@ fn bad_arguments_fail_with_one_line() {
         ("--scale", "2", "MIN:MAX"),
         ("--jaccard", "-1", "jaccard weight"),
         ("--eval-every", "0", "eval_every"),
+        (
+            "--val-sequence",
+            "Seq05VD",
+            "holding out 'Seq05VD' leaves 16 of 16",
+        ),
     ] {
         fails_with_one_line(
             example("train_camvid").args([flag, value, "--out", tmp("bad-flag").to_str().unwrap()]),
@@ -279,5 +284,28 @@ fn segment_prints_the_summary_and_writes_a_mask() {
     assert!(stdout.contains("multiply-accumulates: 3.310 G"), "{stdout}");
     let img = image::open(&mask).unwrap();
     assert_eq!((img.width(), img.height()), (480, 360));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn validation_on_a_held_out_sequence() {
+    let dir = tmp("held-out");
+    let out = run(example("train_camvid").args([
+        "--val-sequence",
+        "0006R0",
+        "--epochs",
+        "1",
+        "--size",
+        "64x80",
+        "--out",
+        dir.to_str().unwrap(),
+    ]));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("(11 train / 5 val images, validation: held-out sequence 0006R0)"),
+        "{err}"
+    );
+    let metrics = std::fs::read_to_string(dir.join("metrics.csv")).unwrap();
+    assert_eq!(metrics.lines().count(), 2, "{metrics}");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -181,6 +181,43 @@ impl SegmentationDataset {
         Self::new(samples, num_classes, encoding)
     }
 
+    /// Splits off the pairs whose image file name starts with `prefix`: `(rest, matching)`.
+    /// CamVid's file names start with their driving sequence (`0001TP_`, `0006R0_`, `0016E5_`,
+    /// `Seq05VD_`), so this holds out a whole sequence — a validation that measures streets the
+    /// model has not seen, as the test split does, unlike CamVid's val split (frames of a
+    /// sequence that is also in train).
+    ///
+    /// ```
+    /// use squeeze_segnet_data::{camvid, camvid_sample_root};
+    /// let (train, held_out) = camvid(camvid_sample_root(), "train")?.hold_out("0006R0")?;
+    /// assert_eq!((train.len(), held_out.len()), (11, 5));
+    /// # Ok::<(), squeeze_segnet_data::DataError>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`DataError::Config`] when no pair, or every pair, matches.
+    pub fn hold_out(&self, prefix: &str) -> Result<(Self, Self), DataError> {
+        let matches = |p: &SamplePaths| {
+            p.image
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(prefix))
+        };
+        let (held, rest): (Vec<_>, Vec<_>) = self.samples.iter().cloned().partition(matches);
+        if held.is_empty() || rest.is_empty() || prefix.is_empty() {
+            return Err(DataError::Config(format!(
+                "holding out '{prefix}' leaves {} of {} pairs for training: it must match some, not all",
+                rest.len(),
+                self.len()
+            )));
+        }
+        let with = |samples| Self {
+            samples,
+            num_classes: self.num_classes,
+            encoding: self.encoding.clone(),
+        };
+        Ok((with(rest), with(held)))
+    }
+
     /// Number of pairs.
     pub fn len(&self) -> usize {
         self.samples.len()
