@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use burn::prelude::*;
 use squeeze_segnet::BackendKind;
 use squeeze_segnet_data::{CAMVID_PALETTE, TransformConfig, camvid_sample_root, decode};
-use squeeze_segnet_train::{colorize, overlay, predict_at};
+use squeeze_segnet_train::{colorize, overlay, predict_full_size};
 use squeeze_segnet_workspace::cli::{self, opt, switch};
 
 const FLAGS: &[cli::Flag] = &[
@@ -64,11 +64,11 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             TensorData::new(transform.prepare_image(&image), [1, 3, size[0], size[1]]),
             &device,
         );
-        let classes = predict_at(&model, x, [h, w], args.has("flip"))?
-            .into_data()
-            .convert::<i64>()
-            .try_into_vec::<i64>()
-            .map_err(|e| format!("{e:?}"))?;
+        // Full-size classes without full-size logits: one byte per pixel at any image size.
+        let classes: Vec<i64> = predict_full_size(&model, x, [h, w], args.has("flip"))?
+            .into_iter()
+            .map(i64::from)
+            .collect();
         let mask = colorize(&classes, [h, w], &CAMVID_PALETTE);
         let stem = file.file_stem().unwrap_or_default().to_string_lossy();
         let (mask_path, overlay_path) = (

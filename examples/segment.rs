@@ -75,6 +75,16 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         .map_err(|e| format!("cannot read image {}: {e}", args.image))?
         .to_rgb8();
     let (w, h) = (img.width() as usize, img.height() as usize);
+    // The network runs at the image's own size here: its activations grow with the area
+    // (64 channels of half the size after conv1). `predict` runs any image at a fixed size.
+    const MAX_SIDE: usize = 2048;
+    if w > MAX_SIDE || h > MAX_SIDE {
+        return Err(format!(
+            "{} is {w}x{h}: segment runs the network at the image's size, up to {MAX_SIDE} a side; use the predict example for larger images",
+            args.image
+        )
+        .into());
+    }
     println!("{}", config.summary([1, 3, h, w])?);
 
     // Normalised as in training: [1, 3, H, W].

@@ -67,12 +67,19 @@ impl Args {
     }
 
     /// `--name` as `HxW` (e.g. `180x240`).
+    /// `--name HxW`, each side in `1..=MAX_IMAGE_SIDE` (8192).
     pub fn size(&self, name: &str) -> Result<Option<[usize; 2]>, String> {
+        let max = squeeze_segnet_data::MAX_IMAGE_SIDE as usize;
         self.raw(name)
             .map(|v| {
-                v.split_once(['x', 'X'])
+                let size: [usize; 2] = v
+                    .split_once(['x', 'X'])
                     .and_then(|(h, w)| Some([h.trim().parse().ok()?, w.trim().parse().ok()?]))
-                    .ok_or(format!("--{name}: '{v}' is not HEIGHTxWIDTH, e.g. 180x240"))
+                    .ok_or(format!("--{name}: '{v}' is not HEIGHTxWIDTH, e.g. 180x240"))?;
+                if size.iter().any(|&s| s == 0 || s > max) {
+                    return Err(format!("--{name}: {v}: each side must be 1 to {max}"));
+                }
+                Ok(size)
             })
             .transpose()
     }

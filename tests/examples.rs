@@ -203,6 +203,9 @@ fn bad_arguments_fail_with_one_line() {
         ("--scale", "2", "MIN:MAX"),
         ("--jaccard", "-1", "jaccard weight"),
         ("--eval-every", "0", "eval_every"),
+        ("--size", "60000x60000", "each side must be 1 to 8192"),
+        ("--size", "4294967321x25", "each side must be 1 to 8192"),
+        ("--scale", "1:9", "1 <= MIN <= MAX"),
         (
             "--val-sequence",
             "Seq05VD",
@@ -240,6 +243,14 @@ fn bad_arguments_fail_with_one_line() {
             dir.to_str().unwrap(),
         ]),
         "would both write x_mask.png",
+    );
+    // segment runs the network at the image's own size: bounded.
+    image::RgbImage::new(2049, 30)
+        .save(dir.join("wide.png"))
+        .unwrap();
+    fails_with_one_line(
+        example("segment").args(["--image", dir.join("wide.png").to_str().unwrap()]),
+        "up to 2048 a side",
     );
     // A damaged config.json beside the weights is reported, not ignored.
     std::fs::copy(squeeze_segnet::camvid_weights_path(), dir.join("w.bpk")).unwrap();

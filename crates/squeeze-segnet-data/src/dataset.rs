@@ -346,7 +346,11 @@ impl Dataset<SegmentationSample> for SegmentationDataset {
     }
 }
 
-/// Decodes an image file, with errors that name it.
+/// The largest image side [`decode`] accepts: 8192 pixels (a 64-megapixel RGB image is 200 MB
+/// decoded; larger files are refused before their pixels are allocated).
+pub const MAX_IMAGE_SIDE: u32 = 8192;
+
+/// Decodes an image file, with errors that name it; sides above [`MAX_IMAGE_SIDE`] are refused.
 pub fn decode(path: &Path) -> Result<DynamicImage, DataError> {
     if !path.is_file() {
         return Err(DataError::MissingFile {
@@ -364,9 +368,19 @@ pub fn decode(path: &Path) -> Result<DynamicImage, DataError> {
             path: path.to_path_buf(),
             source,
         })?;
+    let mut reader = reader;
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(MAX_IMAGE_SIDE);
+    limits.max_image_height = Some(MAX_IMAGE_SIDE);
+    reader.limits(limits);
     reader.decode().map_err(|e| DataError::Decode {
         path: path.to_path_buf(),
-        reason: e.to_string(),
+        reason: match e {
+            image::ImageError::Limits(_) => {
+                format!("{e}: images up to {MAX_IMAGE_SIDE}x{MAX_IMAGE_SIDE} pixels are accepted")
+            }
+            e => e.to_string(),
+        },
     })
 }
 

@@ -49,7 +49,9 @@ pub use camvid::{
     CAMVID_CLASSES, CAMVID_PALETTE, CAMVID_VOID, SEGNET_TUTORIAL_WEIGHTS, camvid,
     camvid_sample_root,
 };
-pub use dataset::{MaskEncoding, SamplePaths, SegmentationDataset, SegmentationSample, decode};
+pub use dataset::{
+    MAX_IMAGE_SIDE, MaskEncoding, SamplePaths, SegmentationDataset, SegmentationSample, decode,
+};
 pub use error::DataError;
 pub use transform::{
     CAMVID_MEAN, CAMVID_STD, SegmentationItem, SplitMix64, TransformConfig, TransformedDataset,

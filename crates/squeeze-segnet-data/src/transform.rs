@@ -63,6 +63,13 @@ impl TransformConfig {
         if self.size.contains(&0) {
             return bad(format!("size {:?} has a zero side", self.size));
         }
+        let max = crate::MAX_IMAGE_SIDE as f64;
+        if self.size.iter().any(|&s| s as f64 * self.scale[1] > max) {
+            return bad(format!(
+                "size {:?} at scale up to {} exceeds {max} pixels a side",
+                self.size, self.scale[1]
+            ));
+        }
         if !(0.0..=1.0).contains(&self.hflip) {
             return bad(format!("hflip probability {} is outside 0..=1", self.hflip));
         }

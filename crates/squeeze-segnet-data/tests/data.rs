@@ -485,3 +485,34 @@ fn list_entries_and_split_names_cannot_leave_the_root() {
     assert_eq!(camvid(&root, "train").unwrap().len(), 1);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn images_beyond_the_size_limit_are_refused_before_decoding() {
+    let dir = std::env::temp_dir().join(format!("ssn-huge-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // A one-row PNG one pixel too wide: a few bytes on disk.
+    let wide = dir.join("wide.png");
+    image::GrayImage::new(MAX_IMAGE_SIDE + 1, 1)
+        .save(&wide)
+        .unwrap();
+    let e = decode(&wide).unwrap_err();
+    assert!(
+        matches!(&e, DataError::Decode { path, reason } if path == &wide && reason.contains("8192x8192")),
+        "{e}"
+    );
+    let ok = dir.join("ok.png");
+    image::GrayImage::new(MAX_IMAGE_SIDE, 1).save(&ok).unwrap();
+    assert_eq!(decode(&ok).unwrap().width(), MAX_IMAGE_SIDE);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn transform_sizes_are_bounded() {
+    assert!(TransformConfig::new([4096, 4096]).validate().is_ok());
+    let e = TransformConfig::new([4096, 4096])
+        .with_scale([1.0, 2.5])
+        .validate()
+        .unwrap_err();
+    assert!(e.to_string().contains("exceeds 8192"), "{e}");
+    assert!(TransformConfig::new([9000, 10]).validate().is_err());
+}

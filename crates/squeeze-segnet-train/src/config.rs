@@ -212,6 +212,7 @@ impl TrainingConfig {
             ));
         }
         self.train_transform().validate()?;
+        self.eval_transform().validate()?;
         Ok(())
     }
 

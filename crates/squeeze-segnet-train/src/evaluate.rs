@@ -49,6 +49,89 @@ pub fn logits(
     Ok(model.forward(images)? + mirrored)
 }
 
+/// Class indices of one image at `output_size`, without materialising full-size logits: the
+/// model's logits are read back at its own size, then each output pixel takes the best class of
+/// the bilinearly interpolated logits (Burn's `interpolate` with `align_corners`, as
+/// [`predict_at`] does). Memory is one byte per output pixel whatever the output size, where
+/// [`predict_at`] holds `classes × 4` bytes per pixel.
+///
+/// # Shapes
+/// - `image`: `[1, 3, height, width]`
+/// - output: `output_size[0] × output_size[1]` class indices, row-major
+pub fn predict_full_size(
+    model: &SqueezeSegNet,
+    image: Tensor<4>,
+    output_size: [usize; 2],
+    flip: bool,
+) -> Result<Vec<u8>, TrainError> {
+    let logits = logits(model, image, flip)?;
+    let [n, c, h, w] = logits.dims();
+    if n != 1 || c > 256 {
+        return Err(TrainError::Config(format!(
+            "predict_full_size takes one image and at most 256 classes, not {n} images of {c}"
+        )));
+    }
+    let values: Vec<f32> = logits
+        .into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .map_err(|e| TrainError::Readback(format!("{e:?}")))?;
+    Ok(upsample_argmax(&values, [c, h, w], output_size))
+}
+
+/// Bilinear upsampling (corners aligned) of `[classes, h, w]` logits to `[out_h, out_w]`,
+/// followed by the argmax over classes (the first best class on a tie), one row at a time.
+pub fn upsample_argmax(
+    logits: &[f32],
+    [c, h, w]: [usize; 3],
+    [out_h, out_w]: [usize; 2],
+) -> Vec<u8> {
+    assert_eq!(logits.len(), c * h * w, "logits must be [classes, h, w]");
+    // Source coordinate of output index `i` with corners aligned: i · (in − 1) / (out − 1).
+    let taps = |out: usize, len: usize| -> Vec<(usize, usize, f32)> {
+        (0..out)
+            .map(|i| {
+                let s = if out > 1 {
+                    i as f64 * (len - 1) as f64 / (out - 1) as f64
+                } else {
+                    0.0
+                };
+                let lo = (s.floor() as usize).min(len - 1);
+                let hi = (lo + 1).min(len - 1);
+                (lo, hi, (s - lo as f64) as f32)
+            })
+            .collect()
+    };
+    let (rows, cols) = (taps(out_h, h), taps(out_w, w));
+    let plane = h * w;
+    let mut out = vec![0u8; out_h * out_w];
+    let mut row = vec![0f32; c * w];
+    for (y, &(y0, y1, wy)) in rows.iter().enumerate() {
+        // The two source rows blended vertically, for every class.
+        for k in 0..c {
+            let (a, b) = (
+                &logits[k * plane + y0 * w..][..w],
+                &logits[k * plane + y1 * w..][..w],
+            );
+            for x in 0..w {
+                row[k * w + x] = a[x] + wy * (b[x] - a[x]);
+            }
+        }
+        for (x, &(x0, x1, wx)) in cols.iter().enumerate() {
+            let (mut best, mut best_v) = (0usize, f32::NEG_INFINITY);
+            for k in 0..c {
+                let (a, b) = (row[k * w + x0], row[k * w + x1]);
+                let v = a + wx * (b - a);
+                if v > best_v {
+                    (best, best_v) = (k, v);
+                }
+            }
+            out[y * out_w + x] = best as u8;
+        }
+    }
+    out
+}
+
 /// Bilinear resize of `[batch, classes, h, w]` logits to `output_size` (a no-op at that size).
 pub fn upsample_logits(logits: Tensor<4>, output_size: [usize; 2]) -> Tensor<4> {
     let [_, _, h, w] = logits.dims();
@@ -73,6 +156,7 @@ pub fn evaluate(
     flip: bool,
     device: &Device,
 ) -> Result<ConfusionMatrix, TrainError> {
+    transform.validate()?;
     let classes = data.dataset().num_classes();
     if model.num_classes != classes {
         return Err(TrainError::ClassCount {

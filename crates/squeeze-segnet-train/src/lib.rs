@@ -54,7 +54,9 @@ pub use burn_metric::{Score, SegmentationMetric, SegmentationMetricInput};
 pub use chart::{render as render_chart, write_chart};
 pub use config::{ClassWeighting, OptimizerKind, Schedule, TrainingConfig, load_model_config};
 pub use error::TrainError;
-pub use evaluate::{evaluate, logits, predict_at, upsample_logits};
+pub use evaluate::{
+    evaluate, logits, predict_at, predict_full_size, upsample_argmax, upsample_logits,
+};
 pub use lock::LOCK_FILE;
 pub use loss::{label_weight_sum, segmentation_cross_entropy, soft_jaccard_loss, weighted_nll_sum};
 pub use metrics::{ConfusionMatrix, SegmentationScores};

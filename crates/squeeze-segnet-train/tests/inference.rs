@@ -71,3 +71,58 @@ fn scoring_a_model_on_data_with_other_classes_is_an_error() {
         );
     }
 }
+
+#[test]
+fn full_size_prediction_matches_upsampled_logits() {
+    use squeeze_segnet_train::{predict_full_size, upsample_argmax};
+    let device = Device::flex();
+    let model = SqueezeSegNetConfig::camvid()
+        .init(&device)
+        .unwrap()
+        .for_inference();
+    for (input, output) in [
+        ([40, 56], [97, 131]),
+        ([64, 80], [64, 80]),
+        ([48, 48], [200, 33]),
+    ] {
+        let x = Tensor::<4>::random(
+            [1, 3, input[0], input[1]],
+            Distribution::Normal(0.0, 1.0),
+            &device,
+        );
+        for flip in [false, true] {
+            let by_burn: Vec<i64> = predict_at(&model, x.clone(), output, flip)
+                .unwrap()
+                .into_data()
+                .convert::<i64>()
+                .try_into_vec::<i64>()
+                .unwrap();
+            let ours = predict_full_size(&model, x.clone(), output, flip).unwrap();
+            assert_eq!(ours.len(), by_burn.len());
+            // Equal up to float rounding: a pixel may differ only where two classes tie.
+            let logits: Vec<f32> = logits(&model, x.clone(), flip)
+                .unwrap()
+                .into_data()
+                .try_into_vec::<f32>()
+                .unwrap();
+            let [h, w] = input;
+            let differ = ours
+                .iter()
+                .zip(&by_burn)
+                .filter(|(a, b)| **a as i64 != **b)
+                .count();
+            assert!(
+                differ * 1000 <= ours.len(),
+                "{differ} of {} pixels differ ({input:?} → {output:?}, flip {flip})",
+                ours.len()
+            );
+            assert_eq!(upsample_argmax(&logits, [11, h, w], output), ours);
+        }
+    }
+    // Same size in and out: the plain argmax.
+    let logits = [0.0f32, 5.0, 1.0, 2.0, /* class 1 */ 1.0, 0.0, 3.0, 2.0];
+    assert_eq!(
+        upsample_argmax(&logits, [2, 2, 2], [2, 2]),
+        vec![1, 0, 1, 0]
+    );
+}
