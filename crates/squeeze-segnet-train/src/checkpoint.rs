@@ -254,6 +254,7 @@ impl CheckpointDir {
 /// Writes `bytes` to `path` atomically: a sibling temporary file, fsync, rename, fsync of the
 /// folder. A reader sees the old content or the new, never a mix.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), TrainError> {
+    fault_point(path);
     let dir = path.parent().unwrap_or(Path::new("."));
     fs::create_dir_all(dir).map_err(|e| TrainError::io(dir, e))?;
     let name = path
@@ -275,4 +276,39 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), TrainError> {
         let _ = fs::remove_file(&tmp);
         TrainError::io(path, e)
     })
+}
+
+/// The environment variable of the crash tests' fault injection: `NAME@N` kills the process the
+/// `N`-th time it is about to write a file called `NAME` (`best.bpk`, `state.json`, ...), after
+/// leaving a half-written temporary sibling, as a kill in the middle of the write would.
+pub const FAULT_ENV: &str = "SQUEEZE_SEGNET_FAULT";
+
+/// Dies here (abort: no destructor, no flush, like `kill -9`) when [`FAULT_ENV`] names this write.
+pub(crate) fn fault_point(path: &Path) {
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+    static TARGET: std::sync::OnceLock<Option<(String, usize)>> = std::sync::OnceLock::new();
+    static SEEN: Mutex<Option<HashMap<String, usize>>> = Mutex::new(None);
+    let target = TARGET.get_or_init(|| {
+        let v = std::env::var(FAULT_ENV).ok()?;
+        let (name, n) = v.rsplit_once('@')?;
+        Some((name.to_string(), n.parse().ok()?))
+    });
+    let Some((name, n)) = target else { return };
+    let file = path.file_name().map(|f| f.to_string_lossy().into_owned());
+    if file.as_deref() != Some(name.as_str()) {
+        return;
+    }
+    let mut seen = SEEN.lock().unwrap_or_else(|e| e.into_inner());
+    let count = seen
+        .get_or_insert_with(HashMap::new)
+        .entry(name.clone())
+        .or_insert(0);
+    *count += 1;
+    if *count == *n {
+        let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
+        let _ = fs::write(&tmp, b"half-written");
+        eprintln!("{FAULT_ENV}: killed before writing {}", path.display());
+        std::process::abort();
+    }
 }

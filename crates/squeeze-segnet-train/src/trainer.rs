@@ -348,8 +348,10 @@ impl Trainer {
                 && state.best.is_none_or(|(b, _)| v.class_average_accuracy > b)
             {
                 state.best = Some((v.class_average_accuracy, record.epoch));
+                crate::checkpoint::fault_point(&self.dir.join("best.bpk"));
                 model.save(self.dir.join("best.bpk"))?;
             }
+            crate::checkpoint::fault_point(&self.dir.join("last.bpk"));
             model.save(self.dir.join("last.bpk"))?;
             self.write_logs(&state.history)?;
             self.checkpoint(&ckpts, &model, &optim, &state)?;
@@ -419,7 +421,9 @@ impl Trainer {
         state: &TrainState,
     ) -> Result<(), TrainError> {
         let files = ckpts.prepare(state.epoch, state.batch)?;
+        crate::checkpoint::fault_point(&files.model);
         model.save(&files.model)?;
+        crate::checkpoint::fault_point(&files.optim);
         optim
             .save(&files.optim)
             .map_err(|e| TrainError::Checkpoint {

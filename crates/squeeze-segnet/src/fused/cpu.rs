@@ -402,8 +402,8 @@ fn expand<B: HostBackend>(
     B::float_from_data(data, &device)
 }
 
-/// `dW = Σ grad · im2col(x)ᵀ` for a convolution: one GEMM per block of rows into a
-/// per-task partial sum (Rayon `fold`), the partial sums added at the end.
+/// `dW = Σ grad · im2col(x)ᵀ` for a convolution: one GEMM per block of rows, accumulated per
+/// group of consecutive blocks in parallel, the group sums added in a fixed order.
 fn conv2d_weight_grad<B: HostBackend>(
     x: FloatTensor<B>,
     grad: FloatTensor<B>,
@@ -442,16 +442,23 @@ fn conv2d_weight_grad<B: HostBackend>(
         let rows = (block_columns(k) / ow.max(1)).max(1);
         let blocks = oh.div_ceil(rows);
         let plane = oh * ow;
-        let dw = (0..n * blocks)
+        // Tasks are summed in a fixed order whatever the thread count or scheduling, so a
+        // training step is deterministic (a resumed run repeats the uninterrupted one exactly):
+        // GROUPS consecutive runs of tasks, each summed in order into its own buffer, then the
+        // buffers added in group order.
+        const GROUPS: usize = 8;
+        let tasks = n * blocks;
+        let per_group = tasks.div_ceil(GROUPS).max(1);
+        let partials: Vec<Vec<T>> = (0..tasks.div_ceil(per_group))
             .into_par_iter()
-            .fold(
-                || vec![T::ZERO; c_out * k],
-                |mut acc, task| {
+            .map(|group| {
+                let mut acc = vec![T::ZERO; c_out * k];
+                let mut col = Vec::new();
+                for task in group * per_group..((group + 1) * per_group).min(tasks) {
                     let (b, block) = (task / blocks, task % blocks);
                     let (oy0, oy1) = (block * rows, ((block + 1) * rows).min(oh));
                     let columns = (oy1 - oy0) * ow;
                     let image = &x[b * c_in * h * w..(b + 1) * c_in * h * w];
-                    let mut col = Vec::new();
                     // Right-hand side col(x)ᵀ [columns × k]: element (j, r) at rhs + j·cs_j + r·cs_r.
                     let (rhs, rhs_rs, rhs_cs) = if direct {
                         (image[oy0 * w..].as_ptr(), 1, (h * w) as isize)
@@ -487,18 +494,17 @@ fn conv2d_weight_grad<B: HostBackend>(
                             gemm::Parallelism::None,
                         );
                     }
-                    acc
-                },
-            )
-            .reduce(
-                || vec![T::ZERO; c_out * k],
-                |mut a, b| {
-                    for (a, b) in a.iter_mut().zip(b) {
-                        *a = a.add(b);
-                    }
-                    a
-                },
-            );
+                }
+                acc
+            })
+            .collect();
+        let mut partials = partials.into_iter();
+        let mut dw = partials.next().unwrap_or_else(|| vec![T::ZERO; c_out * k]);
+        for p in partials {
+            for (a, b) in dw.iter_mut().zip(p) {
+                *a = a.add(b);
+            }
+        }
         TensorData::new(dw, [c_out, c_in, kh, kw])
     });
     B::float_from_data(data, &device)
