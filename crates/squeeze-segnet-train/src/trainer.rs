@@ -473,6 +473,17 @@ impl Trainer {
                 }
             }
         }
+        if state.epoch > self.config.epochs {
+            return Err(TrainError::ResumeMismatch {
+                path,
+                field: "epochs".into(),
+                stored: format!("{} done", state.epoch),
+                given: format!(
+                    "{} (fewer than done: pass a larger --epochs)",
+                    self.config.epochs
+                ),
+            });
+        }
         let batches = self.train.len().div_ceil(self.config.batch_size);
         if state.batch > batches {
             return Err(TrainError::ResumeMismatch {

@@ -398,9 +398,17 @@ fn resuming_against_changed_surroundings_is_refused() {
         matches!(&err, TrainError::ResumeMismatch { field, .. } if field.starts_with("recipe")),
         "{err}"
     );
-    // Put back, it resumes; a longer run (more epochs) is not a different recipe.
+    // Put back, it resumes; a longer run (more epochs) is not a different recipe, a shorter
+    // one than what is done is an error, not a "done" with nothing trained.
     std::fs::write(&path, original).unwrap();
-    let t = Trainer::new(config.with_epochs(4), Device::flex(), sample(4), None, &dir).unwrap();
+    let t = Trainer::new(
+        config.clone().with_epochs(4),
+        Device::flex(),
+        sample(4),
+        None,
+        &dir,
+    )
+    .unwrap();
     let outcome = t
         .run(RunOptions {
             resume: true,
@@ -409,6 +417,17 @@ fn resuming_against_changed_surroundings_is_refused() {
         .unwrap();
     assert!(!outcome.interrupted);
     assert_eq!(outcome.history.len(), 4);
+    let t = Trainer::new(config.with_epochs(2), Device::flex(), sample(4), None, &dir).unwrap();
+    let err = t
+        .run(RunOptions {
+            resume: true,
+            ..Default::default()
+        })
+        .unwrap_err();
+    assert!(
+        matches!(&err, TrainError::ResumeMismatch { field, .. } if field == "epochs"),
+        "{err}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
