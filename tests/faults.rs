@@ -5,20 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-fn example(name: &str) -> Command {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().unwrap().parent().unwrap().join("examples");
-    let mut cmd = Command::new(dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX)));
-    cmd.env("XDG_RUNTIME_DIR", std::env::temp_dir());
-    cmd.env_remove(squeeze_segnet_train::checkpoint::FAULT_ENV);
-    cmd
-}
-
-fn tmp(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("ssn-faults-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
+mod common;
+use common::{example, tmp};
 
 /// Three short epochs on the embedded sample (two batches each); every epoch writes every kind
 /// of file: best.bpk when validation improves, last.bpk, the logs and chart, then a checkpoint

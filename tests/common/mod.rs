@@ -1,4 +1,5 @@
-//! Helpers shared by the integration tests: the backends under test, a seeded RNG, host copies.
+//! Helpers shared by the integration tests: the backends under test, a seeded RNG, host copies,
+//! the built examples as commands.
 #![allow(dead_code)]
 
 use burn::prelude::*;
@@ -143,4 +144,29 @@ pub fn assert_mostly_close(a: &[f64], b: &[f64], atol: f64, rtol: f64, rel_l2: f
         "{what}: {off} of {} elements differ",
         b.len()
     );
+}
+
+/// A built example as a command (`cargo test` builds the examples first; they are run from
+/// `target/<profile>/examples/`), with Mesa's runtime folder set and no fault injection.
+pub fn example(name: &str) -> std::process::Command {
+    // target/<profile>/deps/<this test> → target/<profile>/examples/<name>
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap().parent().unwrap().join("examples");
+    let path = dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        path.is_file(),
+        "{} not built (cargo test builds examples)",
+        path.display()
+    );
+    let mut cmd = std::process::Command::new(path);
+    cmd.env("XDG_RUNTIME_DIR", std::env::temp_dir());
+    cmd.env_remove(squeeze_segnet_train::checkpoint::FAULT_ENV);
+    cmd
+}
+
+/// A fresh, empty-to-be temporary path unique to this test process.
+pub fn tmp(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("ssn-tests-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
 }
