@@ -3,6 +3,11 @@
 
 pub mod cli;
 
+/// The README's Rust code, compiled and run by `cargo test --doc`.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
+
 use std::path::PathBuf;
 
 /// The weights the examples use when none are given: the CamVid weights shipped with the model
