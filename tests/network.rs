@@ -247,9 +247,13 @@ fn backward_agrees_across_backends() {
             // to 7e-3; on WGPU 1e-2 to 2.4e-2. Decoder layers stay at 1e-4 when the poolings'
             // indices agree (seen at 4e-3 to 2e-2 otherwise: the random weights come from a
             // generator that concurrently running tests share); the ops themselves are compared
-            // exactly in tests/ops.rs.
+            // exactly in tests/ops.rs. WGPU's own kernels (another summation order than the CPU
+            // backends, which share this crate's training kernels) can also flip a decoder ReLU
+            // at zero with the same indices: 3e-3 seen on dfire2.squeeze under the full test load.
             let tolerance = if *encoder || !same_indices {
                 5e-2
+            } else if kind == squeeze_segnet::BackendKind::Wgpu {
+                1e-2
             } else {
                 1e-4
             };
