@@ -43,6 +43,15 @@ pub enum OpError {
         /// Requested output `[height, width]`.
         output_size: [usize; 2],
     },
+    /// The device could not run the index check (for example i64 indices on a WGPU adapter
+    /// without 64-bit integer shaders).
+    #[error("the device could not check the unpooling indices ({dtype}): {reason}")]
+    Device {
+        /// The indices' dtype, as Burn prints it.
+        dtype: String,
+        /// What the device reported.
+        reason: String,
+    },
     /// The tensor's float type has no CPU kernel (f32 and f64 do).
     #[error("unsupported float dtype {dtype}: use f32 or f64")]
     UnsupportedDType {

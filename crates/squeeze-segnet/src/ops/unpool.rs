@@ -48,8 +48,15 @@ pub fn max_unpool2d(
     check_float_dtype(x.dtype())?;
     if x.shape().num_elements() > 0 {
         let plane = output_size[0] * output_size[1];
-        let low = scalar_i64(indices.clone().min());
-        let high = scalar_i64(indices.clone().max());
+        let dtype = indices.dtype();
+        let read = |t: Tensor<1, Int>| {
+            scalar_i64(t).map_err(|reason| OpError::Device {
+                dtype: format!("{dtype:?}"),
+                reason,
+            })
+        };
+        let low = read(indices.clone().min())?;
+        let high = read(indices.clone().max())?;
         for index in [low, high] {
             if index < 0 || index as u128 >= plane as u128 {
                 return Err(OpError::IndexOutOfRange { index, output_size });
@@ -59,11 +66,16 @@ pub fn max_unpool2d(
     Ok(max_unpool2d_unchecked(x, indices, output_size))
 }
 
-fn scalar_i64(t: Tensor<1, Int>) -> i64 {
-    t.into_data()
+fn scalar_i64(t: Tensor<1, Int>) -> Result<i64, String> {
+    let data = t.try_into_data().map_err(|e| {
+        let text = format!("{e:?}");
+        // The first line names the failure; the rest is the backend's nested causes.
+        text.lines().next().unwrap_or_default().to_string()
+    })?;
+    Ok(data
         .convert::<i64>()
         .try_to_vec::<i64>()
-        .expect("an i64 vector after convert")[0]
+        .expect("an i64 vector after convert")[0])
 }
 
 /// [`max_unpool2d`] without argument checks, for callers that know the indices are valid
