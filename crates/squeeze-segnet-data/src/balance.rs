@@ -207,11 +207,16 @@ fn fingerprint(dataset: &SegmentationDataset) -> Result<String, DataError> {
             modified
         ));
     }
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325; // FNV-1a, stable across Rust versions
-    for b in parts.join("\n").bytes() {
-        h = (h ^ b as u64).wrapping_mul(0x0100_0000_01b3);
-    }
+    let h = fnv1a(parts.join("\n").as_bytes());
     Ok(format!("{} masks, fnv1a {h:016x}", parts.len()))
+}
+
+/// The 64-bit FNV-1a hash of `bytes`: stable across Rust versions and platforms, for the
+/// fingerprints stored in files (class statistics caches, training checkpoints).
+pub fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 /// Writes `bytes` to a sibling temporary file, syncs it, then renames it over `path`.

@@ -43,7 +43,9 @@ mod dataset;
 mod error;
 mod transform;
 
-pub use balance::{Balancing, ClassStats, class_stats, median_frequency_weights, read_class_stats};
+pub use balance::{
+    Balancing, ClassStats, class_stats, fnv1a, median_frequency_weights, read_class_stats,
+};
 pub use batcher::{SegmentationBatch, SegmentationBatcher};
 pub use camvid::{
     CAMVID_CLASSES, CAMVID_PALETTE, CAMVID_VOID, SEGNET_TUTORIAL_WEIGHTS, camvid,

@@ -19,6 +19,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use squeeze_segnet_data::fnv1a;
+
 use crate::TrainError;
 
 /// Everything besides the model and optimiser records needed to continue a run exactly.
@@ -93,12 +95,6 @@ impl RunFingerprint {
             recipe: format!("fnv1a {:016x}", fnv1a(recipe.to_string().as_bytes())),
         })
     }
-}
-
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
-        (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
-    })
 }
 
 /// The manifest naming the latest complete checkpoint.
