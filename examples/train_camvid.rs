@@ -71,6 +71,11 @@ const FLAGS: &[cli::Flag] = &[
         "add W x soft-Jaccard (a differentiable IoU) to the cross-entropy (default 0)",
     ),
     opt(
+        "ema",
+        "DECAY",
+        "validate and save a moving average of the weights, decaying by DECAY per step (e.g. 0.998; default off)",
+    ),
+    opt(
         "scale",
         "MIN:MAX",
         "random scale of the scale-and-crop augmentation, relative to --size (default 1:1.5; with --size 180x240, 2 is CamVid's native scale)",
@@ -244,6 +249,7 @@ fn new_config(args: &Args) -> Result<TrainingConfig, String> {
         }
     };
     c.jaccard_weight = args.get("jaccard")?.unwrap_or(0.0);
+    c.ema_decay = args.get("ema")?.unwrap_or(0.0);
     c.class_weighting = class_weighting(args.raw("class-weights").unwrap_or("median"))?;
     if let Some(range) = args.raw("scale") {
         let bad =

@@ -5,6 +5,7 @@
 //! ```text
 //! <run>/checkpoints/e0003-b0000/model.bpk   model weights and batch-norm statistics (Burn record)
 //!                              /optim.bpk   optimiser state (Burn record: momentum / Adam moments)
+//!                              /ema.bpk     moving average of the weights (runs with an EMA)
 //!                              /state.json  epoch, batch, step, seed, best score, metric history
 //! <run>/checkpoints/latest.json             {"dir": "e0003-b0000", ...}: the commit point
 //! ```
@@ -117,6 +118,8 @@ pub struct CheckpointFiles {
     pub model: PathBuf,
     /// Optimiser record.
     pub optim: PathBuf,
+    /// The moving average of the weights (only in runs with `ema_decay > 0`).
+    pub ema: PathBuf,
     /// [`TrainState`] as JSON.
     pub state: PathBuf,
 }
@@ -126,6 +129,7 @@ impl CheckpointFiles {
         Self {
             model: dir.join("model.bpk"),
             optim: dir.join("optim.bpk"),
+            ema: dir.join("ema.bpk"),
             state: dir.join("state.json"),
             dir,
         }

@@ -103,6 +103,11 @@ pub struct TrainingConfig {
     /// training only (the term does not split over devices). Default: 0.
     #[config(default = 0.0)]
     pub jaccard_weight: f64,
+    /// Decay per step of an exponential moving average of the weights ([`crate::Ema`]); the
+    /// average is what gets validated and saved (`best.bpk`, `last.bpk`). 0 turns it off; 0.998
+    /// averages over about 500 steps. Default: 0.
+    #[config(default = 0.0)]
+    pub ema_decay: f64,
     /// Random horizontal flips, scale-and-crop (scale 1–`max_scale`) and colour jitter while
     /// training. Default: true.
     #[config(default = true)]
@@ -187,6 +192,9 @@ impl TrainingConfig {
                 "jaccard weight {} must be >= 0",
                 self.jaccard_weight
             ));
+        }
+        if !(0.0..1.0).contains(&self.ema_decay) {
+            return bad(format!("EMA decay {} must be in [0, 1)", self.ema_decay));
         }
         if !(0.0..1.0).contains(&self.momentum) {
             return bad(format!("momentum {} must be in [0, 1)", self.momentum));

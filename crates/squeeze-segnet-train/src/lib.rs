@@ -38,6 +38,7 @@ mod burn_metric;
 mod chart;
 pub mod checkpoint;
 mod config;
+mod ema;
 mod error;
 mod evaluate;
 pub mod loader;
@@ -53,6 +54,7 @@ pub use adjust::{CLASS_STATS_FILE, logit_adjustment};
 pub use burn_metric::{Score, SegmentationMetric, SegmentationMetricInput};
 pub use chart::{render as render_chart, write_chart};
 pub use config::{ClassWeighting, OptimizerKind, Schedule, TrainingConfig, load_model_config};
+pub use ema::Ema;
 pub use error::TrainError;
 pub use evaluate::{
     evaluate, logits, predict_at, predict_full_size, upsample_argmax, upsample_logits,

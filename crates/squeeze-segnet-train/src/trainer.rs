@@ -35,7 +35,7 @@ use crate::loader::{CachedDataset, EpochStream, batches, epoch_order};
 use crate::parallel::DataParallel;
 use crate::progress::ProgressBar;
 use crate::{
-    CLASS_STATS_FILE, ClassWeighting, OptimizerKind, SegmentationScores, TrainError,
+    CLASS_STATS_FILE, Ema, ClassWeighting, OptimizerKind, SegmentationScores, TrainError,
     TrainingConfig, segmentation_cross_entropy, soft_jaccard_loss,
 };
 
@@ -71,7 +71,8 @@ pub struct RunOptions {
 /// The result of [`Trainer::run`].
 #[derive(Debug)]
 pub struct TrainingOutcome {
-    /// The model after the last step, in inference mode.
+    /// The model after the last step (its moving average when the run keeps one), in inference
+    /// mode.
     pub model: SqueezeSegNet,
     /// One record per finished epoch (resumed epochs included).
     pub history: Vec<EpochRecord>,
@@ -194,20 +195,35 @@ impl Trainer {
         let model = cfg.model.init(&ad)?;
         initialize_now(&model);
         let optim = self.optimizer();
-        let (mut model, mut optim, mut state) = match (options.resume, latest) {
+        let ema_of = |m: &SqueezeSegNet| -> Result<Option<Ema>, TrainError> {
+            (cfg.ema_decay > 0.0)
+                .then(|| Ema::new(m.valid(), cfg.ema_decay))
+                .transpose()
+        };
+        let (mut model, mut optim, mut state, mut ema) = match (options.resume, latest) {
             (true, Some((files, mut state))) => {
                 self.check_resume_dependencies(&state)?;
                 self.check_resume_config()?;
                 // config.json may have been rewritten (a new epoch count): fingerprint it anew.
                 state.depends_on = Some(self.run_fingerprint()?);
                 let model = model.load(&files.model)?;
+                let ema = match ema_of(&model)? {
+                    Some(_) if !files.ema.is_file() => {
+                        return Err(TrainError::Checkpoint {
+                            path: files.ema.clone(),
+                            reason: "missing (the run averages its weights)".into(),
+                        });
+                    }
+                    Some(e) => Some(Ema::new(e.model().clone().load(&files.ema)?, e.decay())?),
+                    None => None,
+                };
                 let optim = optim
                     .load(&files.optim)
                     .map_err(|e| TrainError::Checkpoint {
                         path: files.optim.clone(),
                         reason: format!("{e:?}"),
                     })?;
-                (model, optim, state)
+                (model, optim, state, ema)
             }
             (true, None) => return Err(TrainError::NothingToResume(self.dir.clone())),
             (false, Some(_)) => return Err(TrainError::RunExists(self.dir.clone())),
@@ -228,7 +244,8 @@ impl Trainer {
                     history: Vec::new(),
                     depends_on: Some(RunFingerprint::new(&cfg.to_string(), self.train.dataset())?),
                 };
-                (model, optim, state)
+                let ema = ema_of(&model)?;
+                (model, optim, state, ema)
             }
         };
         let class_weights = self.class_weights()?;
@@ -297,6 +314,9 @@ impl Trainer {
                 }
                 lr = cfg.learning_rate(state.step, warmup, total_steps);
                 model = optim.step(lr, model, grads);
+                if let Some(ema) = &mut ema {
+                    ema.update(&model.valid())?;
+                }
                 state.step += 1;
                 state.batch += 1;
                 state.epoch_loss_sum += value as f64 * count as f64;
@@ -314,7 +334,7 @@ impl Trainer {
             }
             bar.finish();
             if interrupted {
-                self.checkpoint(&ckpts, &model, &optim, &state)?;
+                self.checkpoint(&ckpts, &model, &optim, ema.as_ref(), &state)?;
                 if options.verbose {
                     eprintln!(
                         "stopped in epoch {} after batch {}/{}; checkpoint saved, continue with --resume",
@@ -327,7 +347,9 @@ impl Trainer {
             }
             let seconds = start.elapsed().as_secs_f64();
             let due = (epoch + 1) % cfg.eval_every == 0 || epoch + 1 == cfg.epochs;
-            let val = if due { self.validate(&model)? } else { None };
+            // What the run publishes: the moving average when there is one.
+            let published = ema.as_ref().map_or(&model, Ema::model);
+            let val = if due { self.validate(published)? } else { None };
             let record = EpochRecord {
                 epoch: epoch + 1,
                 step: state.step,
@@ -349,12 +371,12 @@ impl Trainer {
             {
                 state.best = Some((v.class_average_accuracy, record.epoch));
                 crate::checkpoint::fault_point(&self.dir.join("best.bpk"));
-                model.save(self.dir.join("best.bpk"))?;
+                published.save(self.dir.join("best.bpk"))?;
             }
             crate::checkpoint::fault_point(&self.dir.join("last.bpk"));
-            model.save(self.dir.join("last.bpk"))?;
+            published.save(self.dir.join("last.bpk"))?;
             self.write_logs(&state.history)?;
-            self.checkpoint(&ckpts, &model, &optim, &state)?;
+            self.checkpoint(&ckpts, &model, &optim, ema.as_ref(), &state)?;
             if self.stop.load(Ordering::SeqCst) && state.epoch < last_epoch {
                 interrupted = true;
                 break;
@@ -362,7 +384,7 @@ impl Trainer {
         }
         interrupted |= state.epoch < cfg.epochs;
         Ok(TrainingOutcome {
-            model: model.valid(),
+            model: ema.map_or_else(|| model.valid(), |e| e.model().clone()),
             history: state.history,
             best: state.best,
             interrupted,
@@ -418,11 +440,16 @@ impl Trainer {
         ckpts: &CheckpointDir,
         model: &SqueezeSegNet,
         optim: &ModuleOptimizer,
+        ema: Option<&Ema>,
         state: &TrainState,
     ) -> Result<(), TrainError> {
         let files = ckpts.prepare(state.epoch, state.batch)?;
         crate::checkpoint::fault_point(&files.model);
         model.save(&files.model)?;
+        if let Some(ema) = ema {
+            crate::checkpoint::fault_point(&files.ema);
+            ema.model().save(&files.ema)?;
+        }
         crate::checkpoint::fault_point(&files.optim);
         optim
             .save(&files.optim)
