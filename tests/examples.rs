@@ -302,3 +302,46 @@ fn validation_on_a_held_out_sequence() {
     assert_eq!(metrics.lines().count(), 2, "{metrics}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn convert_weights_writes_an_int8_file_that_evaluate_reads() {
+    let dir = tmp("convert");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = dir.join("camvid-int8.bpk");
+    let out_s = out.to_str().unwrap();
+    let printed = run(example("convert_weights").args(["--precision", "int8", "--out", out_s]));
+    let text = String::from_utf8_lossy(&printed.stdout);
+    assert!(
+        text.contains("int8") && text.contains("same class at"),
+        "{text}"
+    );
+    let len = std::fs::metadata(&out).unwrap().len();
+    assert!((2_000_000..=3_000_000).contains(&len), "{len} bytes");
+    // Nothing already written is replaced without --force, and the input never.
+    fails_with_one_line(
+        example("convert_weights").args(["--precision", "f16", "--out", out_s]),
+        "exists (pass --force",
+    );
+    let shipped = squeeze_segnet::camvid_weights_path();
+    fails_with_one_line(
+        example("convert_weights").args([
+            "--precision",
+            "f16",
+            "--force",
+            "--out",
+            shipped.to_str().unwrap(),
+        ]),
+        "is the input file",
+    );
+    fails_with_one_line(
+        example("convert_weights").args(["--precision", "int4"]),
+        "unknown precision 'int4'",
+    );
+    // The shipped network's config, found beside the shipped weights, is not beside `out`:
+    // evaluate falls back to camvid(), the network these weights belong to.
+    let eval = run(example("evaluate").args(["--weights", out_s, "--size", "180x240"]));
+    let text = String::from_utf8_lossy(&eval.stdout);
+    assert!(text.contains("class average"), "{text}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

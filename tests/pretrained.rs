@@ -1,9 +1,14 @@
 //! The shipped CamVid weights: one call loads them, and they segment real CamVid images (the
-//! embedded sample's four validation images) far better than chance.
+//! embedded sample's four validation images) far better than chance; the int8 file beside them
+//! is the same network within int8 rounding.
 
 use std::sync::Arc;
 
-use squeeze_segnet::{SqueezeSegNet, SqueezeSegNetConfig, camvid_weights_path};
+use burn::module::{Module, ModuleVisitor, Param};
+use squeeze_segnet::{
+    Precision, SqueezeSegNet, SqueezeSegNetConfig, camvid_int8_weights_path, camvid_weights_path,
+    weights_precision,
+};
 use squeeze_segnet_data::{TransformConfig, camvid, camvid_sample_root};
 use squeeze_segnet_train::{TrainingConfig, evaluate, load_model_config, loader::CachedDataset};
 
@@ -41,4 +46,58 @@ fn shipped_weights_segment_the_sample_sensibly() {
         scores.global_accuracy,
         scores.class_average_accuracy
     );
+}
+
+/// Every float parameter as (shape, values), in module order.
+#[derive(Default)]
+struct Params(Vec<(Vec<usize>, Vec<f32>)>);
+
+impl ModuleVisitor for Params {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        let t = param.val();
+        let shape = t.dims().to_vec();
+        self.0.push((
+            shape,
+            t.into_data().convert::<f32>().try_to_vec::<f32>().unwrap(),
+        ));
+    }
+}
+
+#[test]
+fn shipped_int8_weights_are_the_shipped_weights_in_a_quarter_of_the_size() {
+    let device = Device::flex();
+    let path = camvid_int8_weights_path();
+    assert_eq!(weights_precision(&path).unwrap(), Precision::Int8);
+    let (int8_len, f32_len) = (
+        std::fs::metadata(&path).unwrap().len(),
+        std::fs::metadata(camvid_weights_path()).unwrap().len(),
+    );
+    assert!(int8_len <= 3_000_000, "int8 file is {int8_len} bytes");
+    assert!(int8_len * 3 < f32_len, "{int8_len} vs {f32_len} bytes");
+    let (mut a, mut b) = (Params::default(), Params::default());
+    SqueezeSegNet::pretrained_camvid(&device)
+        .unwrap()
+        .visit(&mut a);
+    SqueezeSegNet::pretrained_camvid_int8(&device)
+        .unwrap()
+        .visit(&mut b);
+    assert_eq!(a.0.len(), b.0.len());
+    // Made from these f32 weights: each value within half an int8 step of its row's scale
+    // (regenerate it with the convert_weights example when the f32 weights change).
+    for ((shape, want), (_, have)) in a.0.iter().zip(&b.0) {
+        if shape.len() != 4 {
+            assert_eq!(want, have);
+            continue;
+        }
+        let per_row = want.len() / shape[0];
+        for (w, h) in want.chunks(per_row).zip(have.chunks(per_row)) {
+            let step = w.iter().fold(0f32, |m, v| m.max(v.abs())) / 127.0;
+            for (x, y) in w.iter().zip(h) {
+                assert!(
+                    (x - y).abs() <= step * 0.5001 + 1e-9,
+                    "{shape:?}: {x} -> {y}"
+                );
+            }
+        }
+    }
 }

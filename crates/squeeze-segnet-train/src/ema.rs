@@ -172,7 +172,11 @@ mod tests {
         let mut ema = Ema::new(a, 0.5).unwrap();
         let err = ema.update(&other).unwrap_err().to_string();
         assert!(err.contains("EMA update"), "{err}");
-        assert_eq!(flat(ema.model()), before, "a refused update changed the average");
+        assert_eq!(
+            flat(ema.model()),
+            before,
+            "a refused update changed the average"
+        );
         assert!(Ema::new(tiny(1), 1.0).is_err());
     }
 }

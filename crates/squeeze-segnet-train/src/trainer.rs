@@ -35,7 +35,7 @@ use crate::loader::{CachedDataset, EpochStream, batches, epoch_order};
 use crate::parallel::DataParallel;
 use crate::progress::ProgressBar;
 use crate::{
-    CLASS_STATS_FILE, Ema, ClassWeighting, OptimizerKind, SegmentationScores, TrainError,
+    CLASS_STATS_FILE, ClassWeighting, Ema, OptimizerKind, SegmentationScores, TrainError,
     TrainingConfig, segmentation_cross_entropy, soft_jaccard_loss,
 };
 

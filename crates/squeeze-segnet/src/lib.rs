@@ -70,7 +70,8 @@
 //! - [`deconv`]: the final transposed convolution as four ordinary convolutions;
 //! - [`ModelSummary`]: per-layer shapes, parameters and multiply-accumulates;
 //! - weights: [`SqueezeSegNet::save`], [`SqueezeSegNet::load`],
-//!   [`SqueezeSegNet::pretrained_camvid`];
+//!   [`SqueezeSegNet::pretrained_camvid`]; [`Precision`]: files in f16 or int8
+//!   ([`SqueezeSegNet::save_as`]);
 //! - [`BackendKind`]: pick a backend by name, with a clear error when WGPU has no adapter.
 #![warn(missing_docs)]
 
@@ -85,6 +86,7 @@ mod fire;
 pub mod fused;
 mod model;
 pub mod ops;
+mod precision;
 mod summary;
 mod weights;
 
@@ -96,5 +98,6 @@ pub use dfire::{DFire, DFireConfig};
 pub use error::{OpError, SegNetError};
 pub use fire::{Fire, FireConfig};
 pub use model::SqueezeSegNet;
+pub use precision::{PRECISION_KEY, Precision, dequantize_rows, quantize_rows, weights_precision};
 pub use summary::{LayerSummary, ModelSummary, num_trainable_params};
-pub use weights::{camvid_weights_path, weights_path};
+pub use weights::{camvid_int8_weights_path, camvid_weights_path, weights_path};

@@ -38,7 +38,8 @@ impl SqueezeSegNet {
         Ok(path)
     }
 
-    /// Replaces this network's weights by those in `path`.
+    /// Replaces this network's weights by those in `path`, in any [`crate::Precision`] (f16 and
+    /// int8 files are decoded to f32 on the host first).
     ///
     /// # Errors
     /// [`SegNetError::Load`] when the file is missing, truncated or not a weights file;
@@ -46,7 +47,11 @@ impl SqueezeSegNet {
     /// classes, batch norm on one side only, ...).
     pub fn load(self, path: impl AsRef<Path>) -> Result<Self, SegNetError> {
         let path = path.as_ref().to_path_buf();
-        let record = ModuleRecord::load(&path).map_err(|e| SegNetError::Load {
+        let record = match crate::precision::decode_to_f32(&path)? {
+            None => ModuleRecord::load(&path),
+            Some(bytes) => ModuleRecord::from_bytes(bytes),
+        }
+        .map_err(|e| SegNetError::Load {
             path: path.clone(),
             reason: record_reason(e),
         })?;
@@ -89,6 +94,13 @@ pub fn camvid_weights_path() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("weights/camvid/camvid.bpk")
 }
 
+/// The same weights with their convolutions in int8 (`weights/camvid/camvid-int8.bpk`, a quarter
+/// of the size; see [`crate::Precision`]), made from [`camvid_weights_path`] by the
+/// `convert_weights` example.
+pub fn camvid_int8_weights_path() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("weights/camvid/camvid-int8.bpk")
+}
+
 impl SqueezeSegNet {
     /// The [`SqueezeSegNetConfig::camvid`] network with the shipped CamVid weights
     /// ([`camvid_weights_path`]).
@@ -104,6 +116,15 @@ impl SqueezeSegNet {
     /// its `weights/` folder).
     pub fn pretrained_camvid(device: &Device) -> Result<SqueezeSegNet, SegNetError> {
         SqueezeSegNetConfig::camvid().init_from_file(camvid_weights_path(), device)
+    }
+
+    /// [`SqueezeSegNet::pretrained_camvid`] from the int8 file ([`camvid_int8_weights_path`]),
+    /// decoded to f32 at load: the same network within int8 rounding, from a 2.9 MB file.
+    ///
+    /// # Errors
+    /// [`SegNetError::Load`] naming the file when it is missing or damaged.
+    pub fn pretrained_camvid_int8(device: &Device) -> Result<SqueezeSegNet, SegNetError> {
+        SqueezeSegNetConfig::camvid().init_from_file(camvid_int8_weights_path(), device)
     }
 }
 

@@ -1,0 +1,267 @@
+//! Weights stored in f16 and int8: files a half and a quarter of f32's size that load back within
+//! their precision on every CPU backend, and damaged reduced files that are typed errors naming
+//! the file and the tensor.
+
+mod common;
+
+use burn::module::{Module, ModuleVisitor, Param};
+use burn::prelude::*;
+use burn::tensor::{Bytes, DType};
+use common::*;
+use squeeze_segnet::{
+    BackendKind, PRECISION_KEY, Precision, SegNetError, SqueezeSegNet, SqueezeSegNetConfig,
+    weights_precision,
+};
+
+/// Every float parameter and statistic: (path, shape, values), in module order.
+#[derive(Default)]
+struct Params {
+    path: Vec<String>,
+    all: Vec<(String, Vec<usize>, Vec<f32>)>,
+}
+
+impl ModuleVisitor for Params {
+    fn enter_module(&mut self, name: &str, _: &str) {
+        self.path.push(name.into());
+    }
+    fn exit_module(&mut self, _: &str, _: &str) {
+        self.path.pop();
+    }
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        let t = param.val();
+        let values = t.into_data().convert::<f32>().try_to_vec::<f32>().unwrap();
+        self.all
+            .push((self.path.join("."), param.val().dims().to_vec(), values));
+    }
+}
+
+fn params(model: &SqueezeSegNet) -> Vec<(String, Vec<usize>, Vec<f32>)> {
+    let mut p = Params::default();
+    model.visit(&mut p);
+    p.all
+}
+
+/// A CamVid network whose batch-norm statistics have moved off their defaults.
+fn trained_looking_model() -> SqueezeSegNet {
+    let ad = Device::flex().autodiff();
+    ad.seed(11);
+    let model = SqueezeSegNetConfig::camvid().init(&ad).unwrap().train();
+    let x = Tensor::<4>::random([2, 3, 48, 64], burn::tensor::Distribution::Default, &ad);
+    let _ = model.forward(x).unwrap();
+    model.valid()
+}
+
+#[test]
+fn reduced_files_load_back_within_their_precision_on_every_cpu_backend() {
+    let dir = tempdir("precision_round_trip");
+    let model = trained_looking_model();
+    let original = params(&model);
+    let mut sizes = Vec::new();
+    for precision in Precision::ALL {
+        let path = model
+            .save_as(dir.join(format!("w-{precision}")), precision)
+            .unwrap();
+        assert_eq!(weights_precision(&path).unwrap(), precision);
+        sizes.push(std::fs::metadata(&path).unwrap().len() as f64);
+        for kind in [BackendKind::Flex, BackendKind::NdArray] {
+            let device = kind.device().unwrap();
+            let loaded = SqueezeSegNetConfig::camvid()
+                .init_from_file(&path, &device)
+                .unwrap();
+            let got = params(&loaded);
+            assert_eq!(got.len(), original.len());
+            let mut changed = 0;
+            for ((name, shape, want), (gname, gshape, have)) in original.iter().zip(&got) {
+                assert_eq!((name, shape), (gname, gshape));
+                let reduced = shape.len() == 4 && precision != Precision::F32;
+                if !reduced {
+                    assert_eq!(want, have, "{precision} on {kind}: {name} changed");
+                    continue;
+                }
+                let per_row = want.len() / shape[0];
+                for (row, (w, h)) in want.chunks(per_row).zip(have.chunks(per_row)).enumerate() {
+                    let max = w.iter().fold(0f32, |m, v| m.max(v.abs()));
+                    for (a, b) in w.iter().zip(h) {
+                        let bound = match precision {
+                            Precision::F16 => a.abs() / 1024.0 + 6e-8,
+                            _ => max / 127.0 / 2.0 * 1.0001 + 1e-9,
+                        };
+                        assert!(
+                            (a - b).abs() <= bound,
+                            "{precision} on {kind}: {name} row {row}: {a} -> {b} (bound {bound})"
+                        );
+                        changed += usize::from(a != b);
+                    }
+                }
+            }
+            if precision != Precision::F32 {
+                assert!(changed > 1000, "{precision}: nothing was reduced");
+            }
+        }
+    }
+    let (f32_size, f16, int8) = (sizes[0], sizes[1] / sizes[0], sizes[2] / sizes[0]);
+    assert!(
+        f16 < 0.52 && f16 > 0.48,
+        "f16 file is {f16:.3} of f32's {f32_size}"
+    );
+    assert!(
+        int8 < 0.27 && int8 > 0.24,
+        "int8 file is {int8:.3} of f32's {f32_size}"
+    );
+}
+
+#[test]
+fn an_int8_network_segments_like_the_f32_one() {
+    let dir = tempdir("precision_logits");
+    let device = Device::flex();
+    let model = trained_looking_model();
+    let path = model.save_as(dir.join("w"), Precision::Int8).unwrap();
+    let int8 = SqueezeSegNetConfig::camvid()
+        .init_from_file(&path, &device)
+        .unwrap();
+    let x = Tensor::<4>::random([1, 3, 64, 80], burn::tensor::Distribution::Default, &device);
+    let (a, b) = (
+        host(model.forward(x.clone()).unwrap()),
+        host(int8.forward(x).unwrap()),
+    );
+    let max = a.iter().fold(0f64, |m, v| m.max(v.abs()));
+    let mean_diff = a.iter().zip(&b).map(|(p, q)| (p - q).abs()).sum::<f64>() / a.len() as f64;
+    assert!(
+        mean_diff < 0.02 * max,
+        "mean logit change {mean_diff} against largest {max}"
+    );
+    assert_ne!(
+        a, b,
+        "int8 weights left the logits bit-identical: nothing was quantized"
+    );
+}
+
+/// A reduced file written by hand: `tensors` as (name, dtype, shape, bytes).
+fn write_pack(
+    path: &std::path::Path,
+    precision: &str,
+    tensors: Vec<(&str, DType, Vec<usize>, Vec<u8>)>,
+) {
+    let tensors = tensors
+        .into_iter()
+        .map(|(name, dtype, shape, bytes)| {
+            burn_pack::Tensor::new(
+                name.into(),
+                dtype,
+                shape,
+                None,
+                Bytes::from_bytes_vec(bytes),
+            )
+        })
+        .collect();
+    burn_pack::Writer::new(tensors)
+        .with_metadata(PRECISION_KEY, precision)
+        .overwrite(true)
+        .write_to_file(path)
+        .unwrap();
+}
+
+#[test]
+fn damaged_reduced_files_are_typed_errors_naming_file_and_tensor() {
+    let dir = tempdir("precision_damaged");
+    let device = Device::flex();
+    let config = SqueezeSegNetConfig::camvid();
+    let w = "conv1.conv.weight";
+    let int8 = |n: usize| (DType::I8, vec![n, 1, 1, 1], vec![1u8; n]);
+    let scales = |v: &[f32]| {
+        let bytes = v.iter().flat_map(|f| f.to_le_bytes()).collect();
+        (DType::F32, vec![v.len()], bytes)
+    };
+    let scale_name = format!("{w}:scale");
+    let cases: Vec<(&str, &str, Vec<(&str, DType, Vec<usize>, Vec<u8>)>, &str)> = vec![
+        (
+            "no_scale",
+            "int8",
+            vec![{
+                let (d, s, b) = int8(4);
+                (w, d, s, b)
+            }],
+            "has no scales",
+        ),
+        (
+            "short_scale",
+            "int8",
+            vec![
+                {
+                    let (d, s, b) = int8(4);
+                    (w, d, s, b)
+                },
+                {
+                    let (d, s, b) = scales(&[1.0, 1.0]);
+                    (scale_name.as_str(), d, s, b)
+                },
+            ],
+            "must be 4 f32 values",
+        ),
+        (
+            "nan_scale",
+            "int8",
+            vec![
+                {
+                    let (d, s, b) = int8(2);
+                    (w, d, s, b)
+                },
+                {
+                    let (d, s, b) = scales(&[1.0, f32::NAN]);
+                    (scale_name.as_str(), d, s, b)
+                },
+            ],
+            "bad int8 scale",
+        ),
+        (
+            "orphan_scale",
+            "int8",
+            vec![{
+                let (d, s, b) = scales(&[1.0]);
+                (scale_name.as_str(), d, s, b)
+            }],
+            "scales no int8 tensor",
+        ),
+        (
+            "unknown",
+            "int4",
+            vec![{
+                let (d, s, b) = int8(4);
+                (w, d, s, b)
+            }],
+            "unknown precision 'int4'",
+        ),
+        (
+            "wrong_dtype",
+            "f16",
+            vec![(w, DType::I32, vec![1], vec![0u8; 4])],
+            "not f32, f16 or int8",
+        ),
+    ];
+    for (file, precision, tensors, message) in cases {
+        let path = dir.join(format!("{file}.bpk"));
+        write_pack(&path, precision, tensors);
+        let err = config.init_from_file(&path, &device).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            matches!(&err, SegNetError::Load { path: p, .. } if *p == path),
+            "{file}: {text}"
+        );
+        assert!(text.contains(message), "{file}: '{text}' lacks '{message}'");
+        assert!(text.contains(&format!("{file}.bpk")), "{file}: {text}");
+    }
+    // A well-formed reduced file of another network is a mismatch, as for f32.
+    let other = SqueezeSegNetConfig::paper().init(&device).unwrap();
+    let path = other
+        .save_as(dir.join("paper-int8"), Precision::Int8)
+        .unwrap();
+    let err = config.init_from_file(&path, &device).unwrap_err();
+    assert!(matches!(&err, SegNetError::WeightsMismatch { .. }), "{err}");
+}
+
+fn tempdir(name: &str) -> std::path::PathBuf {
+    let dir =
+        std::env::temp_dir().join(format!("squeeze-segnet-test-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
