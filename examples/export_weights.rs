@@ -1,105 +1,82 @@
-//! Export a Squeeze-SegNet's weights, an input and its logits as raw little-endian f32 files,
-//! for the cross-framework check in `benches/peers/compare_logits.py`.
+//! Weights for PyTorch and ONNX Runtime users, and the cross-framework check in
+//! `benches/peers/compare_logits.py`.
 //!
 //! ```text
-//! cargo run --release --example export_weights -- [--weights FILE.bpk] [--paper] [--out DIR]
+//! cargo run --release --example export_weights -- [--weights FILE] [--paper] [--out DIR]
+//! cargo run --release --example export_weights -- --check DIR
 //! ```
-//! Without `--weights` the network is freshly initialised (seeded). Writes `DIR/weights.json`
-//! (tensor paths, shapes, offsets), `DIR/weights.bin`, `DIR/input.bin` `[1, 3, 360, 480]` and
-//! `DIR/logits.bin` `[1, 11, 360, 480]` computed on Flex.
+//! Export writes `DIR/weights.safetensors` (PyTorch's names: `load_state_dict(..., strict=True)`
+//! in `benches/peers/squeeze_segnet.py`), an input `DIR/input.bin` `[1, 3, 360, 480]` and its
+//! logits `DIR/logits.bin` `[1, 11, 360, 480]` (raw little-endian f32) computed on Flex. Without
+//! `--weights` the network is freshly initialised (seeded).
+//!
+//! `--check DIR` is the other direction: it loads `DIR/from_torch.safetensors` (a state dict
+//! saved by `compare_logits.py`) and compares this crate's logits on `DIR/input.bin` with
+//! PyTorch's `DIR/from_torch_logits.bin`.
 
 use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use burn::module::{Module, ModuleVisitor, Param};
 use burn::prelude::*;
 use burn::tensor::Distribution;
-use squeeze_segnet::SqueezeSegNetConfig;
+use squeeze_segnet::{SqueezeSegNet, SqueezeSegNetConfig};
+use squeeze_segnet_workspace::cli::{self, opt, switch};
 
-#[derive(Default)]
-struct Export {
-    path: Vec<String>,
-    entries: Vec<String>,
-    blob: Vec<f32>,
-}
+const FLAGS: &[cli::Flag] = &[
+    opt(
+        "weights",
+        "FILE",
+        "weights to export (.bpk, any precision); default: a freshly initialised network",
+    ),
+    switch(
+        "paper",
+        "without --weights: the paper's network (default: the shipped network's, camvid())",
+    ),
+    opt("out", "DIR", "output folder (default target/export)"),
+    opt(
+        "check",
+        "DIR",
+        "load DIR/from_torch.safetensors and compare logits with DIR/from_torch_logits.bin",
+    ),
+];
 
-impl ModuleVisitor for Export {
-    fn enter_module(&mut self, name: &str, _container: &str) {
-        self.path.push(name.to_string());
-    }
-    fn exit_module(&mut self, _name: &str, _container: &str) {
-        self.path.pop();
-    }
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        let tensor = param.val();
-        let shape = tensor.dims().to_vec();
-        let data = tensor
-            .into_data()
-            .convert::<f32>()
-            .try_to_vec::<f32>()
-            .expect("f32");
-        self.entries.push(format!(
-            "{{\"path\": \"{}\", \"shape\": {:?}, \"offset\": {}, \"len\": {}}}",
-            self.path.join("."),
-            shape,
-            self.blob.len(),
-            data.len()
-        ));
-        self.blob.extend(data);
-    }
-}
+const INPUT: [usize; 4] = [1, 3, 360, 480];
 
-fn write_f32(path: &std::path::Path, data: &[f32]) -> std::io::Result<()> {
-    let mut f = std::io::BufWriter::new(std::fs::File::create(path)?);
-    for v in data {
-        f.write_all(&v.to_le_bytes())?;
-    }
-    f.flush()
+fn main() -> ExitCode {
+    squeeze_segnet::retain_freed_memory();
+    cli::exit(run())
 }
 
 fn run() -> Result<(), Box<dyn std::error::Error>> {
-    let mut args = std::env::args().skip(1);
-    let (mut weights, mut paper, mut out) =
-        (None, false, std::path::PathBuf::from("target/export"));
-    while let Some(flag) = args.next() {
-        match flag.as_str() {
-            "--weights" => weights = Some(args.next().ok_or("--weights needs a file")?),
-            "--paper" => paper = true,
-            "--out" => out = args.next().ok_or("--out needs a folder")?.into(),
-            other => return Err(format!("unknown argument '{other}'").into()),
-        }
-    }
+    let about =
+        "Export weights as PyTorch safetensors with an input and its logits, or check PyTorch's.";
+    let args = cli::parse("export_weights", about, FLAGS, None)?;
     let device = Device::flex();
+    if let Some(dir) = args.raw("check") {
+        return check(Path::new(dir), &device);
+    }
     device.seed(7);
-    // Trained weights bring their network's config (`model.json` in their run folder).
+    let weights: Option<PathBuf> = args.get("weights")?;
+    // Trained weights bring their network's config (`model.json` beside them).
     let run_config = weights
-        .as_ref()
-        .map(|w| squeeze_segnet_workspace::weights_model_config(w.as_ref()))
+        .as_deref()
+        .map(squeeze_segnet_workspace::weights_model_config)
         .transpose()?
         .flatten();
-    let config = match (run_config, paper) {
+    let config = match (run_config, args.has("paper")) {
         (Some(c), _) => c,
         (None, true) => SqueezeSegNetConfig::paper(),
-        (None, false) => SqueezeSegNetConfig::new(),
+        (None, false) => SqueezeSegNetConfig::camvid(),
     };
-    let model = match weights {
+    let model = match &weights {
         Some(path) => config.init_from_file(path, &device)?,
         None => config.init(&device)?,
     };
-    std::fs::create_dir_all(&out)?;
-    let mut export = Export::default();
-    model.visit(&mut export);
-    std::fs::write(
-        out.join("weights.json"),
-        format!(
-            "{{\"batch_norm\": {}, \"refine\": {}, \"tensors\": [\n{}\n]}}\n",
-            config.batch_norm,
-            config.refine,
-            export.entries.join(",\n")
-        ),
-    )?;
-    write_f32(&out.join("weights.bin"), &export.blob)?;
-    let x = Tensor::<4>::random([1, 3, 360, 480], Distribution::Normal(0.0, 1.0), &device);
+    let out = PathBuf::from(args.raw("out").unwrap_or("target/export"));
+    std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
+    let file = model.save_pytorch(out.join("weights.safetensors"))?;
+    let x = Tensor::<4>::random(INPUT, Distribution::Normal(0.0, 1.0), &device);
     // The inference path a user runs: batch norm folded, the fused CPU kernels on Flex.
     let logits = model.for_inference().forward(x.clone())?;
     write_f32(&out.join("input.bin"), &x.into_data().try_to_vec::<f32>()?)?;
@@ -108,15 +85,71 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         &logits.into_data().try_to_vec::<f32>()?,
     )?;
     println!(
-        "wrote {} tensors ({} values) and input/logits to {}",
-        export.entries.len(),
-        export.blob.len(),
+        "wrote {} (batch_norm {}, refine {}) and input/logits to {}",
+        file.display(),
+        config.batch_norm,
+        config.refine,
         out.display()
     );
     Ok(())
 }
 
-fn main() -> ExitCode {
-    squeeze_segnet::retain_freed_memory();
-    squeeze_segnet_workspace::cli::exit(run())
+/// PyTorch → this crate: the state dict PyTorch saved gives PyTorch's logits here.
+fn check(dir: &Path, device: &Device) -> Result<(), Box<dyn std::error::Error>> {
+    let weights = dir.join("from_torch.safetensors");
+    let names = safetensors_names(&weights)?;
+    let config = SqueezeSegNetConfig::new()
+        .with_batch_norm(names.iter().any(|n| n.contains(".norm.")))
+        .with_refine(names.iter().any(|n| n.starts_with("refine.")));
+    let model: SqueezeSegNet = config.init(device)?.load_pytorch(&weights)?;
+    let x = read_f32(&dir.join("input.bin"), INPUT.iter().product())?;
+    let want = read_f32(&dir.join("from_torch_logits.bin"), 11 * 360 * 480)?;
+    let x = Tensor::<4>::from_data(TensorData::new(x, INPUT), device);
+    let got = model
+        .for_inference()
+        .forward(x)?
+        .into_data()
+        .try_to_vec::<f32>()?;
+    let scale = want.iter().fold(1f32, |m, v| m.max(v.abs()));
+    let diff = got
+        .iter()
+        .zip(&want)
+        .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+    println!("max |difference| {diff:.3e} (logits up to {scale:.3e})");
+    if diff > 1e-4 * scale {
+        return Err(format!("logits differ from PyTorch's by {diff:.3e}").into());
+    }
+    println!("OK: PyTorch's weights give PyTorch's logits within 1e-4 relative");
+    Ok(())
+}
+
+fn safetensors_names(path: &Path) -> Result<Vec<String>, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes)
+        .map_err(|e| format!("{}: not a safetensors file: {e}", path.display()))?;
+    Ok(meta.tensors().into_keys().collect())
+}
+
+fn write_f32(path: &Path, data: &[f32]) -> Result<(), String> {
+    let err = |e: std::io::Error| format!("{}: {e}", path.display());
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path).map_err(err)?);
+    for v in data {
+        f.write_all(&v.to_le_bytes()).map_err(err)?;
+    }
+    f.flush().map_err(err)
+}
+
+fn read_f32(path: &Path, len: usize) -> Result<Vec<f32>, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    if bytes.len() != 4 * len {
+        return Err(format!(
+            "{}: {} bytes, expected {len} f32 values",
+            path.display(),
+            bytes.len()
+        ));
+    }
+    Ok(bytes
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect())
 }

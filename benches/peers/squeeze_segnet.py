@@ -1,7 +1,9 @@
 """Squeeze-SegNet in PyTorch: the same layers as the Rust crate, for timing and numeric checks.
 
 Module names mirror the Rust model's record paths (`fire2.squeeze.conv.weight`, ...), so weights
-exported from Burn (examples/export_weights) load with `load_burn_export`.
+exported from Burn (examples/export_weights, `SqueezeSegNet::save_pytorch`) load with
+`load_safetensors` (strict), and `safetensors.torch.save_file(model.state_dict(), path)` writes
+weights the Rust crate loads (`SqueezeSegNet::load_pytorch`, or `--weights path.safetensors`).
 """
 import json
 import os
@@ -100,19 +102,23 @@ class SqueezeSegNet(nn.Module):
         return F.conv_transpose2d(x, self.deconv1.weight, self.deconv1.bias, stride=2, output_padding=pad)
 
 
-def load_burn_export(model, directory):
-    """Loads `weights.json` + `weights.bin` written by `cargo run --release --example export_weights`."""
-    manifest = json.load(open(os.path.join(directory, "weights.json")))
-    blob = np.fromfile(os.path.join(directory, "weights.bin"), dtype="<f4")
-    state = {}
-    for t in manifest["tensors"]:
-        name = t["path"].replace("running_var", "running_var").replace(".norm.gamma", ".norm.weight").replace(".norm.beta", ".norm.bias")
-        state[name] = torch.from_numpy(blob[t["offset"]: t["offset"] + t["len"]].reshape(t["shape"]).copy())
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    missing = [m for m in missing if not m.endswith("num_batches_tracked")]
-    if missing or unexpected:
-        raise SystemExit(f"weights do not fit: missing {missing}, unexpected {unexpected}")
+def load_safetensors(model, path):
+    """Loads weights exported by `cargo run --release --example export_weights` (or
+    `SqueezeSegNet::save_pytorch`): PyTorch's own names, every key, strict."""
+    from safetensors.torch import load_file
+
+    model.load_state_dict(load_file(path), strict=True)
     return model
+
+
+def config_of(path):
+    """(batch_norm, refine, num_classes) of a safetensors file's network, from its keys."""
+    from safetensors import safe_open
+
+    with safe_open(path, "pt") as f:
+        keys = list(f.keys())
+        num_classes = f.get_slice("deconv1.bias").get_shape()[0]
+    return any(".norm." in k for k in keys), any(k.startswith("refine.") for k in keys), num_classes
 
 
 if __name__ == "__main__":

@@ -71,7 +71,8 @@
 //! - [`ModelSummary`]: per-layer shapes, parameters and multiply-accumulates;
 //! - weights: [`SqueezeSegNet::save`], [`SqueezeSegNet::load`],
 //!   [`SqueezeSegNet::pretrained_camvid`]; [`Precision`]: files in f16 or int8
-//!   ([`SqueezeSegNet::save_as`]);
+//!   ([`SqueezeSegNet::save_as`]); [`pytorch`]: safetensors in PyTorch's names
+//!   ([`SqueezeSegNet::save_pytorch`], [`SqueezeSegNet::load_pytorch`]);
 //! - [`BackendKind`]: pick a backend by name, with a clear error when WGPU has no adapter.
 #![warn(missing_docs)]
 
@@ -87,6 +88,7 @@ pub mod fused;
 mod model;
 pub mod ops;
 mod precision;
+pub mod pytorch;
 mod summary;
 mod weights;
 

@@ -39,7 +39,8 @@ impl SqueezeSegNet {
     }
 
     /// Replaces this network's weights by those in `path`, in any [`crate::Precision`] (f16 and
-    /// int8 files are decoded to f32 on the host first).
+    /// int8 files are decoded to f32 on the host first); a `.safetensors` file is read in
+    /// PyTorch's names ([`SqueezeSegNet::load_pytorch`]).
     ///
     /// # Errors
     /// [`SegNetError::Load`] when the file is missing, truncated or not a weights file;
@@ -47,6 +48,9 @@ impl SqueezeSegNet {
     /// classes, batch norm on one side only, ...).
     pub fn load(self, path: impl AsRef<Path>) -> Result<Self, SegNetError> {
         let path = path.as_ref().to_path_buf();
+        if path.extension().is_some_and(|e| e == "safetensors") {
+            return self.load_pytorch(path);
+        }
         let record = match crate::precision::decode_to_f32(&path)? {
             None => ModuleRecord::load(&path),
             Some(bytes) => ModuleRecord::from_bytes(bytes),

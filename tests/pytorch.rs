@@ -1,0 +1,220 @@
+//! Weights in PyTorch's names (safetensors): a round trip keeps every value, a state dict laid
+//! out as PyTorch saves it (f16 and f32 tensors, `num_batches_tracked`) loads, and files that do
+//! not fit are typed errors naming the tensor.
+
+use std::collections::BTreeMap;
+
+use burn::module::{Module, ModuleVisitor, Param};
+use burn::prelude::*;
+use safetensors::{Dtype, SafeTensors, tensor::TensorView};
+use squeeze_segnet::{SegNetError, SqueezeSegNet, SqueezeSegNetConfig};
+
+/// (Burn module path, shape, values) of every float parameter and statistic.
+#[derive(Default)]
+struct Params {
+    path: Vec<String>,
+    all: Vec<(String, Vec<usize>, Vec<f32>)>,
+}
+
+impl ModuleVisitor for Params {
+    fn enter_module(&mut self, name: &str, _: &str) {
+        self.path.push(name.into());
+    }
+    fn exit_module(&mut self, _: &str, _: &str) {
+        self.path.pop();
+    }
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        let t = param.val();
+        let shape = t.dims().to_vec();
+        let values = t.into_data().convert::<f32>().try_to_vec::<f32>().unwrap();
+        self.all.push((self.path.join("."), shape, values));
+    }
+}
+
+fn params(model: &SqueezeSegNet) -> Vec<(String, Vec<usize>, Vec<f32>)> {
+    let mut p = Params::default();
+    model.visit(&mut p);
+    p.all
+}
+
+/// A CamVid network (batch norm, refinement) whose running statistics have moved.
+fn model(seed: u64) -> SqueezeSegNet {
+    let ad = Device::flex().autodiff();
+    ad.seed(seed);
+    let model = SqueezeSegNetConfig::camvid().init(&ad).unwrap().train();
+    let x = Tensor::<4>::random([2, 3, 48, 64], burn::tensor::Distribution::Default, &ad);
+    let _ = model.forward(x).unwrap();
+    model.valid()
+}
+
+fn tempdir(name: &str) -> std::path::PathBuf {
+    let dir =
+        std::env::temp_dir().join(format!("squeeze-segnet-test-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// The name PyTorch's `state_dict()` gives a Burn path, written out here independently of the
+/// crate's own mapping.
+fn torch_name(burn_path: &str) -> String {
+    burn_path
+        .replace(".norm.gamma", ".norm.weight")
+        .replace(".norm.beta", ".norm.bias")
+}
+
+#[test]
+fn a_round_trip_keeps_every_value_and_writes_pytorch_names() {
+    let dir = tempdir("pytorch_round_trip");
+    let device = Device::flex();
+    let original = model(1);
+    let path = original.save_pytorch(dir.join("w.safetensors")).unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+    let file = SafeTensors::deserialize(&bytes).unwrap();
+    let names: Vec<String> = file.names().into_iter().map(String::from).collect();
+    let want = params(&original);
+    let norms = want
+        .iter()
+        .filter(|(p, _, _)| p.ends_with(".norm.running_mean"))
+        .count();
+    assert!(norms > 40, "{norms} batch norms");
+    assert_eq!(names.len(), want.len() + norms, "{names:?}");
+    for (p, shape, _) in &want {
+        let view = file.tensor(&torch_name(p)).unwrap();
+        assert_eq!(view.shape(), shape.as_slice(), "{p}");
+        assert_eq!(view.dtype(), Dtype::F32);
+    }
+    assert!(
+        names
+            .iter()
+            .all(|n| !n.contains("gamma") && !n.contains("beta"))
+    );
+    let tracked = file
+        .tensor("fire2.squeeze.norm.num_batches_tracked")
+        .unwrap();
+    assert_eq!((tracked.dtype(), tracked.shape()), (Dtype::I64, &[][..]));
+
+    let fresh = SqueezeSegNetConfig::camvid().init(&device).unwrap();
+    assert_ne!(
+        params(&fresh),
+        want,
+        "the fresh network must differ to see the load"
+    );
+    let loaded = fresh.load_pytorch(&path).unwrap();
+    assert_eq!(params(&loaded), want);
+    // `load` (and so every example's --weights) reads .safetensors files too.
+    let loaded = SqueezeSegNetConfig::camvid()
+        .init_from_file(&path, &device)
+        .unwrap();
+    assert_eq!(params(&loaded), want);
+}
+
+/// Writes `model` as PyTorch would: its names, `num_batches_tracked`, some tensors in f16.
+fn write_like_pytorch(
+    path: &std::path::Path,
+    model: &SqueezeSegNet,
+    edit: impl FnOnce(&mut BTreeMap<String, (Dtype, Vec<usize>, Vec<u8>)>),
+) {
+    let mut tensors = BTreeMap::new();
+    for (p, shape, values) in params(model) {
+        let name = torch_name(&p);
+        let entry = if p.starts_with("fire") && shape.len() == 4 {
+            let bytes = values
+                .iter()
+                .flat_map(|v| burn::tensor::f16::from_f32(*v).to_le_bytes())
+                .collect();
+            (Dtype::F16, shape, bytes)
+        } else {
+            let bytes = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+            (Dtype::F32, shape, bytes)
+        };
+        if let Some(owner) = name.strip_suffix(".running_mean") {
+            tensors.insert(
+                format!("{owner}.num_batches_tracked"),
+                (Dtype::I64, vec![], 7i64.to_le_bytes().to_vec()),
+            );
+        }
+        tensors.insert(name, entry);
+    }
+    edit(&mut tensors);
+    let views: Vec<(String, TensorView)> = tensors
+        .iter()
+        .map(|(n, (d, s, b))| (n.clone(), TensorView::new(*d, s.clone(), b).unwrap()))
+        .collect();
+    std::fs::write(path, safetensors::serialize(views, None).unwrap()).unwrap();
+}
+
+#[test]
+fn a_state_dict_saved_like_pytorch_loads_within_f16_rounding() {
+    let dir = tempdir("pytorch_state_dict");
+    let source = model(2);
+    let path = dir.join("torch.safetensors");
+    write_like_pytorch(&path, &source, |_| {});
+    let loaded = SqueezeSegNetConfig::camvid()
+        .init(&Device::flex())
+        .unwrap()
+        .load_pytorch(&path)
+        .unwrap();
+    for ((p, _, want), (_, _, got)) in params(&source).iter().zip(params(&loaded)) {
+        for (a, b) in want.iter().zip(&got) {
+            assert!((a - b).abs() <= a.abs() / 1024.0 + 6e-8, "{p}: {a} -> {b}");
+        }
+    }
+}
+
+#[test]
+fn files_that_do_not_fit_are_typed_errors_naming_the_tensor() {
+    let dir = tempdir("pytorch_bad");
+    let source = model(3);
+    let config = SqueezeSegNetConfig::camvid();
+    let device = Device::flex();
+    type Edit = Box<dyn FnOnce(&mut BTreeMap<String, (Dtype, Vec<usize>, Vec<u8>)>)>;
+    let cases: Vec<(&str, Edit, &str)> = vec![
+        (
+            "missing",
+            Box::new(|t| {
+                t.remove("conv1.conv.weight");
+            }),
+            "tensor 'conv1.conv.weight' is missing",
+        ),
+        (
+            "unexpected",
+            Box::new(|t| {
+                t.insert("head.weight".into(), (Dtype::F32, vec![1], vec![0; 4]));
+            }),
+            "tensor 'head.weight' belongs to no parameter",
+        ),
+        (
+            "shape",
+            Box::new(|t| {
+                t.insert("deconv1.bias".into(), (Dtype::F32, vec![12], vec![0; 48]));
+            }),
+            "tensor 'deconv1.bias' has shape [12], the network needs [11]",
+        ),
+        (
+            "dtype",
+            Box::new(|t| {
+                t.insert("deconv1.bias".into(), (Dtype::I32, vec![11], vec![0; 44]));
+            }),
+            "tensor 'deconv1.bias' has dtype I32, not a float",
+        ),
+    ];
+    for (name, edit, message) in cases {
+        let path = dir.join(format!("{name}.safetensors"));
+        write_like_pytorch(&path, &source, edit);
+        let err = config.init_from_file(&path, &device).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            matches!(&err, SegNetError::WeightsMismatch { path: p, .. } if *p == path),
+            "{name}: {text}"
+        );
+        assert!(text.contains(message), "{name}: '{text}' lacks '{message}'");
+    }
+    let garbage = dir.join("garbage.safetensors");
+    std::fs::write(&garbage, b"not safetensors at all").unwrap();
+    let err = config.init_from_file(&garbage, &device).unwrap_err();
+    assert!(
+        matches!(&err, SegNetError::Load { path, .. } if *path == garbage),
+        "{err}"
+    );
+    assert!(err.to_string().contains("not a safetensors file"), "{err}");
+}
