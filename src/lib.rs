@@ -2,6 +2,7 @@
 //! command-line helper the examples share ([`cli`]).
 
 pub mod cli;
+pub mod fuzz;
 
 /// The README's Rust code, compiled and run by `cargo test --doc`.
 #[doc = include_str!("../README.md")]

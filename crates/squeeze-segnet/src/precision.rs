@@ -132,17 +132,16 @@ fn precision_of(reader: &Reader) -> Result<Precision, String> {
     }
 }
 
-/// The file's tensors as an f32 burnpack image (what [`burn::store::ModuleRecord::from_bytes`]
-/// reads), or `None` when the file is f32 already.
-pub(crate) fn decode_to_f32(path: &Path) -> Result<Option<Bytes>, SegNetError> {
+/// The file's tensors, checked (dtype, byte length) and decoded to f32, as a burnpack image (what
+/// [`burn::store::ModuleRecord::from_bytes`] reads). Every file goes through here, f32 ones too:
+/// Burn's record loader panics on a tensor of an unexpected dtype.
+pub(crate) fn decode_to_f32(path: &Path) -> Result<Bytes, SegNetError> {
     let load_err = |reason: String| SegNetError::Load {
         path: path.to_path_buf(),
         reason,
     };
     let reader = Reader::from_file(path).map_err(|e| load_err(e.to_string()))?;
-    if precision_of(&reader).map_err(load_err)? == Precision::F32 {
-        return Ok(None);
-    }
+    precision_of(&reader).map_err(load_err)?;
     let tensors = reader.into_tensors().map_err(|e| load_err(e.to_string()))?;
     let mut scales = std::collections::HashMap::new();
     let mut values = Vec::new();
@@ -166,7 +165,6 @@ pub(crate) fn decode_to_f32(path: &Path) -> Result<Option<Bytes>, SegNetError> {
     }
     Writer::new(out)
         .into_bytes()
-        .map(Some)
         .map_err(|e| load_err(e.to_string()))
 }
 
@@ -207,10 +205,12 @@ fn encode(tensor: PackTensor, precision: Precision) -> Result<Vec<PackTensor>, S
 /// One file tensor back in f32, with the scales of an int8 one.
 fn decode(tensor: PackTensor, scale: Option<PackTensor>) -> Result<PackTensor, String> {
     let (name, dtype, shape, id, bytes) = tensor.into_parts().map_err(|e| e.to_string())?;
-    let expected = shape.num_elements() * dtype.size();
-    if !matches!(dtype, DType::QFloat(_)) && bytes.len() != expected {
+    let expected = shape
+        .iter()
+        .try_fold(dtype.size(), |n, &d| n.checked_mul(d));
+    if !matches!(dtype, DType::QFloat(_)) && expected != Some(bytes.len()) {
         return Err(format!(
-            "tensor '{name}' holds {} bytes, its shape {:?} and dtype {dtype:?} need {expected}",
+            "tensor '{name}' holds {} bytes, not what its shape {:?} and dtype {dtype:?} need",
             bytes.len(),
             &*shape
         ));
@@ -238,6 +238,11 @@ fn decode(tensor: PackTensor, scale: Option<PackTensor>) -> Result<PackTensor, S
             dequantize_rows(q, &scales)
         }
         (DType::I8, None) => return Err(format!("int8 tensor '{name}' has no scales")),
+        (_, Some(_)) => {
+            return Err(format!(
+                "tensor '{name}{SCALE_SUFFIX}' scales a {dtype:?} tensor, not an int8 one"
+            ));
+        }
         (other, _) => {
             return Err(format!(
                 "tensor '{name}' has dtype {other:?}, not f32, f16 or int8"

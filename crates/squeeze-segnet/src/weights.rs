@@ -51,14 +51,13 @@ impl SqueezeSegNet {
         if path.extension().is_some_and(|e| e == "safetensors") {
             return self.load_pytorch(path);
         }
-        let record = match crate::precision::decode_to_f32(&path)? {
-            None => ModuleRecord::load(&path),
-            Some(bytes) => ModuleRecord::from_bytes(bytes),
-        }
-        .map_err(|e| SegNetError::Load {
-            path: path.clone(),
-            reason: record_reason(e),
-        })?;
+        let record =
+            ModuleRecord::from_bytes(crate::precision::decode_to_f32(&path)?).map_err(|e| {
+                SegNetError::Load {
+                    path: path.clone(),
+                    reason: record_reason(e),
+                }
+            })?;
         self.try_load_record(record).map_err(|e| match e {
             RecordError::Validation(reason) => SegNetError::WeightsMismatch {
                 path: path.clone(),
