@@ -58,9 +58,11 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     }
 
     let device = Device::flex();
-    let model = config.init_from_file(&weights, &device)?;
+    let (model, load_in) = timed(|| config.init_from_file(&weights, &device));
+    let model = model?;
     model.save_as(&out, precision)?;
-    let converted = config.init_from_file(&out, &device)?;
+    let (converted, load_out) = timed(|| config.init_from_file(&out, &device));
+    let converted = converted?;
 
     let image = decode(&camvid_sample_root().join("val/0016E5_07959.png"))?.to_rgb8();
     let x = Tensor::<4>::from_data(
@@ -83,7 +85,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         / (size[0] * size[1]) as f64;
     let len = |p: &PathBuf| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
     println!(
-        "{} ({:.2} MB) -> {} ({:.2} MB, {precision})",
+        "{} ({:.2} MB, loads in {load_in:.0} ms) -> {} ({:.2} MB, {precision}, loads in {load_out:.0} ms)",
         weights.display(),
         len(&weights) as f64 / 1e6,
         out.display(),
@@ -96,6 +98,18 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         100.0 * agree
     );
     Ok(())
+}
+
+/// `f()` and its wall time in milliseconds (the fastest of three runs).
+fn timed<T>(f: impl Fn() -> T) -> (T, f64) {
+    let mut best = f64::INFINITY;
+    let mut last = None;
+    for _ in 0..3 {
+        let start = std::time::Instant::now();
+        last = Some(f());
+        best = best.min(start.elapsed().as_secs_f64() * 1e3);
+    }
+    (last.expect("ran three times"), best)
 }
 
 fn logits(model: &SqueezeSegNet, x: Tensor<4>) -> Result<Vec<f32>, Box<dyn std::error::Error>> {
