@@ -7,7 +7,7 @@
 //! ```
 //! Export writes `DIR/weights.safetensors` (PyTorch's names: `load_state_dict(..., strict=True)`
 //! in `benches/peers/squeeze_segnet.py`), an input `DIR/input.bin` `[1, 3, 360, 480]` and its
-//! logits `DIR/logits.bin` `[1, 11, 360, 480]` (raw little-endian f32) computed on Flex. Without
+//! logits `DIR/logits.bin` `[1, classes, 360, 480]` (raw little-endian f32) computed on Flex. Without
 //! `--weights` the network is freshly initialised (seeded).
 //!
 //! `--check DIR` is the other direction: it loads `DIR/from_torch.safetensors` (a state dict
@@ -97,13 +97,27 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
 /// PyTorch → this crate: the state dict PyTorch saved gives PyTorch's logits here.
 fn check(dir: &Path, device: &Device) -> Result<(), Box<dyn std::error::Error>> {
     let weights = dir.join("from_torch.safetensors");
-    let names = safetensors_names(&weights)?;
+    let shapes = safetensors_shapes(&weights)?;
+    let dim = |name: &str, i: usize| {
+        shapes
+            .get(name)
+            .and_then(|s| s.get(i).copied())
+            .ok_or_else(|| format!("{}: no tensor '{name}'", weights.display()))
+    };
+    let classes = dim("deconv1.bias", 0)?;
+    if dim("conv1.conv.weight", 1)? != INPUT[1] {
+        return Err(format!("{}: the check runs RGB networks", weights.display()).into());
+    }
     let config = SqueezeSegNetConfig::new()
-        .with_batch_norm(names.iter().any(|n| n.contains(".norm.")))
-        .with_refine(names.iter().any(|n| n.starts_with("refine.")));
+        .with_num_classes(classes)
+        .with_batch_norm(shapes.keys().any(|n| n.contains(".norm.")))
+        .with_refine(shapes.keys().any(|n| n.starts_with("refine.")));
     let model: SqueezeSegNet = config.init(device)?.load_pytorch(&weights)?;
     let x = read_f32(&dir.join("input.bin"), INPUT.iter().product())?;
-    let want = read_f32(&dir.join("from_torch_logits.bin"), 11 * 360 * 480)?;
+    let want = read_f32(
+        &dir.join("from_torch_logits.bin"),
+        classes * INPUT[2] * INPUT[3],
+    )?;
     let x = Tensor::<4>::from_data(TensorData::new(x, INPUT), device);
     let got = model
         .for_inference()
@@ -123,11 +137,18 @@ fn check(dir: &Path, device: &Device) -> Result<(), Box<dyn std::error::Error>> 
     Ok(())
 }
 
-fn safetensors_names(path: &Path) -> Result<Vec<String>, String> {
+/// Name → shape of every tensor of a safetensors file.
+fn safetensors_shapes(
+    path: &Path,
+) -> Result<std::collections::HashMap<String, Vec<usize>>, String> {
     let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes)
         .map_err(|e| format!("{}: not a safetensors file: {e}", path.display()))?;
-    Ok(meta.tensors().into_keys().collect())
+    Ok(meta
+        .tensors()
+        .into_iter()
+        .map(|(name, info)| (name, info.shape.clone()))
+        .collect())
 }
 
 fn write_f32(path: &Path, data: &[f32]) -> Result<(), String> {

@@ -119,16 +119,32 @@ fn an_int8_network_segments_like_the_f32_one() {
     let int8 = SqueezeSegNetConfig::camvid()
         .init_from_file(&path, &device)
         .unwrap();
+    device.seed(12);
     let x = Tensor::<4>::random([1, 3, 64, 80], burn::tensor::Distribution::Default, &device);
     let (a, b) = (
         host(model.forward(x.clone()).unwrap()),
         host(int8.forward(x).unwrap()),
     );
-    let max = a.iter().fold(0f64, |m, v| m.max(v.abs()));
+    // An untrained network's logits are small and close together (largest about 0.2), which
+    // magnifies rounding: bound the mean change by the mean logit, and most classes must agree.
+    let mean_abs = a.iter().map(|v| v.abs()).sum::<f64>() / a.len() as f64;
     let mean_diff = a.iter().zip(&b).map(|(p, q)| (p - q).abs()).sum::<f64>() / a.len() as f64;
     assert!(
-        mean_diff < 0.02 * max,
-        "mean logit change {mean_diff} against largest {max}"
+        mean_diff < 0.1 * mean_abs,
+        "mean logit change {mean_diff} against mean logit {mean_abs}"
+    );
+    let plane = 64 * 80;
+    let argmax = |l: &[f64], i: usize| {
+        (0..11)
+            .max_by(|&p, &q| l[p * plane + i].total_cmp(&l[q * plane + i]))
+            .unwrap()
+    };
+    let agree = (0..plane)
+        .filter(|&i| argmax(&a, i) == argmax(&b, i))
+        .count();
+    assert!(
+        agree * 10 > plane * 8,
+        "{agree} of {plane} pixels keep their class"
     );
     assert_ne!(
         a, b,
@@ -166,76 +182,54 @@ fn damaged_reduced_files_are_typed_errors_naming_file_and_tensor() {
     let dir = tempdir("precision_damaged");
     let device = Device::flex();
     let config = SqueezeSegNetConfig::camvid();
-    let w = "conv1.conv.weight";
-    let int8 = |n: usize| (DType::I8, vec![n, 1, 1, 1], vec![1u8; n]);
+    let w = "conv1.conv.weight"; // [64, 3, 3, 3] in the CamVid network
+    let int8 = |n: usize| (DType::I8, vec![n, 3, 3, 3], vec![1u8; n * 27]);
     let scales = |v: &[f32]| {
         let bytes = v.iter().flat_map(|f| f.to_le_bytes()).collect();
         (DType::F32, vec![v.len()], bytes)
     };
     let scale_name = format!("{w}:scale");
+    let weight = |(d, s, b): (DType, Vec<usize>, Vec<u8>)| (w, d, s, b);
+    let scale = |(d, s, b): (DType, Vec<usize>, Vec<u8>)| (scale_name.as_str(), d, s, b);
+    let mut nan = [1.0f32; 64];
+    nan[9] = f32::NAN;
     let cases: Vec<(&str, &str, Vec<(&str, DType, Vec<usize>, Vec<u8>)>, &str)> = vec![
-        (
-            "no_scale",
-            "int8",
-            vec![{
-                let (d, s, b) = int8(4);
-                (w, d, s, b)
-            }],
-            "has no scales",
-        ),
+        ("no_scale", "int8", vec![weight(int8(64))], "has no scales"),
         (
             "short_scale",
             "int8",
-            vec![
-                {
-                    let (d, s, b) = int8(4);
-                    (w, d, s, b)
-                },
-                {
-                    let (d, s, b) = scales(&[1.0, 1.0]);
-                    (scale_name.as_str(), d, s, b)
-                },
-            ],
-            "must be 4 f32 values",
+            vec![weight(int8(64)), scale(scales(&[1.0, 1.0]))],
+            "must be 64 f32 values",
         ),
         (
             "nan_scale",
             "int8",
-            vec![
-                {
-                    let (d, s, b) = int8(2);
-                    (w, d, s, b)
-                },
-                {
-                    let (d, s, b) = scales(&[1.0, f32::NAN]);
-                    (scale_name.as_str(), d, s, b)
-                },
-            ],
+            vec![weight(int8(64)), scale(scales(&nan))],
             "bad int8 scale",
         ),
         (
             "orphan_scale",
             "int8",
-            vec![{
-                let (d, s, b) = scales(&[1.0]);
-                (scale_name.as_str(), d, s, b)
-            }],
+            vec![scale(scales(&[1.0]))],
             "scales no int8 tensor",
         ),
+        // Burn's record loader panicked on this one: an int8 tensor in a file that says f32.
+        ("i8_in_f32", "f32", vec![weight(int8(64))], "has no scales"),
         (
             "unknown",
             "int4",
-            vec![{
-                let (d, s, b) = int8(4);
-                (w, d, s, b)
-            }],
+            vec![weight(int8(64))],
             "unknown precision 'int4'",
         ),
         (
             "wrong_dtype",
             "f16",
-            vec![(w, DType::I32, vec![1], vec![0u8; 4])],
-            "not f32, f16 or int8",
+            vec![weight((
+                DType::I32,
+                vec![64, 3, 3, 3],
+                vec![0u8; 64 * 27 * 4],
+            ))],
+            "not a float or int8",
         ),
     ];
     for (file, precision, tensors, message) in cases {
@@ -250,6 +244,47 @@ fn damaged_reduced_files_are_typed_errors_naming_file_and_tensor() {
         assert!(text.contains(message), "{file}: '{text}' lacks '{message}'");
         assert!(text.contains(&format!("{file}.bpk")), "{file}: {text}");
     }
+    // Tensors the network does not have, or of another shape, are refused before their data is
+    // read: a file cannot make the load allocate more than the network.
+    for (file, tensors, message) in [
+        (
+            "foreign",
+            vec![("head.weight", DType::F32, vec![1 << 20], vec![0u8; 4 << 20])],
+            "tensor 'head.weight' belongs to no parameter",
+        ),
+        (
+            "reshaped",
+            vec![(w, DType::F32, vec![27, 64], vec![0u8; 64 * 27 * 4])],
+            "tensor 'conv1.conv.weight' has shape [27, 64], the network needs [64, 3, 3, 3]",
+        ),
+    ] {
+        let path = dir.join(format!("{file}.bpk"));
+        write_pack(&path, "f32", tensors);
+        let err = config.init_from_file(&path, &device).unwrap_err();
+        assert!(
+            matches!(&err, SegNetError::WeightsMismatch { .. }),
+            "{file}: {err}"
+        );
+        assert!(err.to_string().contains(message), "{file}: {err}");
+    }
+    // Names with the other kind of file are refused rather than written unreadably.
+    let model = SqueezeSegNetConfig::camvid().init(&device).unwrap();
+    assert!(matches!(
+        model.save_as(dir.join("x.safetensors"), Precision::Int8),
+        Err(SegNetError::Save { .. })
+    ));
+    assert!(matches!(
+        model.save(dir.join("x.safetensors")),
+        Err(SegNetError::Save { .. })
+    ));
+    assert!(matches!(
+        model.save_pytorch(dir.join("x.bpk")),
+        Err(SegNetError::Save { .. })
+    ));
+    assert_eq!(
+        model.save_pytorch(dir.join("x")).unwrap(),
+        dir.join("x.safetensors")
+    );
     // A well-formed reduced file of another network is a mismatch, as for f32.
     let other = SqueezeSegNetConfig::paper().init(&device).unwrap();
     let path = other

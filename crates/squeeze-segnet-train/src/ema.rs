@@ -1,18 +1,22 @@
-//! An exponential moving average of the weights (Polyak averaging): after every optimiser step,
-//! `ema ← decay · ema + (1 − decay) · model`, over every parameter and batch-norm statistic.
-//! The average is a smoother, usually better-generalising model than the last step's; the trainer
-//! validates and saves it instead of the raw weights when `TrainingConfig::ema_decay` is set.
+//! An exponential moving average of the weights (Polyak averaging): after optimiser step `t`,
+//! `ema ← d · ema + (1 − d) · model` with `d = min(decay, (1 + t) / (10 + t))` (the warm-up
+//! keeps a random start from lingering in the average), over every parameter and batch-norm
+//! statistic. The average is a smoother, usually better-generalising model than the last step's;
+//! the trainer validates and saves it instead of the raw weights when
+//! `TrainingConfig::ema_decay` is set.
 
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use burn::prelude::*;
-use squeeze_segnet::SqueezeSegNet;
+use squeeze_segnet::{SqueezeSegNet, SqueezeSegNetConfig};
 
 use crate::TrainError;
 
 /// The moving average of a model's weights.
 ///
 /// Parameters are paired by their position in the module tree (both models come from the same
-/// config), and every pair's shapes are checked.
+/// config), and every pair's shapes are checked before anything is averaged. The average owns
+/// its storage: Burn's `clone` and `valid` share batch-norm statistics with the original, so
+/// [`Ema::new`] copies into a network of its own.
 #[derive(Debug, Clone)]
 pub struct Ema {
     decay: f64,
@@ -20,17 +24,33 @@ pub struct Ema {
 }
 
 impl Ema {
-    /// An average that starts at `model` (an inference model, e.g. `autodiff_model.valid()`).
+    /// An average that starts at `start` (an inference model of network `config`, e.g.
+    /// `autodiff_model.valid()`), held in a new network on `start`'s device.
     ///
     /// # Errors
-    /// [`TrainError::Config`] when `decay` is not in `[0, 1)`.
-    pub fn new(model: SqueezeSegNet, decay: f64) -> Result<Self, TrainError> {
+    /// [`TrainError::Config`] when `decay` is not in `[0, 1)` or `start` is not a `config`
+    /// network.
+    pub fn new(
+        config: &SqueezeSegNetConfig,
+        start: &SqueezeSegNet,
+        decay: f64,
+    ) -> Result<Self, TrainError> {
         if !(0.0..1.0).contains(&decay) {
             return Err(TrainError::Config(format!(
                 "EMA decay {decay} must be in [0, 1)"
             )));
         }
-        Ok(Self { decay, model })
+        let device = start
+            .devices()
+            .into_iter()
+            .next()
+            .unwrap_or_else(Device::flex);
+        let mut ema = Self {
+            decay,
+            model: config.init(&device)?,
+        };
+        ema.blend(start, 0.0)?;
+        Ok(ema)
     }
 
     /// The decay per step.
@@ -43,73 +63,78 @@ impl Ema {
         &self.model
     }
 
-    /// Moves the average towards `model` (an inference model of the same config):
-    /// `ema ← decay · ema + (1 − decay) · model` for every parameter and running statistic.
+    /// Moves the average towards `model` (an inference model of the same config) after
+    /// optimiser step `step` (1 for the first): `ema ← d · ema + (1 − d) · model` with
+    /// `d = min(decay, (1 + step) / (10 + step))`, for every parameter and running statistic.
     ///
     /// # Errors
     /// [`TrainError::Config`] when the two models' parameters differ in number or shape (the
     /// average is then left unchanged).
-    pub fn update(&mut self, model: &SqueezeSegNet) -> Result<(), TrainError> {
-        let mut collect = Collect(Vec::new());
-        model.visit(&mut collect);
+    pub fn update(&mut self, model: &SqueezeSegNet, step: usize) -> Result<(), TrainError> {
+        let warm = (1.0 + step as f64) / (10.0 + step as f64);
+        self.blend(model, self.decay.min(warm))
+    }
+
+    /// `ema ← d · ema + (1 − d) · model`, after checking every shape.
+    fn blend(&mut self, model: &SqueezeSegNet, d: f64) -> Result<(), TrainError> {
+        let (mut current, mut average) = (Collect::default(), Collect::default());
+        model.visit(&mut current);
+        self.model.visit(&mut average);
+        if current.shapes != average.shapes {
+            let (n, m) = (current.shapes.len(), average.shapes.len());
+            let first = current
+                .shapes
+                .iter()
+                .zip(&average.shapes)
+                .position(|(a, b)| a != b);
+            return Err(TrainError::Config(match first {
+                Some(i) => format!(
+                    "EMA update: parameter {i} has shape {:?}, the average {:?}",
+                    current.shapes[i], average.shapes[i]
+                ),
+                None => format!("EMA update: the model has {n} parameters, the average {m}"),
+            }));
+        }
         let mut blend = Blend {
-            decay: self.decay,
-            current: collect.0.into_iter(),
-            mismatch: None,
+            decay: d,
+            current: current.values.into_iter(),
         };
-        let updated = self.model.clone().map(&mut blend);
-        if let Some(m) = blend.mismatch {
-            return Err(TrainError::Config(format!("EMA update: {m}")));
-        }
-        if blend.current.len() > 0 {
-            return Err(TrainError::Config(format!(
-                "EMA update: the model has {} more parameters than the average",
-                blend.current.len()
-            )));
-        }
-        self.model = updated;
+        self.model = self.model.clone().map(&mut blend);
         Ok(())
     }
 }
 
-/// Every float parameter and running statistic, in module order.
-struct Collect(Vec<Tensor<1>>);
+/// Every float parameter and running statistic (values flattened, and shapes), in module order.
+#[derive(Default)]
+struct Collect {
+    values: Vec<Tensor<1>>,
+    shapes: Vec<Vec<usize>>,
+}
 
 impl ModuleVisitor for Collect {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
         let value = param.val();
+        let shape = value.dims().to_vec();
         let n = value.shape().num_elements();
-        self.0.push(value.reshape([n]));
+        self.values.push(value.reshape([n]));
+        self.shapes.push(shape);
     }
 }
 
+/// Blends each parameter with the next of `current` (shapes checked beforehand).
 struct Blend {
     decay: f64,
     current: std::vec::IntoIter<Tensor<1>>,
-    mismatch: Option<String>,
 }
 
 impl ModuleMapper for Blend {
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
         let Some(current) = self.current.next() else {
-            self.mismatch
-                .get_or_insert_with(|| "the model has fewer parameters than the average".into());
-            return param;
+            return param; // not reached: the shapes were compared first
         };
         let decay = self.decay;
-        let mismatch = &mut self.mismatch;
         param.map(|average| {
             let shape = average.shape();
-            if current.shape().num_elements() != shape.num_elements() {
-                mismatch.get_or_insert_with(|| {
-                    format!(
-                        "a parameter of shape {:?} meets one of {} values",
-                        shape.dims::<D>(),
-                        current.shape().num_elements()
-                    )
-                });
-                return average;
-            }
             average.mul_scalar(decay) + current.reshape(shape).mul_scalar(1.0 - decay)
         })
     }
@@ -121,35 +146,42 @@ mod tests {
     use squeeze_segnet::SqueezeSegNetConfig;
 
     fn flat(model: &SqueezeSegNet) -> Vec<f32> {
-        let mut c = Collect(Vec::new());
+        let mut c = Collect::default();
         model.visit(&mut c);
-        c.0.into_iter()
-            .flat_map(|t| t.into_data().to_vec::<f32>().unwrap())
+        c.values
+            .into_iter()
+            .flat_map(|t| t.into_data().try_to_vec::<f32>().unwrap())
             .collect()
     }
 
-    fn tiny(seed: u64) -> SqueezeSegNet {
-        let device = Device::flex();
+    fn config() -> SqueezeSegNetConfig {
+        SqueezeSegNetConfig::new().with_num_classes(3)
+    }
+
+    /// A batch-norm network whose running statistics have moved off 0 and 1 (seeded).
+    fn trained(seed: u64) -> SqueezeSegNet {
+        let device = Device::flex().autodiff();
         device.seed(seed);
-        SqueezeSegNetConfig::new()
-            .with_num_classes(3)
-            .init(&device)
-            .unwrap()
+        let model = config().init(&device).unwrap().train();
+        let x = Tensor::<4>::random([2, 3, 40, 40], burn::tensor::Distribution::Default, &device);
+        let _ = model.forward(x).unwrap();
+        model.valid()
     }
 
     #[test]
-    fn two_updates_match_the_closed_form() {
-        let (a, b, c) = (tiny(1), tiny(2), tiny(3));
+    fn two_updates_match_the_closed_form_with_the_warm_up() {
+        let (a, b, c) = (trained(1), trained(2), trained(3));
         let (fa, fb, fc) = (flat(&a), flat(&b), flat(&c));
-        let mut ema = Ema::new(a, 0.9).unwrap();
-        ema.update(&b).unwrap();
-        ema.update(&c).unwrap();
+        let mut ema = Ema::new(&config(), &a, 0.9).unwrap();
+        assert_eq!(flat(ema.model()), fa);
+        // Step 30: min(0.9, 31/40) = 0.775; step 100: min(0.9, 101/110) = 0.9.
+        ema.update(&b, 30).unwrap();
+        ema.update(&c, 100).unwrap();
         let got = flat(ema.model());
         assert_eq!(got.len(), fa.len());
         let mut differs = 0;
         for i in 0..got.len() {
-            // ((a·0.9 + b·0.1)·0.9 + c·0.1)
-            let want = 0.81 * fa[i] + 0.09 * fb[i] + 0.1 * fc[i];
+            let want = (0.775 * fa[i] + 0.225 * fb[i]) * 0.9 + 0.1 * fc[i];
             assert!(
                 (got[i] - want).abs() <= 1e-5 * (1.0 + want.abs()),
                 "value {i}: {} vs {want}",
@@ -161,22 +193,44 @@ mod tests {
     }
 
     #[test]
-    fn a_model_of_another_shape_is_refused() {
-        let device = Device::flex();
+    fn the_average_owns_its_batch_norm_statistics() {
+        // Burn's clone and valid() share running statistics; the average must not, or averaging
+        // would write into the training model (and a resumed run, whose average is loaded from
+        // its own file, would differ from an uninterrupted one).
+        let (a, b) = (trained(1), trained(2));
+        let before = flat(&a);
+        let mut ema = Ema::new(&config(), &a, 0.5).unwrap();
+        ema.update(&b, 1000).unwrap();
+        assert_eq!(
+            flat(&a),
+            before,
+            "updating the average changed the model it started from"
+        );
+        assert_ne!(flat(ema.model()), before);
+    }
+
+    #[test]
+    fn a_model_of_another_shape_is_refused_and_changes_nothing() {
+        let a = trained(1);
+        let mut ema = Ema::new(&config(), &a, 0.5).unwrap();
+        let before = flat(ema.model());
+        let device = Device::flex().autodiff();
+        device.seed(4);
         let other = SqueezeSegNetConfig::new()
             .with_num_classes(5)
             .init(&device)
+            .unwrap()
+            .train();
+        let _ = other
+            .forward(Tensor::<4>::ones([1, 3, 40, 40], &device))
             .unwrap();
-        let a = tiny(1);
-        let before = flat(&a);
-        let mut ema = Ema::new(a, 0.5).unwrap();
-        let err = ema.update(&other).unwrap_err().to_string();
+        let err = ema.update(&other.valid(), 1000).unwrap_err().to_string();
         assert!(err.contains("EMA update"), "{err}");
         assert_eq!(
             flat(ema.model()),
             before,
             "a refused update changed the average"
         );
-        assert!(Ema::new(tiny(1), 1.0).is_err());
+        assert!(Ema::new(&config(), &a, 1.0).is_err());
     }
 }

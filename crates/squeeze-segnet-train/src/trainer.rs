@@ -197,7 +197,7 @@ impl Trainer {
         let optim = self.optimizer();
         let ema_of = |m: &SqueezeSegNet| -> Result<Option<Ema>, TrainError> {
             (cfg.ema_decay > 0.0)
-                .then(|| Ema::new(m.valid(), cfg.ema_decay))
+                .then(|| Ema::new(&cfg.model, &m.valid(), cfg.ema_decay))
                 .transpose()
         };
         let (mut model, mut optim, mut state, mut ema) = match (options.resume, latest) {
@@ -207,15 +207,17 @@ impl Trainer {
                 // config.json may have been rewritten (a new epoch count): fingerprint it anew.
                 state.depends_on = Some(self.run_fingerprint()?);
                 let model = model.load(&files.model)?;
-                let ema = match ema_of(&model)? {
-                    Some(_) if !files.ema.is_file() => {
+                let ema = if cfg.ema_decay > 0.0 {
+                    if !files.ema.is_file() {
                         return Err(TrainError::Checkpoint {
                             path: files.ema.clone(),
                             reason: "missing (the run averages its weights)".into(),
                         });
                     }
-                    Some(e) => Some(Ema::new(e.model().clone().load(&files.ema)?, e.decay())?),
-                    None => None,
+                    let average = cfg.model.init(&self.device)?.load(&files.ema)?;
+                    Some(Ema::new(&cfg.model, &average, cfg.ema_decay)?)
+                } else {
+                    None
                 };
                 let optim = optim
                     .load(&files.optim)
@@ -314,10 +316,10 @@ impl Trainer {
                 }
                 lr = cfg.learning_rate(state.step, warmup, total_steps);
                 model = optim.step(lr, model, grads);
-                if let Some(ema) = &mut ema {
-                    ema.update(&model.valid())?;
-                }
                 state.step += 1;
+                if let Some(ema) = &mut ema {
+                    ema.update(&model.valid(), state.step)?;
+                }
                 state.batch += 1;
                 state.epoch_loss_sum += value as f64 * count as f64;
                 state.epoch_images += count;

@@ -100,6 +100,6 @@ pub use dfire::{DFire, DFireConfig};
 pub use error::{OpError, SegNetError};
 pub use fire::{Fire, FireConfig};
 pub use model::SqueezeSegNet;
-pub use precision::{PRECISION_KEY, Precision, dequantize_rows, quantize_rows, weights_precision};
+pub use precision::{PRECISION_KEY, Precision, weights_precision};
 pub use summary::{LayerSummary, ModelSummary, num_trainable_params};
 pub use weights::{camvid_int8_weights_path, camvid_weights_path, weights_path};

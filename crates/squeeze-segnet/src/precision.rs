@@ -3,17 +3,19 @@
 //! f32. The network always runs in f32: a reduced file is decoded on the host at load time
 //! ([`SqueezeSegNet::load`]), so every backend and the fused CPU path serve it unchanged.
 //!
-//! int8 is symmetric and per output row: for a 4-D weight `w` of shape `[r, …]`, each row
+//! int8 is symmetric and per row of the first dimension (output channels for the convolutions,
+//! input channels for the transposed one): for a 4-D weight `w` of shape `[r, …]`, each row
 //! `w[i]` keeps `s_i = max|w[i]| / 127` (f32) and `q = round(w / s_i)` in `[-127, 127]` (one
 //! byte each), and loads as `q · s_i`. In the burnpack file the int8 tensor keeps the parameter's
 //! name and its scales sit beside it as `<name>:scale` (`[r]`, f32); the file's metadata
 //! `precision` names the format.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-use burn::module::Module;
+use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::{Bytes, DType, TensorData};
 use burn_pack::{Reader, Tensor as PackTensor, Writer};
 
@@ -67,18 +69,19 @@ impl FromStr for Precision {
 }
 
 impl SqueezeSegNet {
-    /// Writes the weights to `path` (atomically, `.bpk` appended when `path` has no extension)
-    /// with the convolution weights stored in `precision`; [`SqueezeSegNet::load`] reads every
+    /// Writes the weights to `path` (atomically, `.bpk` appended when `path` has no extension;
+    /// a `.safetensors` name is refused) with the convolution weights stored in `precision`; [`SqueezeSegNet::load`] reads every
     /// precision back. Returns the path written.
     ///
     /// # Errors
-    /// [`SegNetError::Save`] naming the file.
+    /// [`SegNetError::Save`] naming the file, or a weight that `precision` cannot store (not
+    /// finite, or beyond f16's range).
     pub fn save_as(
         &self,
         path: impl AsRef<Path>,
         precision: Precision,
     ) -> Result<PathBuf, SegNetError> {
-        let path = crate::weights::weights_path(path.as_ref());
+        let path = crate::weights::burnpack_path(path.as_ref())?;
         let save_err = |reason: String| SegNetError::Save {
             path: path.clone(),
             reason,
@@ -104,8 +107,8 @@ impl SqueezeSegNet {
     }
 }
 
-/// The precision of the weights file at `path` (files without the metadata are f32: every
-/// record Burn writes).
+/// The precision of the weights file at `path`, from its metadata (a file without it — any
+/// record Burn writes — is reported f32; `load` still decodes whatever float dtype it holds).
 ///
 /// # Errors
 /// [`SegNetError::Load`] when the file is missing or not a burnpack file, or names an unknown
@@ -132,25 +135,73 @@ fn precision_of(reader: &Reader) -> Result<Precision, String> {
     }
 }
 
-/// The file's tensors, checked (dtype, byte length) and decoded to f32, as a burnpack image (what
+/// Record path → shape of every float parameter and statistic of `model` (without initialising
+/// lazy parameters).
+pub(crate) fn expected_tensors(model: &SqueezeSegNet) -> HashMap<String, Vec<usize>> {
+    #[derive(Default)]
+    struct Shapes {
+        path: Vec<String>,
+        found: HashMap<String, Vec<usize>>,
+    }
+    impl ModuleVisitor for Shapes {
+        fn enter_module(&mut self, name: &str, _: &str) {
+            self.path.push(name.to_string());
+        }
+        fn exit_module(&mut self, _: &str, _: &str) {
+            self.path.pop();
+        }
+        fn visit_float<const D: usize>(&mut self, param: &Param<burn::Tensor<D>>) {
+            let shape = param.lazy_shape().to_vec();
+            self.found.insert(self.path.join("."), shape);
+        }
+    }
+    let mut shapes = Shapes::default();
+    model.visit(&mut shapes);
+    shapes.found
+}
+
+/// The file's tensors, checked and decoded to f32, as a burnpack image (what
 /// [`burn::store::ModuleRecord::from_bytes`] reads). Every file goes through here, f32 ones too:
-/// Burn's record loader panics on a tensor of an unexpected dtype.
-pub(crate) fn decode_to_f32(path: &Path) -> Result<Bytes, SegNetError> {
+/// each tensor must be one of `expected` (a parameter of the network, by record path and shape)
+/// before its data is read, so a file cannot make the load allocate more than the network, and
+/// its dtype and byte length must be right, since Burn's record loader panics on a wrong dtype.
+pub(crate) fn decode_to_f32(
+    path: &Path,
+    expected: &HashMap<String, Vec<usize>>,
+) -> Result<Bytes, SegNetError> {
     let load_err = |reason: String| SegNetError::Load {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let mismatch = |reason: String| SegNetError::WeightsMismatch {
         path: path.to_path_buf(),
         reason,
     };
     let reader = Reader::from_file(path).map_err(|e| load_err(e.to_string()))?;
     precision_of(&reader).map_err(load_err)?;
     let tensors = reader.into_tensors().map_err(|e| load_err(e.to_string()))?;
-    let mut scales = std::collections::HashMap::new();
+    let mut scales = HashMap::new();
     let mut values = Vec::new();
     for tensor in tensors {
-        match tensor.name.strip_suffix(SCALE_SUFFIX) {
-            Some(owner) => {
-                scales.insert(owner.to_string(), tensor);
-            }
-            None => values.push(tensor),
+        let (owner, is_scale) = match tensor.name.strip_suffix(SCALE_SUFFIX) {
+            Some(owner) => (owner.to_string(), true),
+            None => (tensor.name.clone(), false),
+        };
+        let Some(shape) = expected.get(&owner) else {
+            return Err(mismatch(format!(
+                "tensor '{}' belongs to no parameter of this network",
+                tensor.name
+            )));
+        };
+        if is_scale {
+            scales.insert(owner, tensor);
+        } else if *tensor.shape != shape[..] {
+            return Err(mismatch(format!(
+                "tensor '{owner}' has shape {:?}, the network needs {shape:?}",
+                &*tensor.shape
+            )));
+        } else {
+            values.push(tensor);
         }
     }
     let mut out = Vec::with_capacity(values.len());
@@ -176,6 +227,17 @@ fn encode(tensor: PackTensor, precision: Precision) -> Result<Vec<PackTensor>, S
     }
     let (name, _, shape, id, bytes) = tensor.into_parts().map_err(|e| e.to_string())?;
     let values: Vec<f32> = bytemuck::pod_collect_to_vec(&bytes);
+    // f16 holds magnitudes up to 65504; int8 scales need finite rows.
+    let limit = if precision == Precision::F16 {
+        65504.0
+    } else {
+        f32::MAX
+    };
+    if let Some(bad) = values.iter().find(|v| !(v.abs() <= limit)) {
+        return Err(format!(
+            "tensor '{name}' holds {bad}, which {precision} cannot store"
+        ));
+    }
     match precision {
         Precision::F32 => unreachable!("returned above"),
         Precision::F16 => {
@@ -217,10 +279,12 @@ fn decode(tensor: PackTensor, scale: Option<PackTensor>) -> Result<PackTensor, S
     }
     let values: Vec<f32> = match (dtype, scale) {
         (DType::F32, None) => return Ok(PackTensor::new(name, dtype, shape, id, bytes)),
-        (DType::F16, None) => TensorData::try_from_bytes(bytes, shape.clone(), DType::F16)
-            .and_then(|d| d.try_cast(DType::F32))
-            .and_then(|d| d.try_into_vec::<f32>())
-            .map_err(|e| format!("tensor '{name}': {e:?}"))?,
+        (DType::F16 | DType::BF16 | DType::F64, None) => {
+            TensorData::try_from_bytes(bytes, shape.clone(), dtype)
+                .and_then(|d| d.try_cast(DType::F32))
+                .and_then(|d| d.try_into_vec::<f32>())
+                .map_err(|e| format!("tensor '{name}': {e:?}"))?
+        }
         (DType::I8, Some(scale)) => {
             let (_, sdtype, sshape, _, sbytes) = scale.into_parts().map_err(|e| e.to_string())?;
             let rows = shape.first().copied().unwrap_or(0);
@@ -245,7 +309,7 @@ fn decode(tensor: PackTensor, scale: Option<PackTensor>) -> Result<PackTensor, S
         }
         (other, _) => {
             return Err(format!(
-                "tensor '{name}' has dtype {other:?}, not f32, f16 or int8"
+                "tensor '{name}' has dtype {other:?}, not a float or int8"
             ));
         }
     };
@@ -258,8 +322,9 @@ fn decode(tensor: PackTensor, scale: Option<PackTensor>) -> Result<PackTensor, S
     ))
 }
 
-/// Symmetric int8 per row of `values` (`rows` equal rows): the codes and each row's scale.
-pub fn quantize_rows(values: &[f32], rows: usize) -> (Vec<i8>, Vec<f32>) {
+/// Symmetric int8 per row of `values` (`rows` equal rows, `rows` dividing `values.len()`): the
+/// codes and each row's scale.
+pub(crate) fn quantize_rows(values: &[f32], rows: usize) -> (Vec<i8>, Vec<f32>) {
     let per_row = values.len() / rows.max(1);
     let mut codes = Vec::with_capacity(values.len());
     let mut scales = Vec::with_capacity(rows);
@@ -275,8 +340,9 @@ pub fn quantize_rows(values: &[f32], rows: usize) -> (Vec<i8>, Vec<f32>) {
     (codes, scales)
 }
 
-/// The f32 values of int8 `codes` with one scale per row.
-pub fn dequantize_rows(codes: &[i8], scales: &[f32]) -> Vec<f32> {
+/// The f32 values of int8 `codes` with one scale per row (`scales.len()` dividing
+/// `codes.len()`, as checked by the caller).
+pub(crate) fn dequantize_rows(codes: &[i8], scales: &[f32]) -> Vec<f32> {
     let per_row = codes.len() / scales.len().max(1);
     codes
         .chunks(per_row.max(1))

@@ -63,12 +63,24 @@ impl ModuleVisitor for Paths {
 
 impl SqueezeSegNet {
     /// Writes the weights as safetensors in PyTorch's names (see the [module docs](self)),
-    /// atomically. Returns the path written.
+    /// atomically (`.safetensors` appended when `path` has no extension). Returns the path
+    /// written.
     ///
     /// # Errors
-    /// [`SegNetError::Save`] naming the file.
+    /// [`SegNetError::Save`] naming the file, also when it has another extension than
+    /// `.safetensors` (which `load` would not read as safetensors).
     pub fn save_pytorch(&self, path: impl AsRef<Path>) -> Result<PathBuf, SegNetError> {
-        let path = path.as_ref().to_path_buf();
+        let path = path.as_ref();
+        let path = match path.extension() {
+            None => path.with_extension("safetensors"),
+            Some(e) if e == "safetensors" => path.to_path_buf(),
+            Some(_) => {
+                return Err(SegNetError::Save {
+                    path: path.to_path_buf(),
+                    reason: "safetensors files are named .safetensors".into(),
+                });
+            }
+        };
         let save_err = |reason: String| SegNetError::Save {
             path: path.clone(),
             reason,

@@ -16,6 +16,19 @@ pub fn weights_path(path: &Path) -> PathBuf {
     }
 }
 
+/// [`weights_path`] for a burnpack file, refusing a `.safetensors` name (which `load` would read
+/// as safetensors).
+pub(crate) fn burnpack_path(path: &Path) -> Result<PathBuf, SegNetError> {
+    let path = weights_path(path);
+    if path.extension().is_some_and(|e| e == "safetensors") {
+        return Err(SegNetError::Save {
+            path,
+            reason: "a .safetensors name for a burnpack file: use save_pytorch, or .bpk".into(),
+        });
+    }
+    Ok(path)
+}
+
 impl SqueezeSegNet {
     /// Writes the weights (parameters and batch-norm statistics) to `path`, atomically: a
     /// temporary file is written, synced, then renamed, so an interrupted save leaves any
@@ -25,7 +38,7 @@ impl SqueezeSegNet {
     /// # Errors
     /// [`SegNetError::Save`] naming the file.
     pub fn save(&self, path: impl AsRef<Path>) -> Result<PathBuf, SegNetError> {
-        let path = weights_path(path.as_ref());
+        let path = burnpack_path(path.as_ref())?;
         // `valid()` first: batch norm's running statistics keep the last training step's update
         // pending until they are synchronised, and a plain record would miss it.
         self.valid()
@@ -51,13 +64,12 @@ impl SqueezeSegNet {
         if path.extension().is_some_and(|e| e == "safetensors") {
             return self.load_pytorch(path);
         }
-        let record =
-            ModuleRecord::from_bytes(crate::precision::decode_to_f32(&path)?).map_err(|e| {
-                SegNetError::Load {
-                    path: path.clone(),
-                    reason: record_reason(e),
-                }
-            })?;
+        let expected = crate::precision::expected_tensors(&self);
+        let bytes = crate::precision::decode_to_f32(&path, &expected)?;
+        let record = ModuleRecord::from_bytes(bytes).map_err(|e| SegNetError::Load {
+            path: path.clone(),
+            reason: record_reason(e),
+        })?;
         self.try_load_record(record).map_err(|e| match e {
             RecordError::Validation(reason) => SegNetError::WeightsMismatch {
                 path: path.clone(),
