@@ -26,7 +26,7 @@
 //! and Flex run on the same kernels with this crate's gradients ([`fused::conv2d_train`]). WGPU
 //! uses Burn's own ops, which the tests compare both paths with. Call [`retain_freed_memory`] once at start-up so the
 //! C allocator reuses the large activation buffers instead of mapping fresh pages per layer.
-//! At 360×480 on 2 cores, Flex runs a forward pass in about 33 ms (`BENCHMARKS.md`).
+//! Measured timings, with their machines and commands, are in `BENCHMARKS.md`.
 //!
 //! ## Segment a batch on the CPU
 //! ```

@@ -3,9 +3,8 @@
 //!
 //! Flex's own convolution backward is slow where a layer has many input and few output
 //! channels — in this network the squeezes of fire2/fire3 (64/128 → 16) and the expands of
-//! dfire3/dfire2 (128 → 16): forward and backward of dfire3 took 141 ms of a 582 ms
-//! training step at 180×240, batch 4, on Flex (`cargo bench --bench layers -- layers-train`,
-//! `BENCHMARKS.md`), 18 ms with this path. Here:
+//! dfire3/dfire2 (128 → 16); `cargo bench --bench layers -- layers-train` compares the two
+//! paths per layer (figures in `BENCHMARKS.md`). Here:
 //!
 //! - `dx` is the convolution of the output gradient with the transposed, flipped kernel
 //!   (`[c_in, c_out, kh, kw]`, padding `k − 1 − p`), run on the fused forward kernel, for

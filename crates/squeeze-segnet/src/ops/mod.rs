@@ -32,7 +32,7 @@
 //! arguments and return [`OpError`](crate::OpError).
 #![allow(missing_docs)]
 // The macro-generated Dispatch items carry no docs.
-// NdArray is deprecated by Burn 0.22 in favour of Flex; the user asked for both, and the
+// NdArray is deprecated by Burn 0.22 in favour of Flex; the crate supports both, and the
 // extension macro's generated routing names it. The allowance stays inside `ops`.
 #![allow(deprecated)]
 // Extension ops take their window geometry as scalar arguments.
