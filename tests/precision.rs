@@ -4,57 +4,17 @@
 
 mod common;
 
-use burn::module::{Module, ModuleVisitor, Param};
 use burn::prelude::*;
 use burn::tensor::{Bytes, DType};
 use common::*;
 use squeeze_segnet::{
-    BackendKind, PRECISION_KEY, Precision, SegNetError, SqueezeSegNet, SqueezeSegNetConfig,
-    weights_precision,
+    BackendKind, PRECISION_KEY, Precision, SegNetError, SqueezeSegNetConfig, weights_precision,
 };
-
-/// Every float parameter and statistic: (path, shape, values), in module order.
-#[derive(Default)]
-struct Params {
-    path: Vec<String>,
-    all: Vec<(String, Vec<usize>, Vec<f32>)>,
-}
-
-impl ModuleVisitor for Params {
-    fn enter_module(&mut self, name: &str, _: &str) {
-        self.path.push(name.into());
-    }
-    fn exit_module(&mut self, _: &str, _: &str) {
-        self.path.pop();
-    }
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        let t = param.val();
-        let values = t.into_data().convert::<f32>().try_to_vec::<f32>().unwrap();
-        self.all
-            .push((self.path.join("."), param.val().dims().to_vec(), values));
-    }
-}
-
-fn params(model: &SqueezeSegNet) -> Vec<(String, Vec<usize>, Vec<f32>)> {
-    let mut p = Params::default();
-    model.visit(&mut p);
-    p.all
-}
-
-/// A CamVid network whose batch-norm statistics have moved off their defaults.
-fn trained_looking_model() -> SqueezeSegNet {
-    let ad = Device::flex().autodiff();
-    ad.seed(11);
-    let model = SqueezeSegNetConfig::camvid().init(&ad).unwrap().train();
-    let x = Tensor::<4>::random([2, 3, 48, 64], burn::tensor::Distribution::Default, &ad);
-    let _ = model.forward(x).unwrap();
-    model.valid()
-}
 
 #[test]
 fn reduced_files_load_back_within_their_precision_on_every_cpu_backend() {
-    let dir = tempdir("precision_round_trip");
-    let model = trained_looking_model();
+    let dir = tmp_dir("precision_round_trip");
+    let model = camvid_with_moved_statistics(11);
     let original = params(&model);
     let mut sizes = Vec::new();
     for precision in Precision::ALL {
@@ -112,9 +72,9 @@ fn reduced_files_load_back_within_their_precision_on_every_cpu_backend() {
 
 #[test]
 fn an_int8_network_segments_like_the_f32_one() {
-    let dir = tempdir("precision_logits");
+    let dir = tmp_dir("precision_logits");
     let device = Device::flex();
-    let model = trained_looking_model();
+    let model = camvid_with_moved_statistics(11);
     let path = model.save_as(dir.join("w"), Precision::Int8).unwrap();
     let int8 = SqueezeSegNetConfig::camvid()
         .init_from_file(&path, &device)
@@ -179,7 +139,7 @@ fn write_pack(
 
 #[test]
 fn damaged_reduced_files_are_typed_errors_naming_file_and_tensor() {
-    let dir = tempdir("precision_damaged");
+    let dir = tmp_dir("precision_damaged");
     let device = Device::flex();
     let config = SqueezeSegNetConfig::camvid();
     let w = "conv1.conv.weight"; // [64, 3, 3, 3] in the CamVid network
@@ -292,11 +252,4 @@ fn damaged_reduced_files_are_typed_errors_naming_file_and_tensor() {
         .unwrap();
     let err = config.init_from_file(&path, &device).unwrap_err();
     assert!(matches!(&err, SegNetError::WeightsMismatch { .. }), "{err}");
-}
-
-fn tempdir(name: &str) -> std::path::PathBuf {
-    let dir =
-        std::env::temp_dir().join(format!("squeeze-segnet-test-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }

@@ -4,7 +4,8 @@
 
 use std::sync::Arc;
 
-use burn::module::{Module, ModuleVisitor, Param};
+mod common;
+
 use squeeze_segnet::{
     Precision, SqueezeSegNet, SqueezeSegNetConfig, camvid_int8_weights_path, camvid_weights_path,
     weights_precision,
@@ -48,21 +49,6 @@ fn shipped_weights_segment_the_sample_sensibly() {
     );
 }
 
-/// Every float parameter as (shape, values), in module order.
-#[derive(Default)]
-struct Params(Vec<(Vec<usize>, Vec<f32>)>);
-
-impl ModuleVisitor for Params {
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        let t = param.val();
-        let shape = t.dims().to_vec();
-        self.0.push((
-            shape,
-            t.into_data().convert::<f32>().try_to_vec::<f32>().unwrap(),
-        ));
-    }
-}
-
 #[test]
 fn shipped_int8_weights_are_the_shipped_weights_in_a_quarter_of_the_size() {
     let device = Device::flex();
@@ -74,17 +60,12 @@ fn shipped_int8_weights_are_the_shipped_weights_in_a_quarter_of_the_size() {
     );
     assert!(int8_len <= 3_000_000, "int8 file is {int8_len} bytes");
     assert!(int8_len * 3 < f32_len, "{int8_len} vs {f32_len} bytes");
-    let (mut a, mut b) = (Params::default(), Params::default());
-    SqueezeSegNet::pretrained_camvid(&device)
-        .unwrap()
-        .visit(&mut a);
-    SqueezeSegNet::pretrained_camvid_int8(&device)
-        .unwrap()
-        .visit(&mut b);
-    assert_eq!(a.0.len(), b.0.len());
+    let a = common::params(&SqueezeSegNet::pretrained_camvid(&device).unwrap());
+    let b = common::params(&SqueezeSegNet::pretrained_camvid_int8(&device).unwrap());
+    assert_eq!(a.len(), b.len());
     // Made from these f32 weights: each value within half an int8 step of its row's scale
     // (regenerate it with the convert_weights example when the f32 weights change).
-    for ((shape, want), (_, have)) in a.0.iter().zip(&b.0) {
+    for ((_, shape, want), (_, _, have)) in a.iter().zip(&b) {
         if shape.len() != 4 {
             assert_eq!(want, have);
             continue;

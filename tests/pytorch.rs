@@ -2,57 +2,14 @@
 //! out as PyTorch saves it (f16 and f32 tensors, `num_batches_tracked`) loads, and files that do
 //! not fit are typed errors naming the tensor.
 
+mod common;
+
 use std::collections::BTreeMap;
 
-use burn::module::{Module, ModuleVisitor, Param};
 use burn::prelude::*;
+use common::{camvid_with_moved_statistics as model, params, tmp_dir};
 use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 use squeeze_segnet::{SegNetError, SqueezeSegNet, SqueezeSegNetConfig};
-
-/// (Burn module path, shape, values) of every float parameter and statistic.
-#[derive(Default)]
-struct Params {
-    path: Vec<String>,
-    all: Vec<(String, Vec<usize>, Vec<f32>)>,
-}
-
-impl ModuleVisitor for Params {
-    fn enter_module(&mut self, name: &str, _: &str) {
-        self.path.push(name.into());
-    }
-    fn exit_module(&mut self, _: &str, _: &str) {
-        self.path.pop();
-    }
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        let t = param.val();
-        let shape = t.dims().to_vec();
-        let values = t.into_data().convert::<f32>().try_to_vec::<f32>().unwrap();
-        self.all.push((self.path.join("."), shape, values));
-    }
-}
-
-fn params(model: &SqueezeSegNet) -> Vec<(String, Vec<usize>, Vec<f32>)> {
-    let mut p = Params::default();
-    model.visit(&mut p);
-    p.all
-}
-
-/// A CamVid network (batch norm, refinement) whose running statistics have moved.
-fn model(seed: u64) -> SqueezeSegNet {
-    let ad = Device::flex().autodiff();
-    ad.seed(seed);
-    let model = SqueezeSegNetConfig::camvid().init(&ad).unwrap().train();
-    let x = Tensor::<4>::random([2, 3, 48, 64], burn::tensor::Distribution::Default, &ad);
-    let _ = model.forward(x).unwrap();
-    model.valid()
-}
-
-fn tempdir(name: &str) -> std::path::PathBuf {
-    let dir =
-        std::env::temp_dir().join(format!("squeeze-segnet-test-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 /// The name PyTorch's `state_dict()` gives a Burn path, written out here independently of the
 /// crate's own mapping.
@@ -64,7 +21,7 @@ fn torch_name(burn_path: &str) -> String {
 
 #[test]
 fn a_round_trip_keeps_every_value_and_writes_pytorch_names() {
-    let dir = tempdir("pytorch_round_trip");
+    let dir = tmp_dir("pytorch_round_trip");
     let device = Device::flex();
     let original = model(1);
     let path = original.save_pytorch(dir.join("w.safetensors")).unwrap();
@@ -145,7 +102,7 @@ fn write_like_pytorch(
 
 #[test]
 fn a_state_dict_saved_like_pytorch_loads_within_f16_rounding() {
-    let dir = tempdir("pytorch_state_dict");
+    let dir = tmp_dir("pytorch_state_dict");
     let source = model(2);
     let path = dir.join("torch.safetensors");
     write_like_pytorch(&path, &source, |_| {});
@@ -163,7 +120,7 @@ fn a_state_dict_saved_like_pytorch_loads_within_f16_rounding() {
 
 #[test]
 fn files_that_do_not_fit_are_typed_errors_naming_the_tensor() {
-    let dir = tempdir("pytorch_bad");
+    let dir = tmp_dir("pytorch_bad");
     let source = model(3);
     let config = SqueezeSegNetConfig::camvid();
     let device = Device::flex();

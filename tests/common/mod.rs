@@ -170,3 +170,51 @@ pub fn tmp(name: &str) -> std::path::PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     dir
 }
+
+/// A fresh, empty temporary folder for one test ([`tmp`], created).
+pub fn tmp_dir(name: &str) -> std::path::PathBuf {
+    let dir = tmp(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Every float parameter and statistic of `model`: (record path, shape, values), in module order.
+pub fn params<M: burn::module::Module>(model: &M) -> Vec<(String, Vec<usize>, Vec<f32>)> {
+    use burn::module::{ModuleVisitor, Param};
+    #[derive(Default)]
+    struct Params {
+        path: Vec<String>,
+        all: Vec<(String, Vec<usize>, Vec<f32>)>,
+    }
+    impl ModuleVisitor for Params {
+        fn enter_module(&mut self, name: &str, _: &str) {
+            self.path.push(name.into());
+        }
+        fn exit_module(&mut self, _: &str, _: &str) {
+            self.path.pop();
+        }
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            let t = param.val();
+            let shape = t.dims().to_vec();
+            let values = t.into_data().convert::<f32>().try_to_vec::<f32>().unwrap();
+            self.all.push((self.path.join("."), shape, values));
+        }
+    }
+    let mut p = Params::default();
+    model.visit(&mut p);
+    p.all
+}
+
+/// A CamVid network (batch norm, refinement) whose running statistics have moved off their
+/// defaults after one training-mode forward, seeded.
+pub fn camvid_with_moved_statistics(seed: u64) -> squeeze_segnet::SqueezeSegNet {
+    let ad = Device::flex().autodiff();
+    ad.seed(seed);
+    let model = squeeze_segnet::SqueezeSegNetConfig::camvid()
+        .init(&ad)
+        .unwrap()
+        .train();
+    let x = Tensor::<4>::random([2, 3, 48, 64], burn::tensor::Distribution::Default, &ad);
+    let _ = model.forward(x).unwrap();
+    model.valid()
+}
