@@ -49,7 +49,7 @@
 //!
 //! ## The shipped CamVid weights
 //! [`SqueezeSegNet::pretrained_camvid`] loads weights trained on CamVid's 11 classes
-//! (validation class-average accuracy 0.678, mIoU 0.450 at 180×240) for [`SqueezeSegNetConfig::camvid`]:
+//! (their validation scores are in the README) for [`SqueezeSegNetConfig::camvid`]:
 //! the paper's layers with batch norm and a 3×3 refinement after the last unpooling
 //! ([`SqueezeSegNetConfig::refine`]). For fast inference, fold batch norm into the convolutions
 //! with [`SqueezeSegNet::for_inference`].
