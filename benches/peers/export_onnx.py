@@ -6,7 +6,8 @@ against this crate's logits with ONNX Runtime.
     cargo run --release --example export_weights -- --weights crates/squeeze-segnet/weights/camvid/camvid.bpk --out target/export
     python benches/peers/export_onnx.py target/export        # writes target/export/squeeze_segnet.onnx
 
-NOT YET RUN: written on a machine without torch (see the README). Why it is written this way:
+Checked on 2026-12-03 (torch 2.15.0, onnx 1.23.2, onnxscript 0.7.2, onnxruntime 1.32.0): three
+MaxUnpool nodes, no ScatterND, logits within 5.2e-6 of this crate's. Why it is written this way:
 - PyTorch's exporters have no MaxUnpool translation: the TorchScript exporter has no symbolic for
   aten::max_unpool2d, and the dynamo exporter (onnxscript torchlib) falls back to the
   decomposition `_unsafe_index_put`, i.e. ScatterND, 25-35 % slower in ONNX Runtime. Both ops are
