@@ -71,7 +71,7 @@ def main():
     table = {torch.ops.aten.max_pool2d_with_indices.default: max_pool2d_with_indices,
              torch.ops.aten.max_unpool2d.default: max_unpool2d}
     torch.onnx.export(model, (torch.zeros(1, 3, 360, 480),), out, dynamo=True, opset_version=18,
-                      custom_translation_table=table)
+                      custom_translation_table=table, external_data=False)  # one self-contained file
     graph = onnx.load(out)
     ops = [n.op_type for n in graph.graph.node] + [n.op_type for f in graph.functions for n in f.node]
     assert ops.count("MaxUnpool") == 3 and "MaxPool" in ops and "ScatterND" not in ops, sorted(set(ops))
