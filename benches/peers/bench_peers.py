@@ -58,25 +58,33 @@ def timed(fn, warmup, repeats):
     return statistics.median(times), min(times), max(times)
 
 
-def export(path, h, w, n):
+def export(path, h, w, n, maxunpool):
     """Exports the network to ONNX (opset 18) in its own process, so ONNX Runtime's timing and
-    memory are measured without PyTorch loaded."""
+    memory are measured without PyTorch loaded: with `maxunpool`, through export_onnx.py's
+    translations (MaxPool with indices + MaxUnpool nodes), else as PyTorch's exporter does it
+    (the unpool as ScatterND)."""
     import torch
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import squeeze_segnet as ss
     torch.manual_seed(0)
     model = ss.SqueezeSegNet().eval()
-    torch.onnx.export(model, (torch.randn(n, 3, h, w),), path, opset_version=18, dynamo=True)
+    table = None
+    if maxunpool:
+        import export_onnx
+        table = export_onnx.TRANSLATIONS
+    torch.onnx.export(model, (torch.randn(n, 3, h, w),), path, opset_version=18, dynamo=True,
+                      custom_translation_table=table, external_data=False)
 
 
 def child(engine, h, w, n, threads, warmup, repeats):
-    if engine == "onnxruntime":
+    if engine in ("onnxruntime", "onnxruntime-scatternd"):
         import numpy as np
         import onnx
         import onnxruntime as ort
         path = os.path.join(tempfile.mkdtemp(), "squeeze_segnet.onnx")
-        subprocess.run([sys.executable, __file__, "--export", path, str(h), str(w), str(n)], check=True,
-                       capture_output=True)
+        graph = "maxunpool" if engine == "onnxruntime" else "scatternd"
+        subprocess.run([sys.executable, __file__, "--export", path, str(h), str(w), str(n), graph],
+                       check=True, capture_output=True)
         ops = sorted({node.op_type for node in onnx.load(path).graph.node})
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
@@ -134,11 +142,11 @@ def main():
     ap.add_argument("--engines", default="torch-eager,torch-eager-channels-last,onnxruntime")
     ap.add_argument("--train", action="store_true", help="also time training steps at batch 4")
     ap.add_argument("--child", nargs=4)
-    ap.add_argument("--export", nargs=4)
+    ap.add_argument("--export", nargs=5)
     a = ap.parse_args()
     if a.export:
-        p, h, w, n = a.export
-        return export(p, int(h), int(w), int(n))
+        p, h, w, n, graph = a.export
+        return export(p, int(h), int(w), int(n), graph == "maxunpool")
     if a.child:
         e, h, w, n = a.child
         return child(e, int(h), int(w), int(n), a.threads, a.warmup, a.repeats)

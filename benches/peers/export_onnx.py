@@ -58,6 +58,11 @@ def max_unpool2d(self, indices, output_size: Sequence[int]):
                         pads=[0, 0, end(h), end(w)])
 
 
+# The translations that make PyTorch's exporter write MaxPool(Indices) and MaxUnpool nodes.
+TRANSLATIONS = {torch.ops.aten.max_pool2d_with_indices.default: max_pool2d_with_indices,
+                torch.ops.aten.max_unpool2d.default: max_unpool2d}
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("directory", nargs="?", default="target/export")
@@ -68,10 +73,8 @@ def main():
     batch_norm, refine, num_classes = ss.config_of(weights)
     model = ss.load_safetensors(ss.SqueezeSegNet(num_classes, batch_norm, refine), weights).eval()
     out = a.out or os.path.join(a.directory, "squeeze_segnet.onnx")
-    table = {torch.ops.aten.max_pool2d_with_indices.default: max_pool2d_with_indices,
-             torch.ops.aten.max_unpool2d.default: max_unpool2d}
     torch.onnx.export(model, (torch.zeros(1, 3, 360, 480),), out, dynamo=True, opset_version=18,
-                      custom_translation_table=table, external_data=False)  # one self-contained file
+                      custom_translation_table=TRANSLATIONS, external_data=False)  # one self-contained file
     graph = onnx.load(out)
     ops = [n.op_type for n in graph.graph.node] + [n.op_type for f in graph.functions for n in f.node]
     assert ops.count("MaxUnpool") == 3 and "MaxPool" in ops and "ScatterND" not in ops, sorted(set(ops))
