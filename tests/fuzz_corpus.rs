@@ -141,15 +141,14 @@ fn every_target_has_a_corpus_and_a_libfuzzer_entry() {
     }
 }
 
-/// Writes the seeds that are made rather than hand-written (masks, weights files). Run once
-/// with `cargo test --release --test fuzz_corpus -- --ignored`; the files are committed.
-#[test]
-#[ignore]
-fn write_generated_seeds() {
+/// The seeds that are made rather than hand-written (masks, weights files), written into `root`
+/// as `<target>/<name>`: how the committed ones were made (copy them into `fuzz/corpus/` to
+/// refresh it).
+fn write_generated_seeds(root: &Path) {
     use burn::prelude::*;
     use squeeze_segnet::{Precision, SqueezeSegNetConfig};
 
-    let mask_dir = corpus_dir("mask");
+    let mask_dir = root.join("mask");
     std::fs::create_dir_all(&mask_dir).unwrap();
     let sample = squeeze_segnet_data::camvid_sample_root();
     std::fs::copy(
@@ -166,11 +165,11 @@ fn write_generated_seeds() {
 
     // Weights: the shipped network's first layers only (a whole file is 11 MB), in each
     // precision, and the same layers as PyTorch safetensors.
-    let weights_dir = corpus_dir("weights");
+    let weights_dir = root.join("weights");
     std::fs::create_dir_all(&weights_dir).unwrap();
     let device = Device::flex();
     let full = SqueezeSegNetConfig::camvid().init(&device).unwrap();
-    let dir = std::env::temp_dir().join("squeeze-segnet-seed-weights");
+    let dir = root.join("full");
     std::fs::create_dir_all(&dir).unwrap();
     for precision in Precision::ALL {
         let path = full
@@ -200,4 +199,31 @@ fn write_generated_seeds() {
         safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![11], &bias).unwrap();
     let bytes = safetensors::serialize([("deconv1.bias", view)], None).unwrap();
     std::fs::write(weights_dir.join("deconv1_bias.safetensors"), bytes).unwrap();
+}
+
+#[test]
+fn generated_seeds_are_in_the_corpus_and_never_panic() {
+    let root = std::env::temp_dir().join(format!("ssn-fuzz-seeds-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    write_generated_seeds(&root);
+    for target in ["mask", "weights"] {
+        let dir = root.join(target);
+        let mut made = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            assert!(
+                corpus_dir(target).join(&name).is_file(),
+                "{target}/{name} is made but not in fuzz/corpus (copy it there)"
+            );
+            check(
+                target,
+                &format!("generated-{name}"),
+                &std::fs::read(&path).unwrap(),
+            );
+            made += 1;
+        }
+        assert!(made >= 4, "{target}: {made} seeds made");
+    }
+    let _ = std::fs::remove_dir_all(&root);
 }

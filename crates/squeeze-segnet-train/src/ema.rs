@@ -77,7 +77,11 @@ impl Ema {
 
     /// `ema ← d · ema + (1 − d) · model`, after checking every shape.
     fn blend(&mut self, model: &SqueezeSegNet, d: f64) -> Result<(), TrainError> {
-        let (mut current, mut average) = (Collect::default(), Collect::default());
+        let mut current = Collect {
+            read_values: true,
+            ..Collect::default()
+        };
+        let mut average = Collect::default();
         model.visit(&mut current);
         self.model.visit(&mut average);
         if current.shapes != average.shapes {
@@ -104,9 +108,11 @@ impl Ema {
     }
 }
 
-/// Every float parameter and running statistic (values flattened, and shapes), in module order.
+/// Every float parameter and running statistic: shapes, and the values flattened when
+/// `read_values` (the average's own values are not needed to check shapes), in module order.
 #[derive(Default)]
 struct Collect {
+    read_values: bool,
     values: Vec<Tensor<1>>,
     shapes: Vec<Vec<usize>>,
 }
@@ -115,8 +121,10 @@ impl ModuleVisitor for Collect {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
         let value = param.val();
         let shape = value.dims().to_vec();
-        let n = value.shape().num_elements();
-        self.values.push(value.reshape([n]));
+        if self.read_values {
+            let n = value.shape().num_elements();
+            self.values.push(value.reshape([n]));
+        }
         self.shapes.push(shape);
     }
 }
@@ -146,7 +154,10 @@ mod tests {
     use squeeze_segnet::SqueezeSegNetConfig;
 
     fn flat(model: &SqueezeSegNet) -> Vec<f32> {
-        let mut c = Collect::default();
+        let mut c = Collect {
+            read_values: true,
+            ..Collect::default()
+        };
         model.visit(&mut c);
         c.values
             .into_iter()

@@ -28,13 +28,13 @@ fn pytorch_name(path: &str) -> String {
     }
 }
 
-/// Module paths of the float parameters (and batch-norm statistics), as the visitor meets them.
+/// The float parameters (and batch-norm statistics) with their values, as the visitor meets
+/// them.
 #[derive(Default)]
 struct Paths {
     stack: Vec<String>,
     /// (PyTorch name, shape, values).
     found: Vec<(String, Vec<usize>, Vec<f32>)>,
-    read_values: bool,
 }
 
 impl ModuleVisitor for Paths {
@@ -47,15 +47,11 @@ impl ModuleVisitor for Paths {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
         let tensor = param.val();
         let shape = tensor.dims().to_vec();
-        let values = if self.read_values {
-            tensor
-                .into_data()
-                .convert::<f32>()
-                .try_to_vec::<f32>()
-                .unwrap_or_default()
-        } else {
-            Vec::new()
-        };
+        let values = tensor
+            .into_data()
+            .convert::<f32>()
+            .try_to_vec::<f32>()
+            .unwrap_or_default();
         self.found
             .push((pytorch_name(&self.stack.join(".")), shape, values));
     }
@@ -85,10 +81,7 @@ impl SqueezeSegNet {
             path: path.clone(),
             reason,
         };
-        let mut paths = Paths {
-            read_values: true,
-            ..Paths::default()
-        };
+        let mut paths = Paths::default();
         self.valid().visit(&mut paths);
         let mut bytes: BTreeMap<String, (Dtype, Vec<usize>, Vec<u8>)> = BTreeMap::new();
         for (name, shape, values) in paths.found {
@@ -144,10 +137,15 @@ impl SqueezeSegNet {
             path: path.clone(),
             reason,
         };
-        let mut paths = Paths::default();
-        self.visit(&mut paths);
+        // The network's parameters by record path and shape (the same list `load` checks
+        // burnpack files against), in a fixed order so the first mismatch named is stable.
+        let mut expected: Vec<(String, Vec<usize>)> = crate::precision::expected_tensors(&self)
+            .into_iter()
+            .map(|(path, shape)| (pytorch_name(&path), shape))
+            .collect();
+        expected.sort();
         let mut values = HashMap::new();
-        for (name, shape, _) in &paths.found {
+        for (name, shape) in &expected {
             let view = file
                 .tensor(name)
                 .map_err(|_| mismatch(format!("tensor '{name}' is missing")))?;
