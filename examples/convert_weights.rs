@@ -41,7 +41,8 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let precision: Precision = args
         .get("precision")?
         .ok_or("--precision is required (f16 or int8)")?;
-    let (weights, config, size) = squeeze_segnet_workspace::resolve_weights(&args)?;
+    let (saved, size) = squeeze_segnet_workspace::resolve_weights(&args)?;
+    let (weights, config) = (saved.weights, saved.config);
     let out = match args.raw("out") {
         Some(out) => PathBuf::from(out),
         None => {

@@ -12,14 +12,13 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use burn::prelude::*;
-use squeeze_segnet::{BackendKind, SqueezeSegNet};
+use squeeze_segnet::{BackendKind, SqueezeSegNet, colorize, predict_at, side_by_side};
 use squeeze_segnet_data::{
     CAMVID_CLASSES, CAMVID_PALETTE, SegmentationDataset, TransformConfig, camvid,
     camvid_sample_root,
 };
 use squeeze_segnet_train::{
-    CLASS_STATS_FILE, TrainingConfig, colorize, evaluate, loader::CachedDataset, logit_adjustment,
-    predict_at, side_by_side,
+    CLASS_STATS_FILE, TrainingConfig, evaluate, loader::CachedDataset, logit_adjustment,
 };
 use squeeze_segnet_workspace::cli::{self, opt, switch};
 
@@ -83,7 +82,8 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let args = cli::parse("evaluate", about, FLAGS, None)?;
     let root: PathBuf = args.get("data")?.unwrap_or_else(camvid_sample_root);
     let split = args.raw("split").unwrap_or("val");
-    let (weights, model_config, size) = squeeze_segnet_workspace::resolve_weights(&args)?;
+    let (saved, size) = squeeze_segnet_workspace::resolve_weights(&args)?;
+    let weights = saved.weights.clone();
     // Outputs go next to the weights of a run; for the shipped weights, to the current folder.
     let run_dir = if weights == squeeze_segnet::camvid_weights_path() {
         PathBuf::new()
@@ -93,7 +93,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let backend: BackendKind = args.get("backend")?.unwrap_or(BackendKind::Flex);
 
     let device = backend.device()?;
-    let mut model = model_config.init_from_file(&weights, &device)?;
+    let mut model = saved.init(&device)?;
     let flip = args.has("flip");
     if let Some(tau) = args.get::<f64>("tau")? {
         let dir = weights.parent().unwrap_or(std::path::Path::new(""));
@@ -192,12 +192,11 @@ fn write_figures(
             .convert::<i64>()
             .try_into_vec::<i64>()
             .map_err(|e| format!("{e:?}"))?;
-        let truth: Vec<i64> = sample.mask.as_raw().iter().map(|&l| l as i64).collect();
         let picture = side_by_side(
             &[
                 &sample.image,
-                &colorize(&truth, [h, w], &CAMVID_PALETTE),
-                &colorize(&predicted, [h, w], &CAMVID_PALETTE),
+                &colorize(sample.mask.as_raw(), [h, w], &CAMVID_PALETTE)?,
+                &colorize(&predicted, [h, w], &CAMVID_PALETTE)?,
             ],
             8,
         );

@@ -20,7 +20,7 @@ use std::process::ExitCode;
 
 use burn::prelude::*;
 use burn::tensor::Distribution;
-use squeeze_segnet::{SqueezeSegNet, SqueezeSegNetConfig};
+use squeeze_segnet::{SavedModel, SqueezeSegNet, SqueezeSegNetConfig};
 use squeeze_segnet_workspace::cli::{self, opt, switch};
 
 const FLAGS: &[cli::Flag] = &[
@@ -59,13 +59,13 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     device.seed(7);
     let weights: Option<PathBuf> = args.get("weights")?;
     // Trained weights bring their network's config (`model.json` beside them).
-    let run_config = weights
-        .as_deref()
-        .map(squeeze_segnet_workspace::weights_model_config)
-        .transpose()?
-        .flatten();
-    let config = match (run_config, args.has("paper")) {
-        (Some(c), _) => c,
+    let recorded = weights
+        .as_ref()
+        .filter(|w| w.with_file_name(squeeze_segnet::MODEL_FILE).is_file())
+        .map(SavedModel::open)
+        .transpose()?;
+    let config = match (recorded, args.has("paper")) {
+        (Some(saved), _) => saved.config,
         (None, true) => SqueezeSegNetConfig::paper(),
         (None, false) => SqueezeSegNetConfig::camvid(),
     };

@@ -9,9 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use burn::prelude::*;
-use squeeze_segnet::BackendKind;
+use squeeze_segnet::{BackendKind, colorize, overlay, predict_full_size};
 use squeeze_segnet_data::{CAMVID_PALETTE, TransformConfig, camvid_sample_root, decode};
-use squeeze_segnet_train::{colorize, overlay, predict_full_size};
 use squeeze_segnet_workspace::cli::{self, opt, switch};
 
 const FLAGS: &[cli::Flag] = &[
@@ -41,7 +40,6 @@ fn main() -> ExitCode {
 fn run() -> Result<(), Box<dyn std::error::Error>> {
     let about = "Segment images (files or folders; default: the sample's validation images).";
     let args = cli::parse("predict", about, FLAGS, Some("[IMAGE|DIR]..."))?;
-    let (weights, model_config, size) = squeeze_segnet_workspace::resolve_weights(&args)?;
     let backend: BackendKind = args.get("backend")?.unwrap_or(BackendKind::Flex);
     let out = PathBuf::from(args.raw("out").unwrap_or("predictions"));
 
@@ -51,10 +49,9 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         args.positional.iter().map(PathBuf::from).collect()
     };
     let files = image_files(&inputs)?;
+    let (saved, size) = squeeze_segnet_workspace::resolve_weights(&args)?;
     let device = backend.device()?;
-    let model = model_config
-        .init_from_file(&weights, &device)?
-        .for_inference();
+    let model = saved.init(&device)?.for_inference();
     let transform = TransformConfig::new(size);
     std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
     for file in files {
@@ -65,11 +62,8 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             &device,
         );
         // Full-size classes without full-size logits: one byte per pixel at any image size.
-        let classes: Vec<i64> = predict_full_size(&model, x, [h, w], args.has("flip"))?
-            .into_iter()
-            .map(i64::from)
-            .collect();
-        let mask = colorize(&classes, [h, w], &CAMVID_PALETTE);
+        let classes = predict_full_size(&model, x, [h, w], args.has("flip"))?;
+        let mask = colorize(&classes, [h, w], &CAMVID_PALETTE)?;
         let stem = file.file_stem().unwrap_or_default().to_string_lossy();
         let (mask_path, overlay_path) = (
             out.join(format!("{stem}_mask.png")),
@@ -77,7 +71,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         );
         mask.save(&mask_path)
             .map_err(|e| format!("{}: {e}", mask_path.display()))?;
-        overlay(&image, &mask, 0.5)
+        overlay(&image, &mask, 0.5)?
             .save(&overlay_path)
             .map_err(|e| format!("{}: {e}", overlay_path.display()))?;
         println!(

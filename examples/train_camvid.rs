@@ -12,7 +12,7 @@ use std::sync::atomic::Ordering;
 
 use serde::{Deserialize, Serialize};
 use squeeze_segnet::BackendKind;
-use squeeze_segnet_data::{camvid, camvid_sample_root};
+use squeeze_segnet_data::{SegmentationDataset, camvid, camvid_sample_root};
 use squeeze_segnet_train::{
     ClassWeighting, OptimizerKind, RunOptions, Schedule, Trainer, TrainingConfig,
 };
@@ -37,6 +37,11 @@ const FLAGS: &[cli::Flag] = &[
         "eval-size",
         "HxW",
         "resolution the model runs at for validation (default: --size)",
+    ),
+    opt(
+        "train-splits",
+        "LIST",
+        "comma-separated splits to train on (default train); 'train,val' trains a final model on both, without validation",
     ),
     opt(
         "val-sequence",
@@ -115,6 +120,13 @@ struct RunSource {
     /// Validate on this driving sequence of the training split, held out from training.
     #[serde(default)]
     val_sequence: Option<String>,
+    /// The splits trained on, joined in this order.
+    #[serde(default = "default_train_splits")]
+    train_splits: Vec<String>,
+}
+
+fn default_train_splits() -> Vec<String> {
+    vec!["train".into()]
 }
 
 fn main() -> ExitCode {
@@ -145,6 +157,10 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             data: args.get("data")?,
             backend: args.get("backend")?.unwrap_or(BackendKind::Flex),
             val_sequence: args.raw("val-sequence").map(String::from),
+            train_splits: match args.raw("train-splits") {
+                Some(list) => list.split(',').map(|s| s.trim().to_string()).collect(),
+                None => default_train_splits(),
+            },
         };
         (new_config(&args)?, source)
     };
@@ -155,10 +171,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         return Err("--data-parallel: needs at least one device".into());
     }
     let root = source.data.clone().unwrap_or_else(camvid_sample_root);
-    let (train, val) = match &source.val_sequence {
-        Some(prefix) => camvid(&root, "train")?.hold_out(prefix)?,
-        None => (camvid(&root, "train")?, camvid(&root, "val")?),
-    };
+    let (train, val) = training_data(&root, &source)?;
     // The first device keeps the model and the optimiser; a batch is split over all of them.
     let devices = source.backend.devices(parallel)?;
     let device = devices[0].clone();
@@ -166,10 +179,11 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         return Err(squeeze_segnet_train::TrainError::RunExists(out).into());
     }
     let summary = format!(
-        "training on {} ({} train / {} val images{}) with {}{}, {} epochs at {}x{}, run folder {}",
+        "training on {} ({} {} / {} val images{}) with {}{}, {} epochs at {}x{}, run folder {}",
         root.display(),
         train.len(),
-        val.len(),
+        source.train_splits.join("+"),
+        val.as_ref().map_or(0, |v| v.len()),
         source
             .val_sequence
             .as_ref()
@@ -186,7 +200,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         config.size[1],
         out.display()
     );
-    let mut trainer = Trainer::new(config, device, train, Some(val), &out)?;
+    let mut trainer = Trainer::new(config, device, train, val, &out)?;
     if parallel != 1 {
         trainer = trainer.with_data_parallel(devices)?;
     }
@@ -222,6 +236,35 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         );
     }
     Ok(())
+}
+
+/// The training pairs and the validation pairs: the splits in `--train-splits` joined, less a
+/// held-out sequence if one is named; without one, CamVid's val split unless it is trained on.
+fn training_data(
+    root: &std::path::Path,
+    source: &RunSource,
+) -> Result<(SegmentationDataset, Option<SegmentationDataset>), Box<dyn std::error::Error>> {
+    if source.train_splits.is_empty() || source.train_splits.iter().any(|s| s.is_empty()) {
+        return Err(format!(
+            "--train-splits: '{}' names an empty split",
+            source.train_splits.join(",")
+        )
+        .into());
+    }
+    let splits = source
+        .train_splits
+        .iter()
+        .map(|s| camvid(root, s))
+        .collect::<Result<Vec<_>, _>>()?;
+    let train = SegmentationDataset::concat(&splits)?;
+    Ok(match &source.val_sequence {
+        Some(prefix) => {
+            let (train, held) = train.hold_out(prefix)?;
+            (train, Some(held))
+        }
+        None if source.train_splits.iter().any(|s| s == "val") => (train, None),
+        None => (train, Some(camvid(root, "val")?)),
+    })
 }
 
 /// A fresh run's options from the flags.

@@ -148,6 +148,9 @@ fn grayscale_input_works_when_configured() {
 #[test]
 fn forward_agrees_across_backends() {
     let flex = Device::flex();
+    // Seeded: with fresh random weights each run, a pooling near-tie between backends
+    // occasionally moved more logits than the tolerance allows (seen twice in many runs).
+    flex.seed(11);
     let model = SqueezeSegNetConfig::new()
         .with_num_classes(5)
         .init(&flex)

@@ -11,7 +11,7 @@ use squeeze_segnet::{
     weights_precision,
 };
 use squeeze_segnet_data::{TransformConfig, camvid, camvid_sample_root};
-use squeeze_segnet_train::{TrainingConfig, evaluate, load_model_config, loader::CachedDataset};
+use squeeze_segnet_train::{TrainingConfig, evaluate, loader::CachedDataset};
 
 use burn::prelude::*;
 
@@ -22,7 +22,7 @@ fn shipped_weights_segment_the_sample_sensibly() {
     let folder = camvid_weights_path().parent().unwrap().to_path_buf();
     // The files next to the weights describe them.
     assert_eq!(
-        load_model_config(folder.join("model.json")).unwrap(),
+        SqueezeSegNetConfig::load_json(folder.join("model.json")).unwrap(),
         SqueezeSegNetConfig::camvid()
     );
     let size = TrainingConfig::load_compatible(folder.join("config.json"))

@@ -181,6 +181,40 @@ impl SegmentationDataset {
         Self::new(samples, num_classes, encoding)
     }
 
+    /// The pairs of several datasets of the same classes and mask encoding, in order — for
+    /// example CamVid's train and val splits, to train a final model on both once the recipe is
+    /// fixed on val.
+    ///
+    /// ```
+    /// use squeeze_segnet_data::{SegmentationDataset, camvid, camvid_sample_root};
+    /// let root = camvid_sample_root();
+    /// let both = SegmentationDataset::concat(&[camvid(&root, "train")?, camvid(&root, "val")?])?;
+    /// assert_eq!(both.len(), 16 + 4);
+    /// # Ok::<(), squeeze_segnet_data::DataError>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`DataError::Config`] for no dataset, or datasets whose class count or mask encoding
+    /// differ (their labels would mean different things).
+    pub fn concat(datasets: &[Self]) -> Result<Self, DataError> {
+        let Some(first) = datasets.first() else {
+            return Err(DataError::Config("concat: no dataset to join".into()));
+        };
+        if let Some((i, d)) = datasets.iter().enumerate().find(|(_, d)| {
+            d.num_classes != first.num_classes || d.encoding != first.encoding
+        }) {
+            return Err(DataError::Config(format!(
+                "concat: dataset {i} has {} classes with {:?}, dataset 0 has {} with {:?}",
+                d.num_classes, d.encoding, first.num_classes, first.encoding
+            )));
+        }
+        Ok(Self {
+            samples: datasets.iter().flat_map(|d| d.samples.iter().cloned()).collect(),
+            num_classes: first.num_classes,
+            encoding: first.encoding.clone(),
+        })
+    }
+
     /// Splits off the pairs whose image file name starts with `prefix`: `(rest, matching)`.
     /// CamVid's file names start with their driving sequence (`0001TP_`, `0006R0_`, `0016E5_`,
     /// `Seq05VD_`), so this holds out a whole sequence — a validation that measures streets the

@@ -148,7 +148,10 @@ impl TrainingConfig {
     /// [`TrainError::Io`] when the file cannot be read, [`TrainError::Config`] when it does not
     /// parse.
     pub fn load_compatible(path: impl AsRef<Path>) -> Result<Self, TrainError> {
-        load_with_defaults(path.as_ref(), &Self::legacy_defaults())
+        Ok(squeeze_segnet::load_json_with_defaults(
+            path.as_ref(),
+            &Self::legacy_defaults(),
+        )?)
     }
 
     /// The values of options for runs written before those options existed.
@@ -291,47 +294,6 @@ impl TrainingConfig {
     }
 }
 
-/// A network's `model.json`, also one written before an option existed (missing options take
-/// [`SqueezeSegNetConfig::new`]'s values, which is what such networks were).
-///
-/// # Errors
-/// [`TrainError::Io`] when the file cannot be read, [`TrainError::Config`] when it does not parse.
-pub fn load_model_config(path: impl AsRef<Path>) -> Result<SqueezeSegNetConfig, TrainError> {
-    load_with_defaults(path.as_ref(), &SqueezeSegNetConfig::new())
-}
-
-fn load_with_defaults<C: Config>(path: &Path, defaults: &C) -> Result<C, TrainError> {
-    let text = std::fs::read_to_string(path).map_err(|e| TrainError::io(path, e))?;
-    let stored: serde_json::Value = serde_json::from_str(&text)
-        .map_err(|e| TrainError::Config(format!("{}: {e}", path.display())))?;
-    serde_json::from_value(with_defaults(stored, defaults))
-        .map_err(|e| TrainError::Config(format!("{}: {e}", path.display())))
-}
-
-/// `stored` with every key it lacks (at any depth of nested objects) taken from `defaults`.
-pub(crate) fn with_defaults(
-    stored: serde_json::Value,
-    defaults: &impl Serialize,
-) -> serde_json::Value {
-    fn merge(stored: serde_json::Value, defaults: &serde_json::Value) -> serde_json::Value {
-        match (stored, defaults) {
-            (serde_json::Value::Object(mut s), serde_json::Value::Object(d)) => {
-                for (k, dv) in d {
-                    let merged = match s.remove(k) {
-                        Some(sv) => merge(sv, dv),
-                        None => dv.clone(),
-                    };
-                    s.insert(k.clone(), merged);
-                }
-                serde_json::Value::Object(s)
-            }
-            (s, _) => s,
-        }
-    }
-    let defaults = serde_json::to_value(defaults).expect("defaults serialise");
-    merge(stored, &defaults)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -355,9 +317,9 @@ mod tests {
         assert_eq!(config.lr, 0.005, "stored values are kept");
         assert!(!config.model.refine, "those networks had no refinement");
         assert_eq!(config.init_weights, None);
-        let model = load_model_config(dir.join("model.json")).unwrap();
+        let model = SqueezeSegNetConfig::load_json(dir.join("model.json")).unwrap();
         assert_eq!(model, SqueezeSegNetConfig::new());
-        let err = load_model_config(dir.join("missing.json")).unwrap_err();
+        let err = TrainingConfig::load_compatible(dir.join("missing.json")).unwrap_err();
         assert!(err.to_string().contains("missing.json"), "{err}");
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -1,6 +1,6 @@
 //! # Squeeze-SegNet training
 //!
-//! Train, evaluate and run [`squeeze_segnet`] models on data from [`squeeze_segnet_data`]:
+//! Train and evaluate [`squeeze_segnet`] models on data from [`squeeze_segnet_data`]:
 //!
 //! - [`segmentation_cross_entropy`]: class-weighted pixel-wise cross-entropy, void ignored;
 //! - [`ConfusionMatrix`] → [`SegmentationScores`]: global accuracy, class-average accuracy
@@ -8,10 +8,10 @@
 //! - [`Trainer`]: the training loop on any backend, with validation at the labels' full
 //!   resolution, a progress bar, a metrics log and chart, and checkpoints that survive `kill -9`
 //!   ([`checkpoint`]) and resume exactly;
-//! - [`evaluate()`] and [`predict_at`]: scoring and inference at any resolution, optionally
-//!   with flip test-time augmentation;
+//! - [`evaluate()`]: scoring at the labels' resolution, whatever size the model runs at,
+//!   optionally with flip test-time augmentation (inference itself is the model crate's:
+//!   [`squeeze_segnet::predict_at`]);
 //! - [`logit_adjustment`]: post-hoc correction of the prior shift of class-weighted training;
-//! - [`colorize`] and [`overlay`]: pictures of predictions;
 //! - [`SegmentationMetric`]: the same scores as burn-train metrics, for Burn's `Learner`.
 //!
 //! What is Burn's: autodiff, the optimisers ([`burn::optim`]: SGD with momentum, Adam), the
@@ -48,20 +48,16 @@ mod metrics;
 pub mod parallel;
 mod progress;
 mod trainer;
-mod visualize;
 
 pub use adjust::{CLASS_STATS_FILE, logit_adjustment};
 pub use burn_metric::{Score, SegmentationMetric, SegmentationMetricInput};
 pub use chart::{render as render_chart, write_chart};
-pub use config::{ClassWeighting, OptimizerKind, Schedule, TrainingConfig, load_model_config};
+pub use config::{ClassWeighting, OptimizerKind, Schedule, TrainingConfig};
 pub use ema::Ema;
 pub use error::TrainError;
-pub use evaluate::{
-    evaluate, logits, predict_at, predict_full_size, upsample_argmax, upsample_logits,
-};
+pub use evaluate::evaluate;
 pub use lock::LOCK_FILE;
 pub use loss::{label_weight_sum, segmentation_cross_entropy, soft_jaccard_loss, weighted_nll_sum};
 pub use metrics::{ConfusionMatrix, SegmentationScores};
 pub use progress::{ProgressBar, clock};
 pub use trainer::{EpochRecord, RunOptions, Trainer, TrainingOutcome, summary_line};
-pub use visualize::{colorize, overlay, side_by_side};

@@ -542,7 +542,7 @@ impl Trainer {
                 reason: format!("unreadable config: {e}"),
             })?;
         // Options added since the run started take the values those runs had.
-        let stored = crate::config::with_defaults(stored, &TrainingConfig::legacy_defaults());
+        let stored = squeeze_segnet::json_with_defaults(stored, &TrainingConfig::legacy_defaults());
         let given: serde_json::Value =
             serde_json::from_str(&self.config.to_string()).expect("config serialises");
         if let (Some(s), Some(g)) = (stored.as_object(), given.as_object()) {

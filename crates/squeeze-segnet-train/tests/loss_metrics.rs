@@ -1,5 +1,5 @@
 //! The loss against hand computations (void pixels contribute nothing), and the metrics against
-//! confusion matrices counted by hand.
+//! confusion matrices counted by hand; scoring refuses a model of other classes than the data.
 
 use burn::prelude::*;
 use burn::tensor::Tolerance;
@@ -258,5 +258,34 @@ fn soft_jaccard_matches_a_hand_computation() {
     for c in 0..3 {
         assert_eq!(g[c * 4 + 3], 0.0, "void pixel, class {c}");
         assert!(g[c * 4].abs() > 0.0, "labelled pixel, class {c}");
+    }
+}
+
+#[test]
+fn scoring_a_model_on_data_with_other_classes_is_an_error() {
+    use squeeze_segnet::SqueezeSegNetConfig;
+    use squeeze_segnet_data::{TransformConfig, camvid, camvid_sample_root};
+    use squeeze_segnet_train::{TrainError, evaluate, loader::CachedDataset};
+    let device = Device::flex();
+    let val = camvid(camvid_sample_root(), "val").unwrap();
+    let data = std::sync::Arc::new(CachedDataset::new(val, false));
+    for classes in [5, 12] {
+        let model = SqueezeSegNetConfig::camvid()
+            .with_num_classes(classes)
+            .init(&device)
+            .unwrap();
+        let err = evaluate(
+            &model,
+            data.clone(),
+            TransformConfig::eval([64, 80]),
+            2,
+            false,
+            &device,
+        )
+        .unwrap_err();
+        assert!(
+            matches!(err, TrainError::ClassCount { model, data: 11 } if model == classes),
+            "{err}"
+        );
     }
 }

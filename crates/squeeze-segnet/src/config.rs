@@ -67,6 +67,14 @@ pub const ENCODER_FIRES: [FireSize; 8] = [
     fire("fire9", 512, 64, 256),
 ];
 
+/// The encoder modules after which a pooling (with indices) follows, besides conv1 (pool1):
+/// pool3 after fire3, pool5 after fire5.
+pub const POOLED_AFTER: [&str; 2] = ["fire3", "fire5"];
+
+/// The decoder modules after which a max-unpooling follows, with the indices of pool5, pool3
+/// and pool1 in turn.
+pub const UNPOOLED_AFTER: [&str; 3] = ["dfire6", "dfire4", "dfire2"];
+
 /// Decoder DFire modules in execution order (unpool with pool5's indices after dfire6, with
 /// pool3's after dfire4, with pool1's after dfire2).
 pub const DECODER_DFIRES: [DFireSize; 8] = [
@@ -152,6 +160,33 @@ pub fn encoder_sizes(len: usize) -> Option<[usize; 4]> {
     let p3 = pooled_len(p1, POOL.kernel[0], POOL.stride[0])?;
     let p5 = pooled_len(p3, POOL.kernel[0], POOL.stride[0])?;
     Some([conv1, p1, p3, p5])
+}
+
+/// Checks an input shape `[batch, channels, height, width]` for a network of `input_channels`;
+/// returns the spatial sizes through the encoder ([`encoder_sizes`]) of the height and width.
+pub(crate) fn check_input(
+    dims: [usize; 4],
+    input_channels: usize,
+) -> Result<[[usize; 4]; 2], crate::SegNetError> {
+    let [n, c, h, w] = dims;
+    if c != input_channels {
+        return Err(crate::SegNetError::InputChannels {
+            shape: dims,
+            channels: input_channels,
+        });
+    }
+    if n == 0 {
+        return Err(crate::SegNetError::EmptyBatch);
+    }
+    match (encoder_sizes(h), encoder_sizes(w)) {
+        (Some(hs), Some(ws)) => Ok([hs, ws]),
+        _ => Err(crate::SegNetError::InputTooSmall {
+            height: h,
+            width: w,
+            min_height: min_input_len(),
+            min_width: min_input_len(),
+        }),
+    }
 }
 
 /// The smallest input height (and width) the network accepts: 25.

@@ -60,142 +60,88 @@ impl ConvBlock {
     /// - input: `[batch, channels[0], height, width]`
     /// - output: `[batch, channels[1], (height + 2p - k) / s + 1, (width + 2p - k) / s + 1]`
     ///
-    /// On the CPU backends at inference (see [`crate::fused`]) a block without batch norm runs
-    /// as one fused convolution + bias + ReLU; otherwise the convolution on NdArray or Flex
-    /// (training included) runs on [`fused::conv2d_train`], whose gradients are this crate's.
+    /// A block without batch norm is [`fused::conv2d_bias_relu`] (one fused pass at inference on
+    /// the CPU backends); with batch norm, the convolution is [`fused::conv2d_train`] (this
+    /// crate's kernels and gradients on NdArray and Flex). Both pick their path themselves.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        if let Some(f) = self.fused(&x) {
-            return fused::conv2d_bias_relu(x, f.weight, f.bias, f.stride, f.padding);
+        let Some(padding) = self.plain_padding() else {
+            // Built by hand with groups, dilation or uneven padding: Burn's layer as it is.
+            let x = self.conv.forward(x);
+            let x = match &self.norm {
+                Some(norm) => norm.forward(x),
+                None => x,
+            };
+            return burn::tensor::activation::relu(x);
+        };
+        let (weight, stride) = (self.conv.weight.val(), self.conv.stride);
+        if let (None, Some(bias)) = (&self.norm, &self.conv.bias) {
+            return fused::conv2d_bias_relu(x, weight, bias.val(), stride, padding);
         }
-        let x = match self.training_conv(&x) {
-            Some((weight, padding)) => {
-                let y = fused::conv2d_train(x, weight, self.conv.stride, padding);
-                match &self.conv.bias {
-                    Some(b) => {
-                        let c = b.dims()[0];
-                        y + b.val().reshape([1, c, 1, 1])
-                    }
-                    None => y,
-                }
-            }
-            None => self.conv.forward(x),
-        };
-        let x = match &self.norm {
-            Some(norm) => norm.forward(x),
-            None => x,
-        };
-        burn::tensor::activation::relu(x)
+        let mut y = fused::conv2d_train(x, weight, stride, padding);
+        if let Some(b) = &self.conv.bias {
+            let c = b.dims()[0];
+            y = y + b.val().reshape([1, c, 1, 1]);
+        }
+        if let Some(norm) = &self.norm {
+            y = norm.forward(y);
+        }
+        burn::tensor::activation::relu(y)
     }
-}
 
-/// A block's arguments for the fused CPU path.
-pub(crate) struct FusedConv {
-    pub weight: Tensor<4>,
-    pub bias: Tensor<1>,
-    pub kernel: [usize; 2],
-    pub stride: [usize; 2],
-    pub padding: [usize; 2],
-}
-
-impl ConvBlock {
-    /// This block's arguments for the fused CPU path, when that path serves it on `x`: an
-    /// inference device of a CPU backend for the input and the parameters ([`fused::applies`]),
-    /// no batch norm, a bias, groups 1,
-    /// dilation 1, symmetric padding and the input's dtype.
-    pub(crate) fn fused(&self, x: &Tensor<4>) -> Option<FusedConv> {
+    /// The `[vertical, horizontal]` padding of a convolution with groups 1, dilation 1 and the
+    /// same padding on opposite sides (every block [`ConvBlockConfig`] builds).
+    fn plain_padding(&self) -> Option<[usize; 2]> {
         let conv = &self.conv;
-        if self.norm.is_some() || conv.groups != 1 || conv.dilation != [1, 1] {
-            return None;
-        }
         let PaddingConfig2d::Explicit(top, left, bottom, right) = conv.padding else {
             return None;
         };
-        let bias = conv.bias.as_ref()?.val();
-        let weight = conv.weight.val();
-        if top != bottom
-            || left != right
-            || weight.dtype() != x.dtype()
-            || bias.dtype() != x.dtype()
-            || weight.device() != x.device()
-            || bias.device() != x.device()
-            || weight.dims()[1] != x.dims()[1]
-            || !fused::applies(x)
-            || !fused::applies(&weight)
-            || !fused::applies(&bias)
-        {
+        let plain = conv.groups == 1 && conv.dilation == [1, 1] && top == bottom && left == right;
+        plain.then_some([top, left])
+    }
+
+    /// Weight, bias and padding of a block that is one convolution + bias + ReLU (no batch norm,
+    /// as [`SqueezeSegNet::for_inference`](crate::SqueezeSegNet::for_inference) leaves them), for
+    /// the fused Fire and DFire kernels.
+    fn conv_bias_relu(&self) -> Option<(Tensor<4>, Tensor<1>, [usize; 2])> {
+        if self.norm.is_some() || self.conv.stride != [1, 1] {
             return None;
         }
-        Some(FusedConv {
-            weight,
-            bias,
-            kernel: conv.kernel_size,
-            stride: conv.stride,
-            padding: [top, left],
-        })
+        let bias = self.conv.bias.as_ref()?.val();
+        Some((self.conv.weight.val(), bias, self.plain_padding()?))
     }
 }
 
-impl ConvBlock {
-    /// The weight and padding for [`fused::conv2d_train`] when it serves this block's convolution
-    /// on `x`: NdArray or Flex (autodiff or not, [`fused::trains`]), groups 1,
-    /// dilation 1, symmetric padding, the input's dtype, device and channel count.
-    fn training_conv(&self, x: &Tensor<4>) -> Option<(Tensor<4>, [usize; 2])> {
-        let conv = &self.conv;
-        if conv.groups != 1 || conv.dilation != [1, 1] {
-            return None;
-        }
-        let PaddingConfig2d::Explicit(top, left, bottom, right) = conv.padding else {
-            return None;
-        };
-        let weight = conv.weight.val();
-        let fits = top == bottom
-            && left == right
-            && weight.dtype() == x.dtype()
-            && weight.device() == x.device()
-            && weight.dims()[1] == x.dims()[1]
-            && fused::trains(x)
-            && fused::trains(&weight);
-        fits.then_some((weight, [top, left]))
-    }
+/// A 1×1 and a padded 3×3 block without batch norm: the weights and biases for
+/// [`fused::fire_expand`].
+fn expand_operands(e1: &ConvBlock, e3: &ConvBlock) -> Option<[(Tensor<4>, Tensor<1>); 2]> {
+    let (w1, b1, p1) = e1.conv_bias_relu()?;
+    let (w3, b3, p3) = e3.conv_bias_relu()?;
+    let shapes = e1.conv.kernel_size == [1, 1] && e3.conv.kernel_size == [3, 3];
+    (shapes && p1 == [0, 0] && p3 == [1, 1]).then_some([(w1, b1), (w3, b3)])
 }
 
-/// The fused arguments of a Fire/DFire expand pair: a 1×1 block and a padded 3×3 block.
-fn fused_pair(e1: &ConvBlock, e3: &ConvBlock, x: &Tensor<4>) -> Option<(FusedConv, FusedConv)> {
-    let (a, b) = (e1.fused(x)?, e3.fused(x)?);
-    let pair = a.kernel == [1, 1]
-        && a.stride == [1, 1]
-        && a.padding == [0, 0]
-        && b.kernel == [3, 3]
-        && b.stride == [1, 1]
-        && b.padding == [1, 1];
-    pair.then_some((a, b))
-}
-
-/// `squeeze(cat([e1(x), e3(x)], 1))`: a DFire module, as one fused pass on the CPU backends at
-/// inference, Burn's ops otherwise.
+/// `squeeze(cat([e1(x), e3(x)], 1))`: a DFire module, [`fused::dfire`] for blocks without batch
+/// norm, Burn's ops around batch norm.
 pub(crate) fn dfire(
     e1: &ConvBlock,
     e3: &ConvBlock,
     squeeze: &ConvBlock,
     x: Tensor<4>,
 ) -> Tensor<4> {
-    if let Some((a, b)) = fused_pair(e1, e3, &x)
-        && let Some(s) = squeeze.fused(&x)
-        && s.kernel == [1, 1]
-        && s.stride == [1, 1]
-        && s.padding == [0, 0]
+    if let Some([(w1, b1), (w3, b3)]) = expand_operands(e1, e3)
+        && let Some((ws, bs, [0, 0])) = squeeze.conv_bias_relu()
+        && squeeze.conv.kernel_size == [1, 1]
     {
-        return fused::dfire(x, [a.weight, b.weight, s.weight], [a.bias, b.bias, s.bias]);
+        return fused::dfire(x, [w1, w3, ws], [b1, b3, bs]);
     }
     squeeze.forward(expand_pair(e1, e3, x))
 }
 
 /// `cat([e1(x), e3(x)], 1)` for a 1×1 and a padded 3×3 block (a Fire or DFire module's expand
-/// stage): one fused pass writing both halves on the CPU backends at inference, Burn's ops
-/// otherwise.
+/// stage): [`fused::fire_expand`] for blocks without batch norm, Burn's ops around batch norm.
 pub(crate) fn expand_pair(e1: &ConvBlock, e3: &ConvBlock, x: Tensor<4>) -> Tensor<4> {
-    if let Some((a, b)) = fused_pair(e1, e3, &x) {
-        return fused::fire_expand(x, a.weight, a.bias, b.weight, b.bias);
+    if let Some([(w1, b1), (w3, b3)]) = expand_operands(e1, e3) {
+        return fused::fire_expand(x, w1, b1, w3, b3);
     }
     Tensor::cat(vec![e1.forward(x.clone()), e3.forward(x)], 1)
 }

@@ -14,13 +14,50 @@
 //! convolution, but they run as ordinary convolutions, which every backend implements with a
 //! GEMM — Burn 0.22's NdArray transposed convolution is a scalar loop (≈ 1.2 s at 360×480).
 //! Output padding (the extra last row or column that only receives the bias) is a zero row of
-//! the odd phase. Gradients come from autodiff through the ordinary ops. At inference on the CPU
-//! backends the phases run on the fused convolution kernels ([`crate::fused`]).
+//! the odd phase. The phases are [`fused::conv2d_train`]: this crate's kernels and gradients on
+//! NdArray and Flex, Burn's convolution elsewhere.
 
-use crate::fused;
+use crate::{BackendKind, fused};
+use burn::nn::conv::ConvTranspose2d;
 use burn::prelude::*;
-use burn::tensor::module::conv2d;
-use burn::tensor::ops::ConvOptions;
+use burn::tensor::module::conv_transpose2d;
+use burn::tensor::ops::ConvTransposeOptions;
+
+/// `deconv`'s transposed convolution applied to `x`, with the output padding (0 or 1 per side)
+/// that lands exactly on `[height, width]`: `2·(h − 1) + 3 + pad = height` for the network's
+/// 3×3, stride-2 layer.
+///
+/// On NdArray, whose transposed convolution is a scalar loop, that layer runs as four ordinary
+/// convolutions ([`conv_transpose2d_3x3_s2`]; exact, about 4× faster for the whole network at
+/// 360×480); Flex's and WGPU's own transposed convolutions are faster than the decomposition
+/// there (measured in `BENCHMARKS.md`), as is any other layer shape.
+pub fn forward(deconv: &ConvTranspose2d, x: Tensor<4>, [height, width]: [usize; 2]) -> Tensor<4> {
+    let bias = deconv.bias.as_ref().map(|b| b.val());
+    let weight = deconv.weight.val();
+    let [_, _, h, w] = x.dims();
+    let network_layer = weight.dims()[2..] == [3, 3]
+        && deconv.stride == [2, 2]
+        && deconv.padding == [0, 0]
+        && deconv.dilation == [1, 1]
+        && deconv.groups == 1;
+    if network_layer && BackendKind::of(&x.device()) == Some(BackendKind::NdArray) {
+        return conv_transpose2d_3x3_s2(x, weight, bias, [height, width]);
+    }
+    // The size without output padding, per dimension d: (len − 1)·s + dilation·(k − 1) + 1 − 2p.
+    let natural = |len: usize, d: usize| {
+        (len - 1) * deconv.stride[d] + deconv.dilation[d] * (deconv.kernel_size[d] - 1) + 1
+            - 2 * deconv.padding[d]
+    };
+    let padding_out = [height - natural(h, 0), width - natural(w, 1)];
+    let options = ConvTransposeOptions::new(
+        deconv.stride,
+        deconv.padding,
+        padding_out,
+        deconv.dilation,
+        deconv.groups,
+    );
+    conv_transpose2d(x, weight, bias, options)
+}
 
 /// `conv_transpose2d` with a 3×3 kernel, stride 2, no padding, dilation 1 and one group, cropped
 /// to `output_size` (`2·h + 1` or `2·h + 2` per side: output padding 0 or 1).
@@ -61,17 +98,7 @@ pub fn conv_transpose2d_3x3_s2(
     let phase = |rows: &[usize], cols: &[usize]| -> Tensor<4> {
         let padding = [usize::from(rows.len() == 2), usize::from(cols.len() == 2)];
         let k = kernel(rows, cols);
-        let fits = k.device() == x.device() && k.dtype() == x.dtype() && k.dims()[1] == x.dims()[1];
-        let y = if fits && fused::applies(&x) && fused::applies(&k) {
-            fused::conv2d_train(x.clone(), k, [1, 1], padding)
-        } else {
-            conv2d(
-                x.clone(),
-                k,
-                None,
-                ConvOptions::new([1, 1], padding, [1, 1], 1),
-            )
-        };
+        let y = fused::conv2d_train(x.clone(), k, [1, 1], padding);
         // Every phase to (h + 1) × (w + 1): odd phases get a zero last row / column.
         let [_, _, ph, pw] = y.dims();
         let y = if ph == h {

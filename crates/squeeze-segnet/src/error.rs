@@ -119,6 +119,21 @@ pub enum SegNetError {
         /// What did not fit.
         reason: String,
     },
+    /// A network description or run configuration (`model.json`, `config.json`) that cannot be
+    /// read or parsed.
+    #[error("cannot read the configuration {path}: {reason}")]
+    ConfigFile {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+    /// Arguments whose sizes do not agree (e.g. a class map and its stated height × width).
+    #[error("sizes do not agree: {0}")]
+    SizeMismatch(String),
+    /// A tensor could not be read back from the device.
+    #[error("cannot read a tensor back from the device: {0}")]
+    Readback(String),
     /// A backend name that is not one of the supported ones.
     #[error("unknown backend '{0}': expected one of ndarray, flex, wgpu")]
     UnknownBackend(String),

@@ -69,7 +69,11 @@
 //! - [`retain_freed_memory`]: the allocator setting the examples and benchmarks use;
 //! - [`deconv`]: the final transposed convolution as four ordinary convolutions;
 //! - [`ModelSummary`]: per-layer shapes, parameters and multiply-accumulates;
-//! - weights: [`SqueezeSegNet::save`], [`SqueezeSegNet::load`],
+//! - inference at any size: [`predict_at`] (a batch, classes at the labels' size, optional flip
+//!   test-time augmentation), [`predict_full_size`] (one photo at its own size, one byte a
+//!   pixel); pictures: [`colorize`], [`overlay`], [`side_by_side`];
+//! - weights: [`SavedModel`] (a weights file with its network's `model.json` and validation
+//!   size beside it), [`SqueezeSegNet::save`], [`SqueezeSegNet::load`],
 //!   [`SqueezeSegNet::pretrained_camvid`]; [`Precision`]: files in f16 or int8
 //!   ([`SqueezeSegNet::save_as`]); [`pytorch`]: safetensors in PyTorch's names
 //!   ([`SqueezeSegNet::save_pytorch`], [`SqueezeSegNet::load_pytorch`]);
@@ -88,8 +92,11 @@ pub mod fused;
 mod model;
 pub mod ops;
 mod precision;
+mod predict;
 pub mod pytorch;
+mod saved;
 mod summary;
+mod visualize;
 mod weights;
 
 pub use allocator::{RETAINED_BLOCK_LIMIT, RETAINED_FREE_LIMIT, retain_freed_memory};
@@ -101,5 +108,10 @@ pub use error::{OpError, SegNetError};
 pub use fire::{Fire, FireConfig};
 pub use model::SqueezeSegNet;
 pub use precision::{PRECISION_KEY, Precision, weights_precision};
+pub use predict::{logits, predict_at, predict_full_size, upsample_argmax, upsample_logits};
+pub use saved::{
+    MODEL_FILE, RUN_FILE, SavedModel, json_with_defaults, load_json_with_defaults,
+};
 pub use summary::{LayerSummary, ModelSummary, num_trainable_params};
+pub use visualize::{colorize, overlay, side_by_side};
 pub use weights::{camvid_int8_weights_path, camvid_weights_path, weights_path};

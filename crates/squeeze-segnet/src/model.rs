@@ -6,14 +6,9 @@ use burn::nn::{
     conv::{ConvTranspose2d, ConvTranspose2dConfig},
 };
 use burn::prelude::*;
-use burn::tensor::{module::conv_transpose2d, ops::ConvTransposeOptions};
-
-use crate::BackendKind;
-use crate::deconv::conv_transpose2d_3x3_s2;
 
 use crate::config::{
     CONV1_CHANNELS, CONV10_CHANNELS, DECODER_DFIRES, ENCODER_FIRES, POOL, SqueezeSegNetConfig,
-    encoder_sizes, min_input_len,
 };
 use crate::conv::{ConvBlock, ConvBlockConfig};
 use crate::dfire::{DFire, DFireConfig};
@@ -201,26 +196,11 @@ impl SqueezeSegNet {
     }
 
     /// Checks an input shape against the network: channels, batch and minimum size.
+    ///
+    /// # Errors
+    /// As [`forward`](Self::forward).
     pub fn check_input(&self, dims: [usize; 4]) -> Result<(), SegNetError> {
-        let [n, c, h, w] = dims;
-        if c != self.input_channels {
-            return Err(SegNetError::InputChannels {
-                shape: dims,
-                channels: self.input_channels,
-            });
-        }
-        if n == 0 {
-            return Err(SegNetError::EmptyBatch);
-        }
-        if encoder_sizes(h).is_none() || encoder_sizes(w).is_none() {
-            return Err(SegNetError::InputTooSmall {
-                height: h,
-                width: w,
-                min_height: min_input_len(),
-                min_width: min_input_len(),
-            });
-        }
-        Ok(())
+        crate::config::check_input(dims, self.input_channels).map(|_| ())
     }
 
     /// [`forward`](Self::forward) without the input checks; panics where `forward` returns an
@@ -228,29 +208,33 @@ impl SqueezeSegNet {
     pub fn forward_unchecked(&self, x: Tensor<4>) -> Tensor<4> {
         let [_, _, height, width] = x.dims();
 
-        // Encoder
+        // Encoder: SqueezeNet 1.1, keeping the pooling indices.
         let x = self.conv1.forward(x);
         let (x, pool1) = pool(x, POOL);
-        let x = self.fire3.forward(self.fire2.forward(x));
+        let x = self.fire2.forward(x);
+        let x = self.fire3.forward(x);
         let (x, pool3) = pool(x, POOL);
-        let x = self.fire5.forward(self.fire4.forward(x));
+        let x = self.fire4.forward(x);
+        let x = self.fire5.forward(x);
         let (x, pool5) = pool(x, POOL);
-        let x = self.fire9.forward(
-            self.fire8
-                .forward(self.fire7.forward(self.fire6.forward(x))),
-        );
+        let x = self.fire6.forward(x);
+        let x = self.fire7.forward(x);
+        let x = self.fire8.forward(x);
+        let x = self.fire9.forward(x);
         let x = self.conv10.forward(x);
 
-        // Decoder
+        // Decoder: the mirror image, unpooling with the encoder's indices.
         let x = self.conv10_d.forward(x);
-        let x = self.dfire6.forward(
-            self.dfire7
-                .forward(self.dfire8.forward(self.dfire9.forward(x))),
-        );
+        let x = self.dfire9.forward(x);
+        let x = self.dfire8.forward(x);
+        let x = self.dfire7.forward(x);
+        let x = self.dfire6.forward(x);
         let x = unpool(x, pool5);
-        let x = self.dfire4.forward(self.dfire5.forward(x));
+        let x = self.dfire5.forward(x);
+        let x = self.dfire4.forward(x);
         let x = unpool(x, pool3);
-        let x = self.dfire2.forward(self.dfire3.forward(x));
+        let x = self.dfire3.forward(x);
+        let x = self.dfire2.forward(x);
         let x = unpool(x, pool1);
         let x = match &self.refine {
             Some(refine) => refine.forward(x),
@@ -325,26 +309,9 @@ impl SqueezeSegNet {
         Ok(self)
     }
 
-    /// The final transposed convolution, with the output padding (0 or 1 per side) that lands
-    /// exactly on the input size: `2·(h1 − 1) + 3 + pad = height`.
-    ///
-    /// On NdArray, whose transposed convolution is a scalar loop, it runs as four ordinary
-    /// convolutions ([`crate::deconv`]; exact, about 4× faster for the whole network at
-    /// 360×480); Flex's and WGPU's own transposed convolutions are faster than that
-    /// decomposition there (measured in `BENCHMARKS.md`).
-    fn deconv(&self, x: Tensor<4>, [height, width]: [usize; 2]) -> Tensor<4> {
-        let d = &self.deconv1;
-        let bias = d.bias.as_ref().map(|b| b.val());
-        if BackendKind::of(&x.device()) == Some(BackendKind::NdArray) {
-            return conv_transpose2d_3x3_s2(x, d.weight.val(), bias, [height, width]);
-        }
-        let [_, _, h1, w1] = x.dims();
-        let padding_out = [height - (2 * h1 + 1), width - (2 * w1 + 1)];
-        conv_transpose2d(
-            x,
-            d.weight.val(),
-            bias,
-            ConvTransposeOptions::new(d.stride, d.padding, padding_out, d.dilation, d.groups),
-        )
+    /// The final transposed convolution, landing exactly on the input size (see
+    /// [`crate::deconv::forward`]).
+    fn deconv(&self, x: Tensor<4>, size: [usize; 2]) -> Tensor<4> {
+        crate::deconv::forward(&self.deconv1, x, size)
     }
 }

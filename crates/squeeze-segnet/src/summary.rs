@@ -7,8 +7,8 @@ use burn::prelude::*;
 
 use crate::SegNetError;
 use crate::config::{
-    CONV1_CHANNELS, CONV10_CHANNELS, DECODER_DFIRES, ENCODER_FIRES, SqueezeSegNetConfig,
-    encoder_sizes, min_input_len,
+    CONV1_CHANNELS, CONV10_CHANNELS, DECODER_DFIRES, ENCODER_FIRES, POOLED_AFTER,
+    SqueezeSegNetConfig, UNPOOLED_AFTER,
 };
 
 /// One row of a [`ModelSummary`].
@@ -114,20 +114,7 @@ impl SqueezeSegNetConfig {
     pub fn summary(&self, input: [usize; 4]) -> Result<ModelSummary, SegNetError> {
         self.validate()?;
         let [n, c, h, w] = input;
-        if c != self.input_channels {
-            return Err(SegNetError::InputChannels {
-                shape: input,
-                channels: self.input_channels,
-            });
-        }
-        let (Some(hs), Some(ws)) = (encoder_sizes(h), encoder_sizes(w)) else {
-            return Err(SegNetError::InputTooSmall {
-                height: h,
-                width: w,
-                min_height: min_input_len(),
-                min_width: min_input_len(),
-            });
-        };
+        let [hs, ws] = crate::config::check_input(input, self.input_channels)?;
         let bn = self.batch_norm;
         let mut layers = Vec::new();
         let mut row = |name, kind, ch: usize, level: usize, params: usize, macs_per_px: u64| {
@@ -171,44 +158,31 @@ impl SqueezeSegNetConfig {
         let (p, m) = conv(c, CONV1_CHANNELS, 3, bn);
         row("conv1", "Conv 3×3/2", CONV1_CHANNELS, 0, p, m);
         row("pool1", "MaxPool 3×3/2 + indices", CONV1_CHANNELS, 1, 0, 0);
-        for (i, level) in [
-            (0, 1),
-            (1, 1),
-            (2, 2),
-            (3, 2),
-            (4, 3),
-            (5, 3),
-            (6, 3),
-            (7, 3),
-        ] {
+        // Level 1 after pool1, one more after each of the encoder's later poolings.
+        let mut level = 1;
+        for i in 0..ENCODER_FIRES.len() {
             let (s, p, m) = fire_cost(i);
             row(s.name, "Fire", 2 * s.expand, level, p, m);
-            match s.name {
-                "fire3" => row("pool3", "MaxPool 3×3/2 + indices", 2 * s.expand, 2, 0, 0),
-                "fire5" => row("pool5", "MaxPool 3×3/2 + indices", 2 * s.expand, 3, 0, 0),
-                _ => {}
+            if let Some(k) = POOLED_AFTER.iter().position(|&name| name == s.name) {
+                level += 1;
+                let name = ["pool3", "pool5"][k];
+                row(name, "MaxPool 3×3/2 + indices", 2 * s.expand, level, 0, 0);
             }
         }
         let (p, m) = conv(CONV10_CHANNELS, CONV10_CHANNELS, 1, bn);
-        row("conv10", "Conv 1×1", CONV10_CHANNELS, 3, p, m);
-        row("conv10_d", "Conv 1×1", CONV10_CHANNELS, 3, p, m);
-        for (i, level) in [
-            (0, 3),
-            (1, 3),
-            (2, 3),
-            (3, 3),
-            (4, 2),
-            (5, 2),
-            (6, 1),
-            (7, 1),
-        ] {
+        row("conv10", "Conv 1×1", CONV10_CHANNELS, level, p, m);
+        row("conv10_d", "Conv 1×1", CONV10_CHANNELS, level, p, m);
+        for i in 0..DECODER_DFIRES.len() {
             let (s, p, m) = dfire_cost(i);
             row(s.name, "DFire", s.output, level, p, m);
-            match s.name {
-                "dfire6" => row("unpool5", "MaxUnpool (pool5)", s.output, 2, 0, 0),
-                "dfire4" => row("unpool3", "MaxUnpool (pool3)", s.output, 1, 0, 0),
-                "dfire2" => row("unpool1", "MaxUnpool (pool1)", s.output, 0, 0, 0),
-                _ => {}
+            if let Some(k) = UNPOOLED_AFTER.iter().position(|&name| name == s.name) {
+                level -= 1;
+                let (name, kind) = [
+                    ("unpool5", "MaxUnpool (pool5)"),
+                    ("unpool3", "MaxUnpool (pool3)"),
+                    ("unpool1", "MaxUnpool (pool1)"),
+                ][k];
+                row(name, kind, s.output, level, 0, 0);
             }
         }
         if self.refine {

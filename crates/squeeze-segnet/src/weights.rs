@@ -117,8 +117,8 @@ pub fn camvid_int8_weights_path() -> PathBuf {
 }
 
 impl SqueezeSegNet {
-    /// The [`SqueezeSegNetConfig::camvid`] network with the shipped CamVid weights
-    /// ([`camvid_weights_path`]).
+    /// The network of the shipped CamVid weights ([`camvid_weights_path`]), as described by the
+    /// `model.json` beside them: [`crate::SavedModel::camvid`] built on `device`.
     ///
     /// ```no_run
     /// use burn::prelude::*;
@@ -130,7 +130,7 @@ impl SqueezeSegNet {
     /// [`SegNetError::Load`] naming the file when it is missing (e.g. a packaged crate without
     /// its `weights/` folder).
     pub fn pretrained_camvid(device: &Device) -> Result<SqueezeSegNet, SegNetError> {
-        SqueezeSegNetConfig::camvid().init_from_file(camvid_weights_path(), device)
+        crate::SavedModel::camvid()?.init(device)
     }
 
     /// [`SqueezeSegNet::pretrained_camvid`] from the int8 file ([`camvid_int8_weights_path`]),
@@ -139,7 +139,7 @@ impl SqueezeSegNet {
     /// # Errors
     /// [`SegNetError::Load`] naming the file when it is missing or damaged.
     pub fn pretrained_camvid_int8(device: &Device) -> Result<SqueezeSegNet, SegNetError> {
-        SqueezeSegNetConfig::camvid().init_from_file(camvid_int8_weights_path(), device)
+        crate::SavedModel::camvid_int8()?.init(device)
     }
 }
 

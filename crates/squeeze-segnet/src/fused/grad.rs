@@ -23,7 +23,7 @@ use burn::backend::autodiff::{
     ops::{Backward, Ops, OpsKind},
 };
 use burn::backend::{AutodiffBackend, Backend, TensorMetadata, tensor::FloatTensor};
-use burn::tensor::ops::ConvTransposeOptions;
+use burn::tensor::ops::{ConvOptions, ConvTransposeOptions};
 
 use super::FusedConvOps;
 use crate::ops::dims4;
@@ -121,6 +121,10 @@ impl<B: Backend + FusedConvOps, C: CheckpointStrategy> FusedConvOps for Autodiff
         ))
     }
 
+    // The inference-only ops: the Tensor-level entry points never send autodiff tensors here,
+    // but the trait methods are public, so a direct call computes the same function from the
+    // autodiff backend's own differentiable ops — tracked inputs get their gradients.
+
     fn seg_conv2d_bias(
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
@@ -131,17 +135,7 @@ impl<B: Backend + FusedConvOps, C: CheckpointStrategy> FusedConvOps for Autodiff
         pad_w: usize,
         relu: bool,
     ) -> FloatTensor<Self> {
-        // Inference-only op, not differentiated: runs untracked on the inner backend.
-        Self::from_inner(B::seg_conv2d_bias(
-            x.into_primitive(),
-            weight.into_primitive(),
-            bias.into_primitive(),
-            stride_h,
-            stride_w,
-            pad_h,
-            pad_w,
-            relu,
-        ))
+        conv_bias::<Self>(x, weight, bias, [stride_h, stride_w], [pad_h, pad_w], relu)
     }
 
     fn seg_fire_expand(
@@ -151,13 +145,7 @@ impl<B: Backend + FusedConvOps, C: CheckpointStrategy> FusedConvOps for Autodiff
         w3: FloatTensor<Self>,
         b3: FloatTensor<Self>,
     ) -> FloatTensor<Self> {
-        Self::from_inner(B::seg_fire_expand(
-            x.into_primitive(),
-            w1.into_primitive(),
-            b1.into_primitive(),
-            w3.into_primitive(),
-            b3.into_primitive(),
-        ))
+        expand::<Self>(x, w1, b1, w3, b3)
     }
 
     fn seg_dfire(
@@ -169,14 +157,33 @@ impl<B: Backend + FusedConvOps, C: CheckpointStrategy> FusedConvOps for Autodiff
         ws: FloatTensor<Self>,
         bs: FloatTensor<Self>,
     ) -> FloatTensor<Self> {
-        Self::from_inner(B::seg_dfire(
-            x.into_primitive(),
-            w1.into_primitive(),
-            b1.into_primitive(),
-            w3.into_primitive(),
-            b3.into_primitive(),
-            ws.into_primitive(),
-            bs.into_primitive(),
-        ))
+        let expanded = expand::<Self>(x, w1, b1, w3, b3);
+        conv_bias::<Self>(expanded, ws, bs, [1, 1], [0, 0], true)
     }
+}
+
+/// `conv2d(x, weight) + bias`, then the ReLU when `relu`, in `B`'s own ops.
+fn conv_bias<B: Backend>(
+    x: FloatTensor<B>,
+    weight: FloatTensor<B>,
+    bias: FloatTensor<B>,
+    stride: [usize; 2],
+    padding: [usize; 2],
+    relu: bool,
+) -> FloatTensor<B> {
+    let y = B::conv2d(x, weight, Some(bias), ConvOptions::new(stride, padding, [1, 1], 1));
+    if relu { B::relu(y) } else { y }
+}
+
+/// A Fire module's expand stage in `B`'s own ops.
+fn expand<B: Backend>(
+    x: FloatTensor<B>,
+    w1: FloatTensor<B>,
+    b1: FloatTensor<B>,
+    w3: FloatTensor<B>,
+    b3: FloatTensor<B>,
+) -> FloatTensor<B> {
+    let e1 = conv_bias::<B>(x.clone(), w1, b1, [1, 1], [0, 0], true);
+    let e3 = conv_bias::<B>(x, w3, b3, [1, 1], [1, 1], true);
+    B::float_cat(vec![e1, e3], 1)
 }

@@ -16,11 +16,14 @@
 //! module write into the two halves of the concatenated output; in a DFire module they stay in
 //! a block-sized buffer that the squeeze reads straight away.
 //!
-//! The network uses the fused ops on inference devices ([`applies`]): NdArray or Flex without
-//! autodiff, f32 or f64, blocks with a bias and no batch norm (as [`SqueezeSegNet::for_inference`]
-//! leaves them). Elsewhere on NdArray and Flex — training included — convolutions run
-//! on [`conv2d_train`] ([`trains`]), differentiable with this crate's gradients. WGPU and every
-//! other case keep Burn's own ops, which is the reference the tests compare both paths with.
+//! Each operation has one entry point that decides by itself: the fused kernels on inference
+//! devices ([`applies`]: NdArray or Flex without autodiff, f32 or f64; the network calls them for
+//! blocks with a bias and no batch norm, as [`SqueezeSegNet::for_inference`] leaves them).
+//! Elsewhere on NdArray and Flex — training included — convolutions run on [`conv2d_train`]
+//! ([`trains`]), differentiable with this crate's gradients. WGPU and every other case get
+//! Burn's own ops, which is the reference the tests compare both paths with. On an autodiff
+//! backend the inference-only trait methods compute the same function from Burn's
+//! differentiable ops, so even a direct call never drops a gradient.
 //!
 //! [`SqueezeSegNet::for_inference`]: crate::SqueezeSegNet::for_inference
 #![allow(missing_docs)] // The macro-generated Dispatch items carry no docs.
@@ -32,7 +35,8 @@ mod grad;
 
 use burn::backend::{Backend, Dispatch, backend_extension, tensor::FloatTensor};
 use burn::prelude::*;
-use burn::tensor::DType;
+use burn::tensor::ops::ConvOptions;
+use burn::tensor::{DType, activation};
 
 use crate::BackendKind;
 
@@ -115,9 +119,14 @@ pub trait FusedConvOps: Backend {
     ) -> FloatTensor<Self>;
 }
 
+// Every Tensor-level function below is the one entry point of its operation: it runs the fused
+// kernel where that applies and falls back by itself (to the training kernels, then to Burn's
+// ops), so callers never test the device. On an autodiff backend the inference-only ops are the
+// same function built from Burn's differentiable ops (`grad.rs`): no path drops a gradient.
+
 /// `conv2d(x, weight)` with the given stride, symmetric padding and no bias, differentiable:
-/// the training path's convolution on NdArray and Flex (plain or autodiff devices; check
-/// [`trains`] first).
+/// this crate's kernels and gradients on NdArray and Flex (plain or autodiff devices,
+/// [`trains`]), Burn's convolution elsewhere.
 ///
 /// # Shapes
 /// - `x`: `[n, c_in, h, w]`, `weight`: `[c_out, c_in, kh, kw]`
@@ -128,6 +137,14 @@ pub fn conv2d_train(
     stride: [usize; 2],
     padding: [usize; 2],
 ) -> Tensor<4> {
+    let fits = trains(&x)
+        && trains(&weight)
+        && same_place(&x, &weight)
+        && weight.dims()[1] == x.dims()[1];
+    if !fits {
+        let options = ConvOptions::new(stride, padding, [1, 1], 1);
+        return burn::tensor::module::conv2d(x, weight, None, options);
+    }
     Tensor::from_dispatch(Dispatch::seg_conv2d_train(
         x.into_dispatch(),
         weight.into_dispatch(),
@@ -138,8 +155,8 @@ pub fn conv2d_train(
     ))
 }
 
-/// Whether [`conv2d_train`] can take `x`: a tensor of NdArray or Flex, with or without autodiff,
-/// in f32 or f64.
+/// Whether [`conv2d_train`] runs `x` on this crate's kernels: a tensor of NdArray or Flex, with
+/// or without autodiff, in f32 or f64.
 pub fn trains<const D: usize>(x: &Tensor<D>) -> bool {
     matches!(
         BackendKind::of(&x.device()),
@@ -147,8 +164,8 @@ pub fn trains<const D: usize>(x: &Tensor<D>) -> bool {
     ) && matches!(x.dtype(), DType::F32 | DType::F64)
 }
 
-/// Whether the fused CPU kernels can take `x`: a tensor of NdArray or Flex, without autodiff,
-/// in f32 or f64. Every operand of a fused call must pass.
+/// Whether the fused inference kernels take `x`: a tensor of NdArray or Flex, without
+/// autodiff, in f32 or f64. The fused functions check it on every operand themselves.
 pub fn applies<const D: usize>(x: &Tensor<D>) -> bool {
     use burn::backend::DispatchAutodiffContext;
     let device = x.device();
@@ -162,8 +179,21 @@ pub fn applies<const D: usize>(x: &Tensor<D>) -> bool {
     !autodiff && !device.is_autodiff() && trains(x)
 }
 
-/// `relu(conv2d(x, weight, bias))` with groups 1 and dilation 1, in one pass on the CPU
-/// backends (check [`applies`] first; other devices panic).
+fn same_place<const D: usize>(x: &Tensor<4>, t: &Tensor<D>) -> bool {
+    t.device() == x.device() && t.dtype() == x.dtype()
+}
+
+/// Whether a fused inference kernel takes these operands: all [`applies`], on `x`'s device and
+/// in its dtype.
+fn inference_operands(x: &Tensor<4>, weights: &[&Tensor<4>], biases: &[&Tensor<1>]) -> bool {
+    applies(x)
+        && weights.iter().all(|w| applies(*w) && same_place(x, *w))
+        && biases.iter().all(|b| applies(*b) && same_place(x, *b))
+}
+
+/// `relu(conv2d(x, weight) + bias)` with groups 1 and dilation 1: one fused pass on inference
+/// devices of the CPU backends ([`applies`]); elsewhere [`conv2d_train`] (training on NdArray
+/// and Flex) or Burn's convolution, then the bias and the ReLU.
 ///
 /// # Shapes
 /// - `x`: `[n, c_in, h, w]`, `weight`: `[c_out, c_in, kh, kw]`, `bias`: `[c_out]`
@@ -178,7 +208,7 @@ pub fn conv2d_bias_relu(
     conv2d_bias(x, weight, bias, stride, padding, true)
 }
 
-/// [`conv2d_bias_relu`] with the ReLU optional: `conv2d(x, weight, bias)` when `relu` is false.
+/// [`conv2d_bias_relu`] with the ReLU optional: `conv2d(x, weight) + bias` when `relu` is false.
 pub fn conv2d_bias(
     x: Tensor<4>,
     weight: Tensor<4>,
@@ -187,6 +217,17 @@ pub fn conv2d_bias(
     padding: [usize; 2],
     relu: bool,
 ) -> Tensor<4> {
+    let fused = weight.dims()[1] == x.dims()[1] && inference_operands(&x, &[&weight], &[&bias]);
+    if !fused {
+        let y = if trains(&x) {
+            let c = bias.dims()[0];
+            conv2d_train(x, weight, stride, padding) + bias.reshape([1, c, 1, 1])
+        } else {
+            let options = ConvOptions::new(stride, padding, [1, 1], 1);
+            burn::tensor::module::conv2d(x, weight, Some(bias), options)
+        };
+        return if relu { activation::relu(y) } else { y };
+    }
     Tensor::from_dispatch(Dispatch::seg_conv2d_bias(
         x.into_dispatch(),
         weight.into_dispatch(),
@@ -199,8 +240,19 @@ pub fn conv2d_bias(
     ))
 }
 
+/// Whether `x` and the expand weights fit [`fire_expand`]'s kernel: a 1×1 and a 3×3 kernel over
+/// `x`'s channels, and every operand on an inference device.
+fn expand_fits(x: &Tensor<4>, w1: &Tensor<4>, b1: &Tensor<1>, w3: &Tensor<4>, b3: &Tensor<1>) -> bool {
+    let ([_, c1, k1h, k1w], [_, c3, k3h, k3w]) = (w1.dims(), w3.dims());
+    [c1, c3] == [x.dims()[1]; 2]
+        && [k1h, k1w, k3h, k3w] == [1, 1, 3, 3]
+        && inference_operands(x, &[w1, w3], &[b1, b3])
+}
+
 /// A Fire module's two expand branches, concatenated: `cat([relu(conv1x1(x, w1) + b1),
-/// relu(conv3x3(x, w3, padding 1) + b3)], 1)`, on the CPU backends (check [`applies`] first).
+/// relu(conv3x3(x, w3, padding 1) + b3)], 1)`, each branch written straight into its half of the
+/// output on inference devices of the CPU backends; two [`conv2d_bias_relu`] and a
+/// concatenation elsewhere.
 ///
 /// # Shapes
 /// - `x`: `[n, c_in, h, w]`, `w1`: `[e1, c_in, 1, 1]`, `b1`: `[e1]`, `w3`: `[e3, c_in, 3, 3]`,
@@ -213,6 +265,11 @@ pub fn fire_expand(
     w3: Tensor<4>,
     b3: Tensor<1>,
 ) -> Tensor<4> {
+    if !expand_fits(&x, &w1, &b1, &w3, &b3) {
+        let e1 = conv2d_bias_relu(x.clone(), w1, b1, [1, 1], [0, 0]);
+        let e3 = conv2d_bias_relu(x, w3, b3, [1, 1], [1, 1]);
+        return Tensor::cat(vec![e1, e3], 1);
+    }
     Tensor::from_dispatch(Dispatch::seg_fire_expand(
         x.into_dispatch(),
         w1.into_dispatch(),
@@ -223,7 +280,8 @@ pub fn fire_expand(
 }
 
 /// A whole DFire module: `relu(conv1x1(fire_expand(x, w1, b1, w3, b3), ws) + bs)`, block by
-/// block, on the CPU backends (check [`applies`] first).
+/// block on inference devices of the CPU backends (the concatenated expand output never exists
+/// as a whole tensor); [`fire_expand`] then [`conv2d_bias_relu`] elsewhere.
 ///
 /// # Shapes
 /// - `x`: `[n, c_in, h, w]`, `w1`: `[e1, c_in, 1, 1]`, `w3`: `[e3, c_in, 3, 3]`,
@@ -234,6 +292,14 @@ pub fn dfire(
     [w1, w3, ws]: [Tensor<4>; 3],
     [b1, b3, bs]: [Tensor<1>; 3],
 ) -> Tensor<4> {
+    let [_, cs, ksh, ksw] = ws.dims();
+    let fits = expand_fits(&x, &w1, &b1, &w3, &b3)
+        && [cs, ksh, ksw] == [w1.dims()[0] + w3.dims()[0], 1, 1]
+        && inference_operands(&x, &[&ws], &[&bs]);
+    if !fits {
+        let expanded = fire_expand(x, w1, b1, w3, b3);
+        return conv2d_bias_relu(expanded, ws, bs, [1, 1], [0, 0]);
+    }
     Tensor::from_dispatch(Dispatch::seg_dfire(
         x.into_dispatch(),
         w1.into_dispatch(),

@@ -1,9 +1,10 @@
-//! Flip test-time augmentation: the mean of the logits of an image and of its mirror image.
+//! Inference at any output size (the model crate's `predict` module): flip test-time
+//! augmentation (the mean of the logits of an image and of its mirror image) and the
+//! low-memory full-size path against Burn's interpolation.
 
 use burn::prelude::*;
 use burn::tensor::{Distribution, Tolerance};
-use squeeze_segnet::SqueezeSegNetConfig;
-use squeeze_segnet_train::{logits, predict_at};
+use squeeze_segnet::{SqueezeSegNetConfig, logits, predict_at};
 
 #[test]
 fn flip_tta_is_mirror_symmetric_and_off_by_default() {
@@ -45,36 +46,8 @@ fn flip_tta_is_mirror_symmetric_and_off_by_default() {
 }
 
 #[test]
-fn scoring_a_model_on_data_with_other_classes_is_an_error() {
-    use squeeze_segnet_data::{TransformConfig, camvid, camvid_sample_root};
-    use squeeze_segnet_train::{TrainError, evaluate, loader::CachedDataset};
-    let device = Device::flex();
-    let val = camvid(camvid_sample_root(), "val").unwrap();
-    let data = std::sync::Arc::new(CachedDataset::new(val, false));
-    for classes in [5, 12] {
-        let model = SqueezeSegNetConfig::camvid()
-            .with_num_classes(classes)
-            .init(&device)
-            .unwrap();
-        let err = evaluate(
-            &model,
-            data.clone(),
-            TransformConfig::eval([64, 80]),
-            2,
-            false,
-            &device,
-        )
-        .unwrap_err();
-        assert!(
-            matches!(err, TrainError::ClassCount { model, data: 11 } if model == classes),
-            "{err}"
-        );
-    }
-}
-
-#[test]
 fn full_size_prediction_matches_upsampled_logits() {
-    use squeeze_segnet_train::{predict_full_size, upsample_argmax};
+    use squeeze_segnet::{predict_full_size, upsample_argmax};
     let device = Device::flex();
     let model = SqueezeSegNetConfig::camvid()
         .init(&device)
@@ -116,13 +89,16 @@ fn full_size_prediction_matches_upsampled_logits() {
                 "{differ} of {} pixels differ ({input:?} → {output:?}, flip {flip})",
                 ours.len()
             );
-            assert_eq!(upsample_argmax(&logits, [11, h, w], output), ours);
+            assert_eq!(upsample_argmax(&logits, [11, h, w], output).unwrap(), ours);
         }
     }
     // Same size in and out: the plain argmax.
     let logits = [0.0f32, 5.0, 1.0, 2.0, /* class 1 */ 1.0, 0.0, 3.0, 2.0];
     assert_eq!(
-        upsample_argmax(&logits, [2, 2, 2], [2, 2]),
+        upsample_argmax(&logits, [2, 2, 2], [2, 2]).unwrap(),
         vec![1, 0, 1, 0]
     );
+    // Logits that are not [classes, h, w] are an error, not a panic.
+    assert!(upsample_argmax(&logits, [3, 2, 2], [2, 2]).is_err());
+    assert!(upsample_argmax(&[], [1, 0, 0], [4, 4]).is_err());
 }

@@ -1,0 +1,153 @@
+//! Inference at any output size: logits with optional flip test-time augmentation, class maps
+//! upsampled to the labels' or the photo's size, and a low-memory path for one large image.
+
+use burn::prelude::*;
+use burn::tensor::module::interpolate;
+use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
+
+use crate::{SegNetError, SqueezeSegNet};
+
+/// Class indices for `images` at `output_size`: the logits are upsampled bilinearly (when the
+/// model runs at another size), then the best class is taken per pixel. With `flip`, the logits
+/// are averaged with those of the horizontally mirrored images, mirrored back (flip test-time
+/// augmentation: two forward passes).
+///
+/// # Shapes
+/// - `images`: `[batch, 3, height, width]`
+/// - output: `[batch, output_size[0], output_size[1]]`
+pub fn predict_at(
+    model: &SqueezeSegNet,
+    images: Tensor<4>,
+    output_size: [usize; 2],
+    flip: bool,
+) -> Result<Tensor<3, Int>, SegNetError> {
+    let logits = upsample_logits(logits(model, images, flip)?, output_size);
+    let [n, _, h, w] = logits.dims();
+    Ok(logits.argmax(1).reshape([n, h, w]))
+}
+
+/// The model's logits for `images`; with `flip`, the sum of the logits of the images and of
+/// their mirror images, mirrored back (the argmax of a sum is that of the mean).
+///
+/// # Shapes
+/// - `images`: `[batch, 3, height, width]`
+/// - output: `[batch, classes, height, width]`
+pub fn logits(
+    model: &SqueezeSegNet,
+    images: Tensor<4>,
+    flip: bool,
+) -> Result<Tensor<4>, SegNetError> {
+    if !flip {
+        return model.forward(images);
+    }
+    let mirrored = model.forward(images.clone().flip([3]))?.flip([3]);
+    Ok(model.forward(images)? + mirrored)
+}
+
+/// Class indices of one image at `output_size`, without materialising full-size logits: the
+/// model's logits are read back at its own size, then each output pixel takes the best class of
+/// the bilinearly interpolated logits (Burn's `interpolate` with `align_corners`, as
+/// [`predict_at`] does). Memory is one byte per output pixel whatever the output size, where
+/// [`predict_at`] holds `classes × 4` bytes per pixel.
+///
+/// # Shapes
+/// - `image`: `[1, 3, height, width]`
+/// - output: `output_size[0] × output_size[1]` class indices, row-major
+pub fn predict_full_size(
+    model: &SqueezeSegNet,
+    image: Tensor<4>,
+    output_size: [usize; 2],
+    flip: bool,
+) -> Result<Vec<u8>, SegNetError> {
+    let logits = logits(model, image, flip)?;
+    let [n, c, h, w] = logits.dims();
+    if n != 1 || c > 256 {
+        return Err(SegNetError::Config(format!(
+            "predict_full_size takes one image and at most 256 classes, not {n} images of {c}"
+        )));
+    }
+    let values: Vec<f32> = logits
+        .into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .map_err(|e| SegNetError::Readback(format!("{e:?}")))?;
+    upsample_argmax(&values, [c, h, w], output_size)
+}
+
+/// Bilinear upsampling (corners aligned) of `[classes, h, w]` logits to `[out_h, out_w]`,
+/// followed by the argmax over classes (the first best class on a tie), one row at a time.
+///
+/// # Errors
+/// [`SegNetError::Config`] when `logits` is not `c·h·w` values, or has more than 256 classes.
+pub fn upsample_argmax(
+    logits: &[f32],
+    [c, h, w]: [usize; 3],
+    [out_h, out_w]: [usize; 2],
+) -> Result<Vec<u8>, SegNetError> {
+    if logits.len() != c * h * w || c > 256 {
+        return Err(SegNetError::Config(format!(
+            "upsample_argmax: {} logits are not [classes {c}, {h}, {w}] with at most 256 classes",
+            logits.len()
+        )));
+    }
+    if out_h * out_w > 0 && h * w == 0 {
+        return Err(SegNetError::Config(format!(
+            "upsample_argmax: no logits ({h}x{w}) to upsample to {out_h}x{out_w}"
+        )));
+    }
+    // Source coordinate of output index `i` with corners aligned: i · (in − 1) / (out − 1).
+    let taps = |out: usize, len: usize| -> Vec<(usize, usize, f32)> {
+        (0..out)
+            .map(|i| {
+                let s = if out > 1 {
+                    i as f64 * (len - 1) as f64 / (out - 1) as f64
+                } else {
+                    0.0
+                };
+                let lo = (s.floor() as usize).min(len - 1);
+                let hi = (lo + 1).min(len - 1);
+                (lo, hi, (s - lo as f64) as f32)
+            })
+            .collect()
+    };
+    let (rows, cols) = (taps(out_h, h), taps(out_w, w));
+    let plane = h * w;
+    let mut out = vec![0u8; out_h * out_w];
+    let mut row = vec![0f32; c * w];
+    for (y, &(y0, y1, wy)) in rows.iter().enumerate() {
+        // The two source rows blended vertically, for every class.
+        for k in 0..c {
+            let (a, b) = (
+                &logits[k * plane + y0 * w..][..w],
+                &logits[k * plane + y1 * w..][..w],
+            );
+            for x in 0..w {
+                row[k * w + x] = a[x] + wy * (b[x] - a[x]);
+            }
+        }
+        for (x, &(x0, x1, wx)) in cols.iter().enumerate() {
+            let (mut best, mut best_v) = (0usize, f32::NEG_INFINITY);
+            for k in 0..c {
+                let (a, b) = (row[k * w + x0], row[k * w + x1]);
+                let v = a + wx * (b - a);
+                if v > best_v {
+                    (best, best_v) = (k, v);
+                }
+            }
+            out[y * out_w + x] = best as u8;
+        }
+    }
+    Ok(out)
+}
+
+/// Bilinear resize of `[batch, classes, h, w]` logits to `output_size` (a no-op at that size).
+pub fn upsample_logits(logits: Tensor<4>, output_size: [usize; 2]) -> Tensor<4> {
+    let [_, _, h, w] = logits.dims();
+    if [h, w] == output_size {
+        return logits;
+    }
+    interpolate(
+        logits,
+        InterpolateOptions::new(InterpolateMode::Bilinear).with_output_size(output_size),
+    )
+}
