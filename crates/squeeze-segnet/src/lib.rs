@@ -89,6 +89,7 @@ mod dfire;
 mod error;
 mod fire;
 pub mod fused;
+mod host;
 mod model;
 pub mod ops;
 mod precision;

@@ -4,11 +4,11 @@
 //! the `gemm` crate's (the one Flex uses), single-threaded inside a block.
 
 use burn::backend::{Flex, NdArray, tensor::FloatTensor};
-use burn::tensor::{DType, Shape, TensorData};
+use burn::tensor::{Shape, TensorData};
 use rayon::prelude::*;
 
 use super::FusedConvOps;
-use crate::ops::{HostBackend, HostData, HostFloat, dims4};
+use crate::host::{HostBackend, HostData, HostFloat, dims4, with_float_type};
 
 /// One convolution of a fused call: its weights and where its channels go in the output.
 struct Conv<'a, T> {
@@ -269,24 +269,6 @@ fn expect_shape(what: &str, got: &Shape, want: &[usize]) {
     );
 }
 
-/// Typed slices of one dtype out of host tensors, or a panic naming the op (the network only
-/// calls with f32 or f64, see `super::applies`).
-macro_rules! typed {
-    ($op:literal, $first:expr, |$t:ident| $body:expr) => {
-        match $first.dtype() {
-            DType::F32 => {
-                type $t = f32;
-                $body
-            }
-            DType::F64 => {
-                type $t = f64;
-                $body
-            }
-            other => panic!("{}: f32 or f64 only, not {other:?}", $op),
-        }
-    };
-}
-
 fn slice<'a, T: HostFloat + bytemuck::Pod>(data: &'a HostData, what: &str) -> &'a [T] {
     data.as_slice::<T>()
         .unwrap_or_else(|| panic!("{what}: the same float dtype as the input"))
@@ -317,7 +299,7 @@ fn conv2d_bias<B: HostBackend>(
         out_len(h, kh, stride[0], padding[0]),
         out_len(w, kw, stride[1], padding[1]),
     ];
-    let data = typed!("conv2d_bias", x, |T| {
+    let data = with_float_type!("conv2d_bias", x, |T| {
         let conv = Conv {
             weight: slice::<T>(&weight, "weight"),
             bias: bias.as_ref().map(|b| slice::<T>(b, "bias")),
@@ -362,7 +344,7 @@ fn expand<B: HostBackend>(
         expect_shape("dfire squeeze weight", &ws.shape(), &[c_out, e1 + e3, 1, 1]);
         expect_shape("dfire squeeze bias", &bs.shape(), &[c_out]);
     }
-    let data = typed!("fire_expand", x, |T| {
+    let data = with_float_type!("fire_expand", x, |T| {
         let convs = [
             Conv {
                 weight: slice::<T>(&w1, "w1"),
@@ -426,7 +408,7 @@ fn conv2d_weight_grad<B: HostBackend>(
         &[n, c_out, oh, ow],
     );
     let k = c_in * kh * kw;
-    let data = typed!("conv2d_weight_grad", x, |T| {
+    let data = with_float_type!("conv2d_weight_grad", x, |T| {
         let (x, g) = (slice::<T>(&x, "x"), slice::<T>(&grad, "grad"));
         let geometry = Conv {
             weight: &[],

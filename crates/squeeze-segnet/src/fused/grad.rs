@@ -26,7 +26,7 @@ use burn::backend::{AutodiffBackend, Backend, TensorMetadata, tensor::FloatTenso
 use burn::tensor::ops::{ConvOptions, ConvTransposeOptions};
 
 use super::FusedConvOps;
-use crate::ops::dims4;
+use crate::host::dims4;
 
 #[derive(Debug)]
 struct ConvBackward;

@@ -1,227 +1,25 @@
 //! CPU implementations for NdArray and Flex: loops over contiguous NCHW planes, one plane per
 //! task on Rayon's thread pool (the pool Burn's CPU backends already use).
 //!
-//! Both backends' storage is read in place ([`HostData`]: no copy, shared tensors included, as
+//! Both backends' storage is read in place (`crate::host`: no copy, shared tensors included, as
 //! long as the tensor is contiguous; other views go through `TensorData`). Floats: f32 and f64,
-//! with an AVX2 kernel for f32 pooling at column stride 2 (picked at run time). Indices: read as
+//! with an AVX2 kernel for f32 pooling at column stride 2 (`cpu/avx2.rs`, picked at run time). Indices: read as
 //! I32 or I64, written in the dtype asked for (the device's int dtype). Out-of-range indices are
 //! skipped, never a panic.
 
 #![allow(deprecated)] // burn::backend::NdArray: deprecated in Burn 0.22, supported on request.
 
 use burn::backend::{
-    Backend, Flex, NdArray, TensorMetadata,
+    Flex, NdArray, TensorMetadata,
     tensor::{FloatTensor, IntTensor},
 };
-use burn::tensor::{DType, IntDType, Shape, TensorData, read_sync};
-use burn_ndarray::NdArrayTensor;
+use burn::tensor::{DType, IntDType, TensorData};
 use rayon::prelude::*;
 
 use super::{SegNetOps, pooled_len};
-
-/// Float element types the CPU kernels run on.
-pub(crate) trait HostFloat:
-    burn::tensor::Element + PartialOrd + Send + Sync + 'static
-{
-    const ZERO: Self;
-    const ONE: Self;
-    fn add(self, other: Self) -> Self;
-    /// The same slice as `f32`, for the hand-vectorised kernels (`None` for f64).
-    fn as_f32(s: &[Self]) -> Option<&[f32]>;
-    fn as_f32_mut(s: &mut [Self]) -> Option<&mut [f32]>;
-}
-
-impl HostFloat for f32 {
-    const ZERO: Self = 0.0;
-    const ONE: Self = 1.0;
-    fn add(self, other: Self) -> Self {
-        self + other
-    }
-    fn as_f32(s: &[Self]) -> Option<&[f32]> {
-        Some(s)
-    }
-    fn as_f32_mut(s: &mut [Self]) -> Option<&mut [f32]> {
-        Some(s)
-    }
-}
-
-impl HostFloat for f64 {
-    const ZERO: Self = 0.0;
-    const ONE: Self = 1.0;
-    fn add(self, other: Self) -> Self {
-        self + other
-    }
-    fn as_f32(_: &[Self]) -> Option<&[f32]> {
-        None
-    }
-    fn as_f32_mut(_: &mut [Self]) -> Option<&mut [f32]> {
-        None
-    }
-}
-
-/// Indices as they arrive: borrowed I32/I64 storage or a converted copy.
-enum HostIndices<'a> {
-    I32(&'a [i32]),
-    I64(&'a [i64]),
-}
-
-impl HostIndices<'_> {
-    #[inline(always)]
-    fn get(&self, i: usize) -> i64 {
-        match self {
-            HostIndices::I32(s) => s[i] as i64,
-            HostIndices::I64(s) => s[i],
-        }
-    }
-}
-
-fn with_indices<R>(data: &HostData, f: impl FnOnce(HostIndices<'_>) -> R) -> R {
-    match data.dtype() {
-        DType::I32 => f(HostIndices::I32(
-            data.as_slice::<i32>().expect("i32 storage"),
-        )),
-        DType::I64 => f(HostIndices::I64(
-            data.as_slice::<i64>().expect("i64 storage"),
-        )),
-        _ => {
-            let converted = data.to_data().convert::<i64>();
-            f(HostIndices::I64(
-                converted.as_slice::<i64>().expect("i64 storage"),
-            ))
-        }
-    }
-}
-
-/// A CPU tensor's contiguous storage as the kernels read it: the backend's own buffer, borrowed
-/// without a copy (even when the tensor is shared, as weights are), or the tensor's `TensorData`
-/// for views that are not contiguous.
-pub(crate) enum HostData {
-    Flex(FloatTensor<Flex>),
-    NdArray(NdArrayTensor),
-    Data(TensorData),
-}
-
-/// The contiguous row-major storage of an NdArray tensor, as bytes.
-fn ndarray_bytes(x: &NdArrayTensor) -> Option<&[u8]> {
-    match x {
-        NdArrayTensor::F32(s) => s.view().to_slice().map(bytemuck::cast_slice),
-        NdArrayTensor::F64(s) => s.view().to_slice().map(bytemuck::cast_slice),
-        NdArrayTensor::I32(s) => s.view().to_slice().map(bytemuck::cast_slice),
-        NdArrayTensor::I64(s) => s.view().to_slice().map(bytemuck::cast_slice),
-        _ => None,
-    }
-}
-
-impl HostData {
-    pub(crate) fn dtype(&self) -> DType {
-        match self {
-            HostData::Flex(x) => x.dtype(),
-            HostData::NdArray(x) => x.dtype(),
-            HostData::Data(d) => d.dtype(),
-        }
-    }
-
-    pub(crate) fn shape(&self) -> Shape {
-        match self {
-            HostData::Flex(x) => x.shape(),
-            HostData::NdArray(x) => x.shape(),
-            HostData::Data(d) => d.shape().clone(),
-        }
-    }
-
-    pub(crate) fn as_slice<E: burn::tensor::Element + bytemuck::Pod>(&self) -> Option<&[E]> {
-        match self {
-            HostData::Flex(x) => x.as_slice::<E>(),
-            HostData::NdArray(x) => (E::dtype() == x.dtype())
-                .then(|| ndarray_bytes(x))
-                .flatten()
-                .map(bytemuck::cast_slice),
-            HostData::Data(d) => d.as_slice::<E>().ok(),
-        }
-    }
-
-    fn to_data(&self) -> TensorData {
-        match self {
-            HostData::Flex(x) => x.clone().into_data(),
-            HostData::NdArray(x) if x.dtype().is_float() => float_data::<NdArray>(x.clone()),
-            HostData::NdArray(x) => int_data::<NdArray>(x.clone()),
-            HostData::Data(d) => d.clone(),
-        }
-    }
-}
-
-/// How a CPU backend hands its tensors to the kernels.
-pub(crate) trait HostBackend: Backend {
-    fn float_host(x: FloatTensor<Self>) -> HostData;
-    fn int_host(x: IntTensor<Self>) -> HostData;
-}
-
-impl HostBackend for Flex {
-    fn float_host(x: FloatTensor<Self>) -> HostData {
-        flex_host(x)
-    }
-    fn int_host(x: IntTensor<Self>) -> HostData {
-        flex_host(x)
-    }
-}
-
-fn flex_host(x: FloatTensor<Flex>) -> HostData {
-    if x.layout().contiguous_offsets().is_some() {
-        HostData::Flex(x)
-    } else {
-        HostData::Data(x.into_data())
-    }
-}
-
-impl HostBackend for NdArray {
-    fn float_host(x: FloatTensor<Self>) -> HostData {
-        if ndarray_bytes(&x).is_some() {
-            HostData::NdArray(x)
-        } else {
-            HostData::Data(float_data::<Self>(x))
-        }
-    }
-    fn int_host(x: IntTensor<Self>) -> HostData {
-        if ndarray_bytes(&x).is_some() {
-            HostData::NdArray(x)
-        } else {
-            HostData::Data(int_data::<Self>(x))
-        }
-    }
-}
-
-fn float_data<B: Backend>(x: FloatTensor<B>) -> TensorData {
-    read_sync(B::float_into_data(x)).expect("reading a CPU tensor cannot fail")
-}
-
-fn int_data<B: Backend>(x: IntTensor<B>) -> TensorData {
-    read_sync(B::int_into_data(x)).expect("reading a CPU tensor cannot fail")
-}
-
-/// The four dimensions of an NCHW shape.
-pub(crate) fn dims4(shape: &Shape) -> [usize; 4] {
-    [shape[0], shape[1], shape[2], shape[3]]
-}
-
-/// Runs `f` on the float storage of `data` as f32 or f64.
-macro_rules! float_dispatch {
-    ($data:expr, $op:literal, |$slice:ident| $body:expr) => {
-        match $data.dtype() {
-            DType::F32 => {
-                let $slice = $data.as_slice::<f32>().expect("f32 storage");
-                $body
-            }
-            DType::F64 => {
-                let $slice = $data.as_slice::<f64>().expect("f64 storage");
-                $body
-            }
-            other => panic!(
-                "{}: the CPU kernels support f32 and f64, not {other:?} (the checked API reports this as OpError::UnsupportedDType)",
-                $op
-            ),
-        }
-    };
-}
+use crate::host::{
+    HostBackend, HostFloat, HostIndices, dims4, float_slice, with_float_type, with_indices,
+};
 
 /// Index element types the pooling kernel writes directly (the backend's int dtype), so no
 /// conversion pass or second buffer is needed.
@@ -423,118 +221,7 @@ fn pool_row_strided<T: HostFloat, I: HostIndex, const SW: usize>(
 
 /// Hand-vectorised pooling for the network's case: f32, column stride 2, 8 windows at a time.
 #[cfg(target_arch = "x86_64")]
-mod avx2 {
-    use super::PlaneDims;
-    use std::arch::x86_64::*;
-
-    /// Output columns `start..start + best.len()` of output row `i` (see `pool_row`): the
-    /// same visiting order, tie and NaN rules as the portable loop, written with AVX2.
-    ///
-    /// Eight windows at a time, each block's maxima and indices kept in registers while it
-    /// visits its window elements (row-major, as the reference does); windows that overhang
-    /// the right edge (ceil mode) and rows shorter than a block go one window at a time.
-    ///
-    /// # Safety
-    /// The CPU must support AVX2. (The slices are bounds-checked where it matters: `input` must
-    /// hold the `h × w` plane and `best_index` at least `best.len()` elements, which
-    /// `pool_planes` guarantees; the unchecked loads rely on it.)
-    #[target_feature(enable = "avx2")]
-    pub(super) unsafe fn pool_row_f32_s2(
-        input: &[f32],
-        PlaneDims {
-            h,
-            w,
-            kernel: [kh, kw],
-            stride: [sh, _],
-            ..
-        }: PlaneDims,
-        i: usize,
-        start: usize,
-        best: &mut [f32],
-        best_index: &mut [i32],
-    ) {
-        let end = start + best.len();
-        let (y0, y1) = (i * sh, (i * sh + kh).min(h));
-        // Windows entirely inside the row: 2j + kw <= w.
-        let full = if w >= kw { (w - kw) / 2 + 1 } else { 0 }.clamp(start, end);
-        let lanes = _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14);
-        // The second load of a block skips its last lane (an odd column no window uses), so a
-        // block of windows j..j + 8 reads row[2j + dx ..= 2j + dx + 14], inside the row since
-        // window j + 7 is.
-        let hi_mask = _mm256_setr_epi32(-1, -1, -1, -1, -1, -1, -1, 0);
-        let mut block = |j: usize| {
-            let k = j - start;
-            // SAFETY: windows j..j + 8 lie inside the row (j + 8 <= full) and k + 8 <=
-            // best.len() (full <= end).
-            unsafe {
-                let mut b = _mm256_setzero_ps();
-                let mut bi = _mm256_setzero_si256();
-                let mut first = true;
-                for y in y0..y1 {
-                    let row = input.as_ptr().add(y * w + 2 * j);
-                    for dx in 0..kw {
-                        let p = row.add(dx);
-                        let lo = _mm256_loadu_ps(p);
-                        let hi = _mm256_maskload_ps(p.add(8), hi_mask);
-                        // Even elements of lo ‖ hi, in order.
-                        let even = _mm256_shuffle_ps::<0b10_00_10_00>(lo, hi);
-                        let v = _mm256_castpd_ps(_mm256_permute4x64_pd::<0b11_01_10_00>(
-                            _mm256_castps_pd(even),
-                        ));
-                        let idx =
-                            _mm256_add_epi32(_mm256_set1_epi32((y * w + 2 * j + dx) as i32), lanes);
-                        if first {
-                            (b, bi, first) = (v, idx, false);
-                            continue;
-                        }
-                        let take = _mm256_or_ps(
-                            _mm256_cmp_ps::<_CMP_GT_OQ>(v, b),
-                            _mm256_cmp_ps::<_CMP_UNORD_Q>(v, v),
-                        );
-                        b = _mm256_blendv_ps(b, v, take);
-                        bi = _mm256_castps_si256(_mm256_blendv_ps(
-                            _mm256_castsi256_ps(bi),
-                            _mm256_castsi256_ps(idx),
-                            take,
-                        ));
-                    }
-                }
-                _mm256_storeu_ps(best.as_mut_ptr().add(k), b);
-                _mm256_storeu_si256(best_index.as_mut_ptr().add(k) as *mut __m256i, bi);
-            }
-        };
-        let mut scalar_from = start;
-        if full - start >= 8 {
-            // Blocks of 8, the last one anchored at the end of the full windows (it may
-            // recompute a few windows of the previous block, with the same result).
-            let mut j = start;
-            loop {
-                let j0 = j.min(full - 8);
-                block(j0);
-                if j0 + 8 >= full {
-                    break;
-                }
-                j += 8;
-            }
-            scalar_from = full;
-        }
-        for j in scalar_from..end {
-            let k = j - start;
-            let (mut b, mut bi) = (input[y0 * w + 2 * j], y0 * w + 2 * j);
-            for y in y0..y1 {
-                for x in 2 * j..(2 * j + kw).min(w) {
-                    let v = input[y * w + x];
-                    #[allow(clippy::eq_op)]
-                    if v > b || v != v {
-                        (b, bi) = (v, y * w + x);
-                    }
-                }
-            }
-            best[k] = b;
-            best_index[k] = bi as i32;
-        }
-    }
-}
+mod avx2;
 
 /// A new `planes × plane` buffer, zeroed and then filled by `f(plane_index, plane)`, one plane
 /// per Rayon task: the zeroing runs in parallel too, and leaves the plane in cache for `f`.
@@ -643,7 +330,8 @@ fn pool<B: HostBackend>(
     let oh = pooled_len(h, kernel[0], stride[0]).unwrap_or(0);
     let ow = pooled_len(w, kernel[1], stride[1]).unwrap_or(0);
     let shape = [n, c, oh, ow];
-    let (values, indices) = float_dispatch!(data, "max_pool2d_with_indices", |x| {
+    let (values, indices) = with_float_type!("max_pool2d_with_indices", data, |T| {
+        let x = float_slice::<T>(&data);
         let dims = [n, c, h, w];
         match indices_dtype {
             IntDType::I32 => {
@@ -679,10 +367,12 @@ fn pool_backward<B: HostBackend>(
     let [n, c, oh, ow] = dims4(&grad.shape());
     let shape = [n, c, input_size[0], input_size[1]];
     let plane_in = input_size[0] * input_size[1];
-    let out = float_dispatch!(grad, "max_pool2d_backward", |g| with_indices(
-        &indices,
-        |i| { TensorData::new(pool_backward_planes(g, &i, n * c, oh * ow, plane_in), shape) }
-    ));
+    let out = with_float_type!("max_pool2d_backward", grad, |T| {
+        let g = float_slice::<T>(&grad);
+        with_indices(&indices, |i| {
+            TensorData::new(pool_backward_planes(g, &i, n * c, oh * ow, plane_in), shape)
+        })
+    });
     B::float_from_data(out, &device)
 }
 
@@ -697,9 +387,12 @@ fn unpool<B: HostBackend>(
     let [n, c, h, w] = dims4(&x.shape());
     let shape = [n, c, output_size[0], output_size[1]];
     let plane_out = output_size[0] * output_size[1];
-    let out = float_dispatch!(x, "max_unpool2d", |v| with_indices(&indices, |i| {
-        TensorData::new(unpool_planes(v, &i, n * c, h * w, plane_out), shape)
-    }));
+    let out = with_float_type!("max_unpool2d", x, |T| {
+        let v = float_slice::<T>(&x);
+        with_indices(&indices, |i| {
+            TensorData::new(unpool_planes(v, &i, n * c, h * w, plane_out), shape)
+        })
+    });
     B::float_from_data(out, &device)
 }
 
@@ -709,15 +402,15 @@ fn unpool_backward<B: HostBackend>(grad: FloatTensor<B>, indices: IntTensor<B>) 
     let indices = B::int_host(indices);
     let [_, _, oh, ow] = dims4(&grad.shape());
     let [n, c, h, w] = dims4(&indices.shape());
-    let out = float_dispatch!(grad, "max_unpool2d_backward", |g| with_indices(
-        &indices,
-        |i| {
+    let out = with_float_type!("max_unpool2d_backward", grad, |T| {
+        let g = float_slice::<T>(&grad);
+        with_indices(&indices, |i| {
             TensorData::new(
                 unpool_backward_planes(g, &i, n * c, h * w, oh * ow),
                 [n, c, h, w],
             )
-        }
-    ));
+        })
+    });
     B::float_from_data(out, &device)
 }
 

@@ -31,6 +31,7 @@ use cubecl::prelude::*;
 use cubecl::{CubeDim, calculate_cube_count_elemwise};
 
 use super::{SegNetOps, pooled_shape};
+use crate::host::dims4;
 
 #[cube(launch)]
 fn pool_kernel<F: Float, I: Int>(
@@ -201,10 +202,6 @@ fn launch_dims(tensor: &CubeTensor, elements: usize) -> (CubeCount, CubeDim) {
     let cube_dim = CubeDim::new(&tensor.client, elements);
     let count = calculate_cube_count_elemwise(&tensor.client, elements, cube_dim);
     (count, cube_dim)
-}
-
-fn dims4(shape: &Shape) -> [usize; 4] {
-    [shape[0], shape[1], shape[2], shape[3]]
 }
 
 /// The winner table of an unpooling: `[n, c, out_h, out_w]` of I32, 0 where no cell points.

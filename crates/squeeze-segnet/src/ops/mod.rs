@@ -7,6 +7,7 @@
 //! ├── unpool.rs                  checked max_unpool2d
 //! ├── reference.rs               naive host-side reference used by tests and benchmarks
 //! ├── cpu.rs                     NdArray and Flex: multi-threaded loops over contiguous NCHW
+//! │   └── cpu/avx2.rs            the AVX2 pooling row kernel (f32, column stride 2)
 //! ├── cube.rs                    WGPU (and every CubeCL runtime): #[cube] kernels
 //! └── autodiff.rs                Autodiff: hand-written backward passes
 //! ```
@@ -45,7 +46,6 @@ mod pool;
 pub mod reference;
 mod unpool;
 
-pub(crate) use cpu::{HostBackend, HostData, HostFloat, dims4};
 pub use pool::*;
 pub use unpool::*;
 

@@ -1,0 +1,112 @@
+//! Hand-vectorised pooling for the network's case: f32, column stride 2, 8 windows at a time.
+
+use super::PlaneDims;
+use std::arch::x86_64::*;
+
+/// Output columns `start..start + best.len()` of output row `i` (see `pool_row`): the
+/// same visiting order, tie and NaN rules as the portable loop, written with AVX2.
+///
+/// Eight windows at a time, each block's maxima and indices kept in registers while it
+/// visits its window elements (row-major, as the reference does); windows that overhang
+/// the right edge (ceil mode) and rows shorter than a block go one window at a time.
+///
+/// # Safety
+/// The CPU must support AVX2. (The slices are bounds-checked where it matters: `input` must
+/// hold the `h × w` plane and `best_index` at least `best.len()` elements, which
+/// `pool_planes` guarantees; the unchecked loads rely on it.)
+#[target_feature(enable = "avx2")]
+pub(super) unsafe fn pool_row_f32_s2(
+    input: &[f32],
+    PlaneDims {
+        h,
+        w,
+        kernel: [kh, kw],
+        stride: [sh, _],
+        ..
+    }: PlaneDims,
+    i: usize,
+    start: usize,
+    best: &mut [f32],
+    best_index: &mut [i32],
+) {
+    let end = start + best.len();
+    let (y0, y1) = (i * sh, (i * sh + kh).min(h));
+    // Windows entirely inside the row: 2j + kw <= w.
+    let full = if w >= kw { (w - kw) / 2 + 1 } else { 0 }.clamp(start, end);
+    let lanes = _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14);
+    // The second load of a block skips its last lane (an odd column no window uses), so a
+    // block of windows j..j + 8 reads row[2j + dx ..= 2j + dx + 14], inside the row since
+    // window j + 7 is.
+    let hi_mask = _mm256_setr_epi32(-1, -1, -1, -1, -1, -1, -1, 0);
+    let mut block = |j: usize| {
+        let k = j - start;
+        // SAFETY: windows j..j + 8 lie inside the row (j + 8 <= full) and k + 8 <=
+        // best.len() (full <= end).
+        unsafe {
+            let mut b = _mm256_setzero_ps();
+            let mut bi = _mm256_setzero_si256();
+            let mut first = true;
+            for y in y0..y1 {
+                let row = input.as_ptr().add(y * w + 2 * j);
+                for dx in 0..kw {
+                    let p = row.add(dx);
+                    let lo = _mm256_loadu_ps(p);
+                    let hi = _mm256_maskload_ps(p.add(8), hi_mask);
+                    // Even elements of lo ‖ hi, in order.
+                    let even = _mm256_shuffle_ps::<0b10_00_10_00>(lo, hi);
+                    let v = _mm256_castpd_ps(_mm256_permute4x64_pd::<0b11_01_10_00>(
+                        _mm256_castps_pd(even),
+                    ));
+                    let idx =
+                        _mm256_add_epi32(_mm256_set1_epi32((y * w + 2 * j + dx) as i32), lanes);
+                    if first {
+                        (b, bi, first) = (v, idx, false);
+                        continue;
+                    }
+                    let take = _mm256_or_ps(
+                        _mm256_cmp_ps::<_CMP_GT_OQ>(v, b),
+                        _mm256_cmp_ps::<_CMP_UNORD_Q>(v, v),
+                    );
+                    b = _mm256_blendv_ps(b, v, take);
+                    bi = _mm256_castps_si256(_mm256_blendv_ps(
+                        _mm256_castsi256_ps(bi),
+                        _mm256_castsi256_ps(idx),
+                        take,
+                    ));
+                }
+            }
+            _mm256_storeu_ps(best.as_mut_ptr().add(k), b);
+            _mm256_storeu_si256(best_index.as_mut_ptr().add(k) as *mut __m256i, bi);
+        }
+    };
+    let mut scalar_from = start;
+    if full - start >= 8 {
+        // Blocks of 8, the last one anchored at the end of the full windows (it may
+        // recompute a few windows of the previous block, with the same result).
+        let mut j = start;
+        loop {
+            let j0 = j.min(full - 8);
+            block(j0);
+            if j0 + 8 >= full {
+                break;
+            }
+            j += 8;
+        }
+        scalar_from = full;
+    }
+    for j in scalar_from..end {
+        let k = j - start;
+        let (mut b, mut bi) = (input[y0 * w + 2 * j], y0 * w + 2 * j);
+        for y in y0..y1 {
+            for x in 2 * j..(2 * j + kw).min(w) {
+                let v = input[y * w + x];
+                #[allow(clippy::eq_op)]
+                if v > b || v != v {
+                    (b, bi) = (v, y * w + x);
+                }
+            }
+        }
+        best[k] = b;
+        best_index[k] = bi as i32;
+    }
+}
