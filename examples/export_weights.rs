@@ -21,25 +21,25 @@ use std::process::ExitCode;
 use burn::prelude::*;
 use burn::tensor::Distribution;
 use squeeze_segnet::{SavedModel, SqueezeSegNet, SqueezeSegNetConfig};
-use squeeze_segnet_workspace::cli::{self, opt, switch};
+use clap::Parser;
+use squeeze_segnet_workspace::cli;
 
-const FLAGS: &[cli::Flag] = &[
-    opt(
-        "weights",
-        "FILE",
-        "weights to export (.bpk, any precision); default: a freshly initialised network",
-    ),
-    switch(
-        "paper",
-        "without --weights: the paper's network (default: the shipped network's, camvid())",
-    ),
-    opt("out", "DIR", "output folder (default target/export)"),
-    opt(
-        "check",
-        "DIR",
-        "load DIR/from_torch.safetensors and compare logits with DIR/from_torch_logits.bin",
-    ),
-];
+/// Export weights as PyTorch safetensors with an input and its logits, or check PyTorch's.
+#[derive(Parser)]
+struct Cli {
+    /// Weights to export (.bpk, any precision) [default: a freshly initialised network]
+    #[arg(long, value_name = "FILE")]
+    weights: Option<PathBuf>,
+    /// Without --weights: the paper's network [default: the shipped network's, camvid()]
+    #[arg(long)]
+    paper: bool,
+    /// Output folder
+    #[arg(long, value_name = "DIR", default_value = "target/export")]
+    out: PathBuf,
+    /// Load DIR/from_torch.safetensors and compare logits with DIR/from_torch_logits.bin
+    #[arg(long, value_name = "DIR")]
+    check: Option<PathBuf>,
+}
 
 const INPUT: [usize; 4] = [1, 3, 360, 480];
 
@@ -49,22 +49,20 @@ fn main() -> ExitCode {
 }
 
 fn run() -> Result<(), Box<dyn std::error::Error>> {
-    let about =
-        "Export weights as PyTorch safetensors with an input and its logits, or check PyTorch's.";
-    let args = cli::parse("export_weights", about, FLAGS, None)?;
+    let args = cli::parse::<Cli>()?;
     let device = Device::flex();
-    if let Some(dir) = args.raw("check") {
-        return check(Path::new(dir), &device);
+    if let Some(dir) = &args.check {
+        return check(dir, &device);
     }
     device.seed(7);
-    let weights: Option<PathBuf> = args.get("weights")?;
+    let weights = args.weights;
     // Trained weights bring their network's config (`model.json` beside them).
     let recorded = weights
         .as_ref()
         .filter(|w| w.with_file_name(squeeze_segnet::MODEL_FILE).is_file())
         .map(SavedModel::open)
         .transpose()?;
-    let config = match (recorded, args.has("paper")) {
+    let config = match (recorded, args.paper) {
         (Some(saved), _) => saved.config,
         (None, true) => SqueezeSegNetConfig::paper(),
         (None, false) => SqueezeSegNetConfig::camvid(),
@@ -73,7 +71,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         Some(path) => config.init_from_file(path, &device)?,
         None => config.init(&device)?,
     };
-    let out = PathBuf::from(args.raw("out").unwrap_or("target/export"));
+    let out = args.out;
     std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
     let file = model.save_pytorch(out.join("weights.safetensors"))?;
     let x = Tensor::<4>::random(INPUT, Distribution::Normal(0.0, 1.0), &device);

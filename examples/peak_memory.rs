@@ -8,6 +8,7 @@
 use std::process::ExitCode;
 
 use burn::prelude::*;
+use clap::Parser;
 use burn::tensor::Distribution;
 use squeeze_segnet::{BackendKind, SqueezeSegNetConfig};
 
@@ -17,11 +18,16 @@ fn status_kib(field: &str) -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
+/// Peak resident memory of one inference forward pass at 360×480, batch 1.
+#[derive(Parser)]
+struct Cli {
+    /// flex, ndarray or wgpu
+    #[arg(default_value_t = BackendKind::Flex)]
+    backend: BackendKind,
+}
+
 fn run() -> Result<(), Box<dyn std::error::Error>> {
-    let kind: BackendKind = std::env::args()
-        .nth(1)
-        .unwrap_or_else(|| "flex".into())
-        .parse()?;
+    let kind = squeeze_segnet_workspace::cli::parse::<Cli>()?.backend;
     let device = kind.device()?;
     let before = status_kib("VmHWM:").ok_or("no /proc/self/status (Linux only)")?;
     let model = SqueezeSegNetConfig::new().init(&device)?.for_inference();

@@ -11,26 +11,27 @@ use std::process::ExitCode;
 use burn::prelude::*;
 use squeeze_segnet::{BackendKind, colorize, overlay, predict_full_size};
 use squeeze_segnet_data::{CAMVID_PALETTE, TransformConfig, camvid_sample_root, decode};
-use squeeze_segnet_workspace::cli::{self, opt, switch};
+use clap::Parser;
+use squeeze_segnet_workspace::{ModelArgs, cli};
 
-const FLAGS: &[cli::Flag] = &[
-    opt(
-        "weights",
-        "FILE",
-        "weights (.bpk); default: the shipped CamVid weights, else runs/camvid/best.bpk",
-    ),
-    opt("out", "DIR", "output folder (default predictions)"),
-    opt(
-        "size",
-        "HxW",
-        "resolution the model runs at (default: the run's eval size, else 360x480)",
-    ),
-    opt("backend", "NAME", "flex (default), ndarray or wgpu"),
-    switch(
-        "flip",
-        "flip test-time augmentation: average with the mirrored image's logits (2 forward passes)",
-    ),
-];
+/// Segment images (files or folders; default: the sample's validation images).
+#[derive(Parser)]
+struct Cli {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Output folder
+    #[arg(long, value_name = "DIR", default_value = "predictions")]
+    out: PathBuf,
+    /// flex, ndarray or wgpu
+    #[arg(long, value_name = "NAME", default_value_t = BackendKind::Flex)]
+    backend: BackendKind,
+    /// Flip test-time augmentation: average with the mirrored image's logits (2 forward passes)
+    #[arg(long)]
+    flip: bool,
+    /// Images, or folders of .png/.jpg images
+    #[arg(value_name = "IMAGE|DIR")]
+    inputs: Vec<PathBuf>,
+}
 
 fn main() -> ExitCode {
     squeeze_segnet::retain_freed_memory();
@@ -38,18 +39,16 @@ fn main() -> ExitCode {
 }
 
 fn run() -> Result<(), Box<dyn std::error::Error>> {
-    let about = "Segment images (files or folders; default: the sample's validation images).";
-    let args = cli::parse("predict", about, FLAGS, Some("[IMAGE|DIR]..."))?;
-    let backend: BackendKind = args.get("backend")?.unwrap_or(BackendKind::Flex);
-    let out = PathBuf::from(args.raw("out").unwrap_or("predictions"));
+    let args = cli::parse::<Cli>()?;
+    let (backend, out) = (args.backend, args.out);
 
-    let inputs = if args.positional.is_empty() {
+    let inputs = if args.inputs.is_empty() {
         vec![camvid_sample_root().join("val")]
     } else {
-        args.positional.iter().map(PathBuf::from).collect()
+        args.inputs
     };
     let files = image_files(&inputs)?;
-    let (saved, size) = squeeze_segnet_workspace::resolve_weights(&args)?;
+    let (saved, size) = args.model.resolve()?;
     let device = backend.device()?;
     let model = saved.init(&device)?.for_inference();
     let transform = TransformConfig::new(size);
@@ -62,7 +61,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             &device,
         );
         // Full-size classes without full-size logits: one byte per pixel at any image size.
-        let classes = predict_full_size(&model, x, [h, w], args.has("flip"))?;
+        let classes = predict_full_size(&model, x, [h, w], args.flip)?;
         let mask = colorize(&classes, [h, w], &CAMVID_PALETTE)?;
         let stem = file.file_stem().unwrap_or_default().to_string_lossy();
         let (mask_path, overlay_path) = (

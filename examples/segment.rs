@@ -14,22 +14,26 @@ use std::time::Instant;
 use burn::prelude::*;
 use squeeze_segnet::{BackendKind, SavedModel, SqueezeSegNetConfig, colorize};
 use squeeze_segnet_data::{CAMVID_PALETTE, TransformConfig, camvid_sample_root, decode};
-use squeeze_segnet_workspace::cli::{self, opt};
+use clap::Parser;
+use squeeze_segnet_workspace::cli;
 
-const FLAGS: &[cli::Flag] = &[
-    opt("backend", "NAME", "flex (default), ndarray or wgpu"),
-    opt(
-        "image",
-        "FILE",
-        "image to segment (default: a validation image of the embedded sample)",
-    ),
-    opt(
-        "weights",
-        "FILE",
-        "weights (.bpk or .safetensors) with their model.json beside them; default: a freshly initialised network",
-    ),
-    opt("out", "FILE", "class mask to write (default segment_mask.png)"),
-];
+/// Print the network's layers and segment one image at its own size.
+#[derive(Parser)]
+struct Cli {
+    /// flex, ndarray or wgpu
+    #[arg(long, value_name = "NAME", default_value_t = BackendKind::Flex)]
+    backend: BackendKind,
+    /// Image to segment [default: a validation image of the embedded sample]
+    #[arg(long, value_name = "FILE")]
+    image: Option<PathBuf>,
+    /// Weights (.bpk or .safetensors) with their model.json beside them [default: a freshly
+    /// initialised network]
+    #[arg(long, value_name = "FILE")]
+    weights: Option<PathBuf>,
+    /// Class mask to write
+    #[arg(long, value_name = "FILE", default_value = "segment_mask.png")]
+    out: PathBuf,
+}
 
 /// The network runs at the image's own size here, and its activations grow with the area (64
 /// channels at half the size after conv1): `predict` runs any image at a fixed size.
@@ -41,15 +45,13 @@ fn main() -> ExitCode {
 }
 
 fn run() -> Result<(), Box<dyn std::error::Error>> {
-    let about = "Print the network's layers and segment one image at its own size.";
-    let args = cli::parse("segment", about, FLAGS, None)?;
-    let backend: BackendKind = args.get("backend")?.unwrap_or(BackendKind::Flex);
-    let image_path: PathBuf = args
-        .get("image")?
+    let args = cli::parse::<Cli>()?;
+    let (backend, out) = (args.backend, args.out);
+    let image_path = args
+        .image
         .unwrap_or_else(|| camvid_sample_root().join("val/0016E5_07959.png"));
-    let out = PathBuf::from(args.raw("out").unwrap_or("segment_mask.png"));
     let device = backend.device()?;
-    let saved = args.get::<PathBuf>("weights")?.map(SavedModel::open).transpose()?;
+    let saved = args.weights.map(SavedModel::open).transpose()?;
     let config = saved
         .as_ref()
         .map_or_else(SqueezeSegNetConfig::camvid, |s| s.config.clone());

