@@ -26,7 +26,7 @@ fn forward(c: &mut Criterion) {
                 continue;
             }
         };
-        let model = SqueezeSegNetConfig::new()
+        let model = SqueezeSegNetConfig::paper_with_batch_norm()
             .init(&device)
             .expect("default config")
             .for_inference();

@@ -157,7 +157,7 @@ fn layers(c: &mut Criterion) {
     group.sample_size(10);
     for kind in [BackendKind::Flex, BackendKind::NdArray] {
         let device = kind.device().expect("CPU backends always exist");
-        let model = SqueezeSegNetConfig::new()
+        let model = SqueezeSegNetConfig::paper_with_batch_norm()
             .init(&device)
             .expect("default config")
             .for_inference();
@@ -192,7 +192,7 @@ fn layers(c: &mut Criterion) {
     group.sample_size(10);
     let device = Device::flex();
     let ad = device.clone().autodiff();
-    let model = SqueezeSegNetConfig::new()
+    let model = SqueezeSegNetConfig::paper_with_batch_norm()
         .init(&device)
         .expect("default config")
         .fork(&ad)

@@ -106,7 +106,7 @@ fn check(dir: &Path, device: &Device) -> Result<(), Box<dyn std::error::Error>> 
     if dim("conv1.conv.weight", 1)? != INPUT[1] {
         return Err(format!("{}: the check runs RGB networks", weights.display()).into());
     }
-    let config = SqueezeSegNetConfig::new()
+    let config = SqueezeSegNetConfig::paper_with_batch_norm()
         .with_num_classes(classes)
         .with_batch_norm(shapes.keys().any(|n| n.contains(".norm.")))
         .with_refine(shapes.keys().any(|n| n.starts_with("refine.")));

@@ -18,7 +18,7 @@ fn image(shape: [usize; 4], seed: u64, device: &Device) -> Tensor<4> {
 #[test]
 fn output_has_the_input_size_for_odd_even_and_minimum_sizes() {
     let device = Device::flex();
-    let model = SqueezeSegNetConfig::new().init(&device).unwrap();
+    let model = SqueezeSegNetConfig::paper_with_batch_norm().init(&device).unwrap();
     let min = min_input_len();
     for [h, w] in [
         [min, min],
@@ -36,7 +36,7 @@ fn output_has_the_input_size_for_odd_even_and_minimum_sizes() {
 #[test]
 fn full_resolution_camvid_input() {
     let device = Device::flex();
-    let model = SqueezeSegNetConfig::new().init(&device).unwrap();
+    let model = SqueezeSegNetConfig::paper_with_batch_norm().init(&device).unwrap();
     let y = model.forward(image([1, 3, 360, 480], 2, &device)).unwrap();
     assert_eq!(y.dims(), [1, 11, 360, 480]);
     let classes = model.segment(image([1, 3, 360, 480], 2, &device)).unwrap();
@@ -62,7 +62,7 @@ fn parameter_counts_match_the_paper_and_the_summary() {
     );
     // Batch norm (γ, β) after every convolution but the last, whose biases go:
     // 2,692,555 − 6,720 biases + 2 × 6,720 = 2,699,275.
-    let batch_norm = SqueezeSegNetConfig::new();
+    let batch_norm = SqueezeSegNetConfig::paper_with_batch_norm();
     let model = batch_norm.init(&device).unwrap();
     assert_eq!(num_trainable_params(&model), 2_699_275);
     assert_eq!(
@@ -88,7 +88,7 @@ fn parameter_counts_match_the_paper_and_the_summary() {
 #[test]
 fn bad_inputs_and_configs_are_typed_errors() {
     let device = Device::flex();
-    let model = SqueezeSegNetConfig::new().init(&device).unwrap();
+    let model = SqueezeSegNetConfig::paper_with_batch_norm().init(&device).unwrap();
     let err = model
         .forward(Tensor::zeros([1, 3, 24, 64], &device))
         .unwrap_err();
@@ -115,7 +115,7 @@ fn bad_inputs_and_configs_are_typed_errors() {
         .forward(Tensor::zeros([0, 3, 64, 64], &device))
         .unwrap_err();
     assert!(matches!(err, SegNetError::EmptyBatch), "{err}");
-    let err = SqueezeSegNetConfig::new()
+    let err = SqueezeSegNetConfig::paper_with_batch_norm()
         .with_num_classes(0)
         .init(&device)
         .unwrap_err();
@@ -130,7 +130,7 @@ fn bad_inputs_and_configs_are_typed_errors() {
 #[test]
 fn grayscale_input_works_when_configured() {
     let device = Device::flex();
-    let model = SqueezeSegNetConfig::new()
+    let model = SqueezeSegNetConfig::paper_with_batch_norm()
         .with_input_channels(1)
         .with_num_classes(2)
         .init(&device)
@@ -151,7 +151,7 @@ fn forward_agrees_across_backends() {
     // Seeded: with fresh random weights each run, a pooling near-tie between backends
     // occasionally moved more logits than the tolerance allows (seen twice in many runs).
     flex.seed(11);
-    let model = SqueezeSegNetConfig::new()
+    let model = SqueezeSegNetConfig::paper_with_batch_norm()
         .with_num_classes(5)
         .init(&flex)
         .unwrap();
@@ -278,7 +278,7 @@ fn a_few_adam_steps_fit_a_fixed_segmentation() {
     use burn::optim::{AdamConfig, GradientsParams};
     let ad = Device::flex().autodiff();
     let (n, k, h, w) = (2, 3, 33, 41);
-    let mut model = SqueezeSegNetConfig::new()
+    let mut model = SqueezeSegNetConfig::paper_with_batch_norm()
         .with_num_classes(k)
         .init(&ad)
         .unwrap();
@@ -313,7 +313,7 @@ fn host_int_1(x: Tensor<1, Int>) -> Vec<i64> {
 fn weights_round_trip_including_batch_norm_statistics() {
     let dir = tempdir("round_trip");
     let ad = Device::flex().autodiff();
-    let model = SqueezeSegNetConfig::new().init(&ad).unwrap().train();
+    let model = SqueezeSegNetConfig::paper_with_batch_norm().init(&ad).unwrap().train();
     // One training-mode forward moves the batch-norm running statistics off their defaults.
     let _ = model.forward(image([2, 3, 40, 40], 7, &ad)).unwrap();
     let model = model.valid(); // inference snapshot on the plain device
@@ -335,7 +335,7 @@ fn weights_round_trip_including_batch_norm_statistics() {
     );
     let path = model.save(dir.join("model")).unwrap();
     assert_eq!(path, dir.join("model.bpk"));
-    let loaded = SqueezeSegNetConfig::new()
+    let loaded = SqueezeSegNetConfig::paper_with_batch_norm()
         .init_from_file(&path, &device)
         .unwrap();
     let x = image([1, 3, 40, 40], 8, &device);
@@ -344,7 +344,7 @@ fn weights_round_trip_including_batch_norm_statistics() {
     assert_eq!(a, b);
     // A fresh model differs: the test would notice a load that did nothing.
     let fresh = host(
-        SqueezeSegNetConfig::new()
+        SqueezeSegNetConfig::paper_with_batch_norm()
             .init(&device)
             .unwrap()
             .forward(x)
@@ -357,7 +357,7 @@ fn weights_round_trip_including_batch_norm_statistics() {
 fn bad_weights_files_are_typed_errors_naming_the_file() {
     let dir = tempdir("bad_weights");
     let device = Device::flex();
-    let config = SqueezeSegNetConfig::new();
+    let config = SqueezeSegNetConfig::paper_with_batch_norm();
     let path = config
         .init(&device)
         .unwrap()

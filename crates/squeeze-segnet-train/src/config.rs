@@ -156,7 +156,7 @@ impl TrainingConfig {
 
     /// The values of options for runs written before those options existed.
     pub(crate) fn legacy_defaults() -> Self {
-        Self::new().with_model(SqueezeSegNetConfig::new())
+        Self::new().with_model(SqueezeSegNetConfig::paper_with_batch_norm())
     }
 
     /// Checks every option, naming the bad one.
@@ -318,7 +318,7 @@ mod tests {
         assert!(!config.model.refine, "those networks had no refinement");
         assert_eq!(config.init_weights, None);
         let model = SqueezeSegNetConfig::load_json(dir.join("model.json")).unwrap();
-        assert_eq!(model, SqueezeSegNetConfig::new());
+        assert_eq!(model, SqueezeSegNetConfig::paper_with_batch_norm());
         let err = TrainingConfig::load_compatible(dir.join("missing.json")).unwrap_err();
         assert!(err.to_string().contains("missing.json"), "{err}");
         let _ = std::fs::remove_dir_all(&dir);

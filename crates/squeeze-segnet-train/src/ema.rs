@@ -166,7 +166,7 @@ mod tests {
     }
 
     fn config() -> SqueezeSegNetConfig {
-        SqueezeSegNetConfig::new().with_num_classes(3)
+        SqueezeSegNetConfig::paper_with_batch_norm().with_num_classes(3)
     }
 
     /// A batch-norm network whose running statistics have moved off 0 and 1 (seeded).
@@ -227,7 +227,7 @@ mod tests {
         let before = flat(ema.model());
         let device = Device::flex().autodiff();
         device.seed(4);
-        let other = SqueezeSegNetConfig::new()
+        let other = SqueezeSegNetConfig::paper_with_batch_norm()
             .with_num_classes(5)
             .init(&device)
             .unwrap()

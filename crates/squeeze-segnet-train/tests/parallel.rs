@@ -68,7 +68,7 @@ fn max_relative_difference(model: &SqueezeSegNet, a: &GradientsParams, b: &Gradi
 fn check_split(devices: &[Device]) {
     let main = Device::flex().autodiff();
     main.seed(11);
-    let model = SqueezeSegNetConfig::new()
+    let model = SqueezeSegNetConfig::paper_with_batch_norm()
         .with_batch_norm(false)
         .init(&main)
         .unwrap();
@@ -119,7 +119,7 @@ fn no_devices_is_an_error() {
 #[test]
 fn more_devices_than_images_leaves_the_extra_ones_idle() {
     let main = Device::flex().autodiff();
-    let model = SqueezeSegNetConfig::new()
+    let model = SqueezeSegNetConfig::paper_with_batch_norm()
         .with_batch_norm(false)
         .init(&main)
         .unwrap();

@@ -479,7 +479,7 @@ fn saved_weights_include_the_last_batch_norm_update() {
     // checkpoint taken right after a training step must still include it.
     let _serial = serial();
     let ad = Device::flex().autodiff();
-    let model = SqueezeSegNetConfig::new().init(&ad).unwrap();
+    let model = SqueezeSegNetConfig::paper_with_batch_norm().init(&ad).unwrap();
     let x = Tensor::<4>::from_data(
         TensorData::new(
             (0..2 * 3 * 64 * 80)
@@ -498,7 +498,7 @@ fn saved_weights_include_the_last_batch_norm_update() {
         .forward(x.clone().inner())
         .unwrap()
         .into_data();
-    let loaded = SqueezeSegNetConfig::new()
+    let loaded = SqueezeSegNetConfig::paper_with_batch_norm()
         .init_from_file(&path, &Device::flex())
         .unwrap();
     loaded

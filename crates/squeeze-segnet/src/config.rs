@@ -88,15 +88,17 @@ pub const DECODER_DFIRES: [DFireSize; 8] = [
     dfire("dfire2", 128, 16, 64),
 ];
 
-/// Configuration of [`SqueezeSegNet`](crate::SqueezeSegNet).
+/// Configuration of [`SqueezeSegNet`](crate::SqueezeSegNet), with three named presets.
 ///
 /// ```
 /// use squeeze_segnet::SqueezeSegNetConfig;
-/// let default = SqueezeSegNetConfig::new();              // 11 classes, RGB, batch norm
-/// let paper = SqueezeSegNetConfig::paper();              // exactly the paper's layers
-/// let camvid = SqueezeSegNetConfig::camvid();            // the shipped weights' network
-/// let own = SqueezeSegNetConfig::new().with_num_classes(4);
-/// assert_eq!((default.num_classes, paper.batch_norm, camvid.refine), (11, false, true));
+/// let camvid = SqueezeSegNetConfig::camvid();    // the default: the shipped weights' network
+/// let paper = SqueezeSegNetConfig::paper();      // exactly the paper's layers
+/// let bn = SqueezeSegNetConfig::paper_with_batch_norm(); // the paper's layers + batch norm
+/// let own = SqueezeSegNetConfig::camvid().with_num_classes(4);
+/// assert_eq!(SqueezeSegNetConfig::new(), camvid);
+/// assert_eq!((paper.batch_norm, paper.refine), (false, false));
+/// assert_eq!((bn.batch_norm, bn.refine, camvid.refine), (true, false, true));
 /// assert_eq!(own.num_classes, 4);
 /// ```
 #[derive(Config, Debug, PartialEq)]
@@ -108,7 +110,8 @@ pub struct SqueezeSegNetConfig {
     #[config(default = 3)]
     pub input_channels: usize,
     /// Batch norm after every convolution but the last (those convolutions then drop their
-    /// bias). Helps training from scratch on small data. Default: true.
+    /// bias). Helps training from scratch on small data; folded away for inference
+    /// ([`SqueezeSegNet::for_inference`](crate::SqueezeSegNet::for_inference)). Default: true.
     #[config(default = true)]
     pub batch_norm: bool,
     /// A 3×3 convolution (64 → 64, then batch norm and ReLU) between the last max-unpooling and
@@ -117,23 +120,32 @@ pub struct SqueezeSegNetConfig {
     /// its pooling window had its maximum (about one pixel in five), so every output pixel sees a
     /// different, sparse subset of the 64 channels and about one in ten sees none (only the
     /// bias). The refinement densifies that map (its effect on CamVid is in the README's
-    /// ablations). Costs 36,992 parameters and 1.58 GMAC at 360×480 (+48 %). Off by default, so that the default network keeps the paper's layers
-    /// (and the benchmarks compare like with like); the CamVid training recipe and the shipped
-    /// weights use it. Default: false.
-    #[config(default = false)]
+    /// ablations). Costs 36,992 parameters and 1.58 GMAC at 360×480 (+48 %). The CamVid
+    /// training recipe and the shipped weights use it; [`paper`](Self::paper) and
+    /// [`paper_with_batch_norm`](Self::paper_with_batch_norm) do not. Default: true.
+    #[config(default = true)]
     pub refine: bool,
 }
 
 impl SqueezeSegNetConfig {
-    /// The paper's network: no batch norm, 2,692,555 parameters with 11 classes.
+    /// The paper's network, exactly: no batch norm, no refinement, 2,692,555 parameters with 11
+    /// classes.
     pub fn paper() -> Self {
-        Self::new().with_batch_norm(false)
+        Self::new().with_batch_norm(false).with_refine(false)
     }
 
-    /// The network of the shipped CamVid weights: batch norm and the 3×3
-    /// [`refine`](Self::refine)ment, 2,736,267 parameters with 11 classes.
+    /// The paper's layers with batch norm after every convolution but the last (2,699,275
+    /// parameters with 11 classes): what trains from scratch on small data. Folded for
+    /// inference, it costs exactly what [`paper`](Self::paper) does.
+    pub fn paper_with_batch_norm() -> Self {
+        Self::new().with_refine(false)
+    }
+
+    /// The default ([`new`](Self::new)): the network of the shipped CamVid weights and of the
+    /// training recipe, batch norm and the 3×3 [`refine`](Self::refine)ment, 2,736,267
+    /// parameters with 11 classes.
     pub fn camvid() -> Self {
-        Self::new().with_refine(true)
+        Self::new()
     }
 
     /// Checks the values, naming the bad one.

@@ -34,7 +34,7 @@
 //! use squeeze_segnet::{SqueezeSegNetConfig, BackendKind};
 //!
 //! let device = BackendKind::Flex.device()?;
-//! let model = SqueezeSegNetConfig::new().with_num_classes(11).init(&device)?;
+//! let model = SqueezeSegNetConfig::paper_with_batch_norm().with_num_classes(11).init(&device)?;
 //! let images = Tensor::<4>::random([2, 3, 64, 80], burn::tensor::Distribution::Default, &device);
 //! let logits = model.forward(images.clone())?;          // [2, 11, 64, 80]
 //! let classes = model.segment(images)?;                 // [2, 64, 80], values 0..11

@@ -251,7 +251,7 @@ impl SqueezeSegNet {
     /// ```
     /// use burn::prelude::*;
     /// use squeeze_segnet::SqueezeSegNetConfig;
-    /// let model = SqueezeSegNetConfig::new().init(&Device::flex())?.for_inference();
+    /// let model = SqueezeSegNetConfig::paper_with_batch_norm().init(&Device::flex())?.for_inference();
     /// assert!(model.conv1.norm.is_none() && model.conv1.conv.bias.is_some());
     /// # Ok::<(), squeeze_segnet::SegNetError>(())
     /// ```

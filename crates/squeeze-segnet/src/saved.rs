@@ -103,7 +103,7 @@ impl SqueezeSegNetConfig {
     /// # Errors
     /// [`SegNetError::ConfigFile`] naming the file when it cannot be read or parsed.
     pub fn load_json(path: impl AsRef<Path>) -> Result<Self, SegNetError> {
-        load_json_with_defaults(path.as_ref(), &Self::new().with_refine(false))
+        load_json_with_defaults(path.as_ref(), &Self::paper_with_batch_norm())
     }
 }
 
@@ -194,7 +194,7 @@ mod tests {
         std::fs::write(&file, r#"{"num_classes": 5, "input_channels": 3, "batch_norm": true}"#)
             .unwrap();
         let config = SqueezeSegNetConfig::load_json(&file).unwrap();
-        assert_eq!(config, SqueezeSegNetConfig::new().with_num_classes(5).with_refine(false));
+        assert_eq!(config, SqueezeSegNetConfig::paper_with_batch_norm().with_num_classes(5).with_refine(false));
         let err = SqueezeSegNetConfig::load_json(dir.join("missing.json")).unwrap_err();
         assert!(err.to_string().contains("missing.json"), "{err}");
         std::fs::write(&file, r#"{"num_classes": "many"}"#).unwrap();

@@ -271,7 +271,7 @@ mod tests {
 
     #[test]
     fn shapes_follow_the_network() {
-        let s = SqueezeSegNetConfig::new()
+        let s = SqueezeSegNetConfig::paper_with_batch_norm()
             .summary([2, 3, 360, 480])
             .unwrap();
         let shape = |name| s.layers.iter().find(|l| l.name == name).unwrap().output;
@@ -294,7 +294,7 @@ mod tests {
 
     #[test]
     fn refinement_adds_a_3x3_convolution_at_conv1_resolution() {
-        let plain = SqueezeSegNetConfig::new().with_refine(false);
+        let plain = SqueezeSegNetConfig::paper_with_batch_norm().with_refine(false);
         let [a, b] =
             [plain.clone(), plain.with_refine(true)].map(|c| c.summary([1, 3, 360, 480]).unwrap());
         // 64·64·9 weights + batch norm's 2·64.
@@ -305,7 +305,7 @@ mod tests {
 
     #[test]
     fn too_small_input_is_an_error() {
-        let e = SqueezeSegNetConfig::new()
+        let e = SqueezeSegNetConfig::paper_with_batch_norm()
             .summary([1, 3, 24, 100])
             .unwrap_err();
         assert!(
