@@ -17,9 +17,8 @@ use squeeze_segnet_data::{
     CAMVID_CLASSES, CAMVID_PALETTE, SegmentationDataset, TransformConfig, camvid,
     camvid_sample_root,
 };
-use squeeze_segnet_train::{
-    CLASS_STATS_FILE, TrainingConfig, evaluate, loader::CachedDataset, logit_adjustment,
-};
+use squeeze_segnet_data::loader::CachedDataset;
+use squeeze_segnet_train::{CLASS_STATS_FILE, TrainingConfig, evaluate, logit_adjustment};
 use clap::Parser;
 use squeeze_segnet_workspace::{ModelArgs, cli};
 

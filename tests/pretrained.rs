@@ -11,7 +11,8 @@ use squeeze_segnet::{
     weights_precision,
 };
 use squeeze_segnet_data::{TransformConfig, camvid, camvid_sample_root};
-use squeeze_segnet_train::{TrainingConfig, evaluate, loader::CachedDataset};
+use squeeze_segnet_data::loader::CachedDataset;
+use squeeze_segnet_train::{TrainingConfig, evaluate};
 
 use burn::prelude::*;
 

@@ -10,8 +10,12 @@
 //! - Class balancing: [`median_frequency_weights`] (cached), and SegNet-Tutorial's published
 //!   weights as a preset ([`SEGNET_TUTORIAL_WEIGHTS`]).
 //! - Transforms: [`TransformConfig`] (resize, scale-and-crop, flip, colour jitter,
-//!   normalisation), seeded per sample and access in [`TransformedDataset`].
-//! - Batching: [`SegmentationBatcher`], for Burn's multi-threaded data loader.
+//!   normalisation), seeded per (epoch, sample) by [`loader::sample_rng`].
+//! - The pipeline ([`loader`]): a seeded order per epoch, decoding and augmentation ahead of the
+//!   model on worker threads, batches a pure function of `(seed, epoch, batch)` (so a run
+//!   resumes exactly), an optional cache of decoded images. The training crate runs on it.
+//! - For Burn's own `DataLoader` and `Learner`: [`TransformedDataset`] (the same transforms and
+//!   seed derivation behind Burn's `Dataset` trait) and [`SegmentationBatcher`].
 //!
 //! ```
 //! use std::sync::Arc;
@@ -41,6 +45,7 @@ mod batcher;
 mod camvid;
 mod dataset;
 mod error;
+pub mod loader;
 mod transform;
 
 pub use balance::{

@@ -238,8 +238,9 @@ impl SplitMix64 {
 /// A dataset with a transform applied on access — in the data loader's worker threads.
 ///
 /// Randomness is reproducible whatever the worker count or order: sample `i`'s `k`-th access
-/// uses a generator seeded from `(seed, i, k)`, so each epoch sees new augmentations, and a
-/// resumed run continues them with [`set_accesses`](Self::set_accesses).
+/// uses [`crate::loader::sample_rng`]`(seed, k, i)` — the augmentation [`crate::loader`] gives
+/// sample `i` in epoch `k` — so each epoch sees new augmentations, and a resumed run continues
+/// them with [`set_accesses`](Self::set_accesses).
 pub struct TransformedDataset<D> {
     inner: D,
     transform: TransformConfig,
@@ -283,9 +284,8 @@ impl<D: Dataset<SegmentationSample>> Dataset<SegmentationItem> for TransformedDa
     fn get(&self, index: usize) -> Result<SegmentationItem, DatasetError> {
         let sample = self.inner.get(index)?;
         let k = self.accesses[index].fetch_add(1, Ordering::Relaxed);
-        let mut seeder =
-            SplitMix64::new(self.seed ^ (index as u64).wrapping_mul(0xA24B_AED4_963E_E407));
-        let mut rng = SplitMix64::new(seeder.next_u64() ^ k.wrapping_mul(0x9FB2_1C65_1E98_DF25));
+        // The k-th access is epoch k's: the pipeline's own seed derivation.
+        let mut rng = crate::loader::sample_rng(self.seed, k as usize, index);
         Ok(self.transform.apply(&sample, &mut rng))
     }
 

@@ -259,8 +259,8 @@ impl TrainingConfig {
     /// The transform applied to training samples.
     pub fn train_transform(&self) -> TransformConfig {
         if self.augment {
-            TransformConfig::new(self.size)
-                .with_hflip(0.5)
+            // The data crate's training augmentation, at this run's scale range and jitter.
+            TransformConfig::train(self.size)
                 .with_scale([self.min_scale, self.max_scale])
                 .with_jitter(self.jitter)
         } else {

@@ -7,7 +7,7 @@ use burn::prelude::*;
 use squeeze_segnet::{SqueezeSegNet, predict_at};
 use squeeze_segnet_data::{SegmentationBatcher, SegmentationItem, TransformConfig};
 
-use crate::loader::{CachedDataset, EpochStream};
+use squeeze_segnet_data::loader::{CachedDataset, EpochStream};
 use crate::{ConfusionMatrix, TrainError};
 
 /// Scores `model` (in inference mode, batch norm folded: [`SqueezeSegNet::for_inference`]) on
@@ -32,7 +32,7 @@ pub fn evaluate(
     }
     let ignore = data.dataset().ignore() as usize;
     let order: Vec<usize> = (0..data.len()).collect();
-    let batches = crate::loader::batches(&order, batch_size.max(1));
+    let batches = squeeze_segnet_data::loader::batches(&order, batch_size.max(1));
     let mut matrix = ConfusionMatrix::new(classes);
     let model = &model.for_inference();
     for items in EpochStream::start(data, transform, batches, 0, 0) {

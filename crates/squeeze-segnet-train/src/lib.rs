@@ -41,7 +41,6 @@ mod config;
 mod ema;
 mod error;
 mod evaluate;
-pub mod loader;
 mod lock;
 mod loss;
 mod metrics;

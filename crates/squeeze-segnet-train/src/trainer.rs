@@ -31,7 +31,7 @@ use squeeze_segnet::SqueezeSegNet;
 use squeeze_segnet_data::{SegmentationBatcher, SegmentationDataset, class_stats};
 
 use crate::checkpoint::{CheckpointDir, RunFingerprint, TrainState, write_atomic};
-use crate::loader::{CachedDataset, EpochStream, batches, epoch_order};
+use squeeze_segnet_data::loader::{CachedDataset, EpochStream, batches, epoch_order};
 use crate::parallel::DataParallel;
 use crate::progress::ProgressBar;
 use crate::{

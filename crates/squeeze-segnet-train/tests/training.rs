@@ -14,7 +14,7 @@ use squeeze_segnet_data::{
     SegmentationBatcher, SegmentationDataset, TransformConfig, camvid, camvid_sample_root,
 };
 use squeeze_segnet_train::checkpoint::CheckpointDir;
-use squeeze_segnet_train::loader::CachedDataset;
+use squeeze_segnet_data::loader::CachedDataset;
 use squeeze_segnet_train::{
     ClassWeighting, EpochRecord, LOCK_FILE, OptimizerKind, RunOptions, TrainError, Trainer,
     TrainingConfig, evaluate,

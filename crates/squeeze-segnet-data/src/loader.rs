@@ -1,6 +1,8 @@
-//! The training data stream: a seeded order per epoch, augmentations seeded per (epoch, sample),
-//! decoding on worker threads ahead of the model, and an optional in-memory cache of decoded
-//! images.
+//! The data pipeline: a seeded order per epoch ([`epoch_order`]), augmentations seeded per
+//! (epoch, sample) ([`sample_rng`], the one seed derivation, which [`crate::TransformedDataset`]
+//! uses too), decoding on worker threads ahead of the model ([`EpochStream`]), and an optional
+//! in-memory cache of decoded images ([`CachedDataset`]). The trainer and the evaluation run on
+//! it.
 //!
 //! Burn's multi-worker `DataLoader` splits the dataset between workers, so which images share a
 //! batch depends on the worker count and on timing. Training here needs batches that are a pure
@@ -13,7 +15,8 @@ use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 
 use rayon::prelude::*;
-use squeeze_segnet_data::{
+
+use crate::{
     DataError, SegmentationDataset, SegmentationItem, SegmentationSample, SplitMix64,
     TransformConfig,
 };
