@@ -109,7 +109,8 @@ fn check(dir: &Path, device: &Device) -> Result<(), Box<dyn std::error::Error>> 
     let config = SqueezeSegNetConfig::paper_with_batch_norm()
         .with_num_classes(classes)
         .with_batch_norm(shapes.keys().any(|n| n.contains(".norm.")))
-        .with_refine(shapes.keys().any(|n| n.starts_with("refine.")));
+        .with_refine(shapes.keys().any(|n| n.starts_with("refine.")))
+        .with_context(shapes.keys().any(|n| n.starts_with("context.")));
     let model: SqueezeSegNet = config.init(device)?.load_pytorch(&weights)?;
     let x = read_f32(&dir.join("input.bin"), INPUT.iter().product())?;
     let want = read_f32(

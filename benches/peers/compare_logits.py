@@ -22,10 +22,10 @@ import squeeze_segnet as ss  # noqa: E402
 
 directory = sys.argv[1] if len(sys.argv) > 1 else "target/export"
 weights = os.path.join(directory, "weights.safetensors")
-batch_norm, refine, num_classes = ss.config_of(weights)
-model = ss.load_safetensors(ss.SqueezeSegNet(num_classes, batch_norm, refine), weights).eval()
+network = ss.config_of(weights)
+model = ss.load_safetensors(ss.SqueezeSegNet(*network), weights).eval()
 x = torch.from_numpy(np.fromfile(os.path.join(directory, "input.bin"), dtype="<f4").reshape(1, 3, 360, 480))
-burn = np.fromfile(os.path.join(directory, "logits.bin"), dtype="<f4").reshape(1, num_classes, 360, 480)
+burn = np.fromfile(os.path.join(directory, "logits.bin"), dtype="<f4").reshape(1, network[0], 360, 480)
 with torch.inference_mode():
     torch_logits = model(x).numpy()
 diff = np.abs(torch_logits - burn)
@@ -37,7 +37,7 @@ print("OK: same logits within 1e-4 relative" if ok else "MISMATCH")
 
 # PyTorch → Burn: a network PyTorch made, with batch-norm statistics that are not the defaults.
 torch.manual_seed(3)
-other = ss.SqueezeSegNet(num_classes, batch_norm, refine)
+other = ss.SqueezeSegNet(*network)
 other.train()
 with torch.no_grad():
     other(torch.randn(2, 3, 96, 128))

@@ -70,8 +70,8 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     a = ap.parse_args()
     weights = os.path.join(a.directory, "weights.safetensors")
-    batch_norm, refine, num_classes = ss.config_of(weights)
-    model = ss.load_safetensors(ss.SqueezeSegNet(num_classes, batch_norm, refine), weights).eval()
+    network = ss.config_of(weights)
+    model = ss.load_safetensors(ss.SqueezeSegNet(*network), weights).eval()
     out = a.out or os.path.join(a.directory, "squeeze_segnet.onnx")
     torch.onnx.export(model, (torch.zeros(1, 3, 360, 480),), out, dynamo=True, opset_version=18,
                       custom_translation_table=TRANSLATIONS, external_data=False)  # one self-contained file
@@ -83,7 +83,7 @@ def main():
     options.intra_op_num_threads = a.threads
     session = ort.InferenceSession(out, options, providers=["CPUExecutionProvider"])
     x = np.fromfile(os.path.join(a.directory, "input.bin"), "<f4").reshape(1, 3, 360, 480)
-    want = np.fromfile(os.path.join(a.directory, "logits.bin"), "<f4").reshape(1, num_classes, 360, 480)
+    want = np.fromfile(os.path.join(a.directory, "logits.bin"), "<f4").reshape(1, network[0], 360, 480)
     got = session.run(None, {session.get_inputs()[0].name: x})[0]
     diff, scale = np.abs(got - want).max(), np.abs(want).max()
     print(f"ONNX Runtime (MaxUnpool graph) vs this crate: max |difference| {diff:.3e} (logits up to "

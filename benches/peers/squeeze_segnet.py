@@ -59,14 +59,36 @@ class DFire(nn.Module):
         return self.squeeze(torch.cat([self.expand1x1(x), self.expand3x3(x)], 1))
 
 
+class PyramidContext(nn.Module):
+    """x + fuse(cat(up(relu(branch_b(avgpool_b(x)))))): the Rust crate's PyramidContext."""
+
+    def __init__(self, channels=512, bins=(1, 2, 3, 6), branch_channels=64):
+        super().__init__()
+        self.bins = bins
+        self.branches = nn.ModuleList(ConvBlock(channels, branch_channels, 1) for _ in bins)
+        self.fuse = nn.Conv2d(len(bins) * branch_channels, channels, 1)
+        nn.init.zeros_(self.fuse.weight)
+        nn.init.zeros_(self.fuse.bias)
+
+    def forward(self, x):
+        h, w = (int(v) for v in x.shape[-2:])
+        parts = []
+        for b, branch in zip(self.bins, self.branches):
+            p = branch(F.adaptive_avg_pool2d(x, b))
+            parts.append(F.interpolate(p, size=(h, w), mode="bilinear", align_corners=True))
+        return x + self.fuse(torch.cat(parts, 1))
+
+
 class SqueezeSegNet(nn.Module):
-    def __init__(self, num_classes=11, batch_norm=False, refine=False):
+    def __init__(self, num_classes=11, batch_norm=False, refine=False, context=False):
         super().__init__()
         bn = batch_norm
         self.conv1 = ConvBlock(3, 64, 3, stride=2, batch_norm=bn)
         for name, cin, s, e in ENCODER_FIRES:
             setattr(self, name, Fire(cin, s, e, bn))
         self.conv10 = ConvBlock(512, 512, 1, batch_norm=bn)
+        # Not in the paper: pyramid pooling after conv10 (SqueezeSegNetConfig::context).
+        self.context = PyramidContext() if context else None
         self.conv10_d = ConvBlock(512, 512, 1, batch_norm=bn)
         for name, cin, e, cout in DECODER_DFIRES:
             setattr(self, name, DFire(cin, e, cout, bn))
@@ -89,6 +111,8 @@ class SqueezeSegNet(nn.Module):
         x, i5 = pool(x)
         x = self.fire9(self.fire8(self.fire7(self.fire6(x))))
         x = self.conv10(x)
+        if self.context is not None:
+            x = self.context(x)
         x = self.conv10_d(x)
         x = self.dfire6(self.dfire7(self.dfire8(self.dfire9(x))))
         x = F.max_unpool2d(x, i5, 3, 2, output_size=s5)
@@ -112,13 +136,15 @@ def load_safetensors(model, path):
 
 
 def config_of(path):
-    """(batch_norm, refine, num_classes) of a safetensors file's network, from its keys."""
+    """(num_classes, batch_norm, refine, context) of a safetensors file's network, from its keys:
+    the arguments of SqueezeSegNet, in order."""
     from safetensors import safe_open
 
     with safe_open(path, "pt") as f:
         keys = list(f.keys())
         num_classes = f.get_slice("deconv1.bias").get_shape()[0]
-    return any(".norm." in k for k in keys), any(k.startswith("refine.") for k in keys), num_classes
+    has = lambda prefix: any(k.startswith(prefix) for k in keys)
+    return num_classes, any(".norm." in k for k in keys), has("refine."), has("context.")
 
 
 if __name__ == "__main__":

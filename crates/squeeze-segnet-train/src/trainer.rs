@@ -231,7 +231,7 @@ impl Trainer {
             (false, Some(_)) => return Err(TrainError::RunExists(self.dir.clone())),
             (false, None) => {
                 let model = match &cfg.init_weights {
-                    Some(path) => model.load(path)?,
+                    Some(path) => model.load_adding_context(path)?,
                     None => model,
                 };
                 self.write_run_files()?;

@@ -52,6 +52,10 @@ const fn dfire(name: &'static str, input: usize, expand: usize, output: usize) -
 pub const CONV1_CHANNELS: usize = 64;
 /// Channels of conv10 and of its decoder inverse conv10_d (both 1×1).
 pub const CONV10_CHANNELS: usize = 512;
+/// Grid sizes of the [`PyramidContext`](crate::PyramidContext) branches (PSPNet's).
+pub const CONTEXT_BINS: [usize; 4] = [1, 2, 3, 6];
+/// Output channels of each [`PyramidContext`](crate::PyramidContext) branch.
+pub const CONTEXT_BRANCH_CHANNELS: usize = 64;
 /// The three poolings (after conv1, fire3 and fire5): 3×3 windows, stride 2, ceil mode.
 pub const POOL: PoolOptions = PoolOptions::new([3, 3], [2, 2]);
 
@@ -125,6 +129,13 @@ pub struct SqueezeSegNetConfig {
     /// [`paper_with_batch_norm`](Self::paper_with_batch_norm) do not. Default: true.
     #[config(default = true)]
     pub refine: bool,
+    /// Pyramid pooling context after conv10 ([`PyramidContext`](crate::PyramidContext), bins
+    /// 1, 2, 3 and 6, 64 channels each), added as a residual that starts at zero: it lets the
+    /// bottleneck see the whole image, where conv10 alone sees about 200 input pixels. Not in
+    /// the paper. Costs 262,912 parameters and under 3 % more multiply-accumulates. Default:
+    /// false.
+    #[config(default = false)]
+    pub context: bool,
 }
 
 impl SqueezeSegNetConfig {

@@ -82,6 +82,7 @@
 
 mod allocator;
 pub mod config;
+mod context;
 mod conv;
 pub mod deconv;
 mod device;
@@ -102,6 +103,7 @@ mod weights;
 
 pub use allocator::{RETAINED_BLOCK_LIMIT, RETAINED_FREE_LIMIT, retain_freed_memory};
 pub use config::{SqueezeSegNetConfig, min_input_len};
+pub use context::{PyramidContext, PyramidContextConfig};
 pub use conv::{ConvBlock, ConvBlockConfig};
 pub use device::{BackendKind, check_burn_device_env};
 pub use dfire::{DFire, DFireConfig};

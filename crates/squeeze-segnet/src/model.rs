@@ -8,8 +8,10 @@ use burn::nn::{
 use burn::prelude::*;
 
 use crate::config::{
-    CONV1_CHANNELS, CONV10_CHANNELS, DECODER_DFIRES, ENCODER_FIRES, POOL, SqueezeSegNetConfig,
+    CONTEXT_BINS, CONTEXT_BRANCH_CHANNELS, CONV1_CHANNELS, CONV10_CHANNELS, DECODER_DFIRES,
+    ENCODER_FIRES, POOL, SqueezeSegNetConfig,
 };
+use crate::context::{PyramidContext, PyramidContextConfig};
 use crate::conv::{ConvBlock, ConvBlockConfig};
 use crate::dfire::{DFire, DFireConfig};
 use crate::fire::{Fire, FireConfig};
@@ -24,6 +26,7 @@ use crate::{SegNetError, ops::PoolOptions};
 ///  fire2 fire3 ─────── pool3 3×3/2 ─ idx3        size3 = fire3's H×W
 ///  fire4 fire5 ─────── pool5 3×3/2 ─ idx5        size5 = fire5's H×W
 ///  fire6 fire7 fire8 fire9 conv10 1×1 (512)
+///  context: + pyramid pooling 1, 2, 3, 6 (residual), when configured
 ///  conv10_d 1×1 (512)
 ///  dfire9 dfire8 dfire7 dfire6 ── unpool(idx5 → size5)
 ///  dfire5 dfire4 ──────────────── unpool(idx3 → size3)
@@ -53,6 +56,9 @@ pub struct SqueezeSegNet {
     pub fire9: Fire,
     /// 1×1, 512 → 512.
     pub conv10: ConvBlock,
+    /// Pyramid pooling over the whole image, added to conv10's output (not in the paper; see
+    /// [`SqueezeSegNetConfig::context`]).
+    pub context: Option<PyramidContext>,
     /// 1×1, 512 → 512: conv10 inverted.
     pub conv10_d: ConvBlock,
     /// DFire(512; 64, 512).
@@ -121,6 +127,7 @@ impl SqueezeSegNetConfig {
             fire8: fire(6),
             fire9: fire(7),
             conv10: conv1x1([CONV10_CHANNELS, CONV10_CHANNELS]),
+            context: self.context.then(|| context_config().init(device)),
             conv10_d: conv1x1([CONV10_CHANNELS, CONV10_CHANNELS]),
             dfire9: dfire(0),
             dfire8: dfire(1),
@@ -147,6 +154,13 @@ impl SqueezeSegNetConfig {
             num_classes: self.num_classes,
         })
     }
+}
+
+/// The [`PyramidContext`] of [`SqueezeSegNetConfig::context`].
+pub(crate) fn context_config() -> PyramidContextConfig {
+    PyramidContextConfig::new(CONV10_CHANNELS)
+        .with_bins(CONTEXT_BINS.to_vec())
+        .with_branch_channels(CONTEXT_BRANCH_CHANNELS)
 }
 
 /// Where the encoder's poolings came from: indices and the size to unpool back to.
@@ -222,6 +236,10 @@ impl SqueezeSegNet {
         let x = self.fire8.forward(x);
         let x = self.fire9.forward(x);
         let x = self.conv10.forward(x);
+        let x = match &self.context {
+            Some(context) => context.forward(x),
+            None => x,
+        };
 
         // Decoder: the mirror image, unpooling with the encoder's indices.
         let x = self.conv10_d.forward(x);
@@ -268,6 +286,7 @@ impl SqueezeSegNet {
             fire8: m.fire8.fold_batch_norm(),
             fire9: m.fire9.fold_batch_norm(),
             conv10: m.conv10.fold_batch_norm(),
+            context: m.context,
             conv10_d: m.conv10_d.fold_batch_norm(),
             dfire9: m.dfire9.fold_batch_norm(),
             dfire8: m.dfire8.fold_batch_norm(),
@@ -282,6 +301,15 @@ impl SqueezeSegNet {
             input_channels: m.input_channels,
             num_classes: m.num_classes,
         }
+    }
+
+    /// The network with a [`PyramidContext`] after conv10 (`Some`), or without one (`None`),
+    /// every other layer kept. A fresh context ([`SqueezeSegNetConfig::context`]'s, from
+    /// [`SqueezeSegNetConfig::init`]) is the identity, so weights trained without it give the
+    /// same logits with it until training moves it: how a network with context is fine-tuned from
+    /// one without.
+    pub fn with_context(self, context: Option<PyramidContext>) -> Self {
+        SqueezeSegNet { context, ..self }
     }
 
     /// The network with `offsets[c]` added to every logit of class `c`, folded into the final

@@ -7,7 +7,7 @@ use burn::prelude::*;
 
 use crate::SegNetError;
 use crate::config::{
-    CONV1_CHANNELS, CONV10_CHANNELS, DECODER_DFIRES, ENCODER_FIRES, POOLED_AFTER,
+    CONTEXT_BINS, CONTEXT_BRANCH_CHANNELS, CONV1_CHANNELS, CONV10_CHANNELS, DECODER_DFIRES, ENCODER_FIRES, POOLED_AFTER,
     SqueezeSegNetConfig, UNPOOLED_AFTER,
 };
 
@@ -188,6 +188,23 @@ impl SqueezeSegNetConfig {
         if self.refine {
             let (p, m) = conv(CONV1_CHANNELS, CONV1_CHANNELS, 3, bn);
             row("refine", "Conv 3×3", CONV1_CHANNELS, 0, p, m);
+        }
+        if self.context {
+            // After conv10 (at pool5's size). The branches run on b×b grids; the fusion on every bottleneck pixel.
+            let branches: u64 = CONTEXT_BINS
+                .iter()
+                .map(|&b| (b * b * CONV10_CHANNELS * CONTEXT_BRANCH_CHANNELS) as u64)
+                .sum();
+            let fuse = (CONTEXT_BINS.len() * CONTEXT_BRANCH_CHANNELS * CONV10_CHANNELS) as u64;
+            let (oh, ow) = (hs[3], ws[3]);
+            let after_conv10 = layers.iter().position(|l| l.name == "conv10").map_or(0, |i| i + 1);
+            layers.insert(after_conv10, LayerSummary {
+                name: "context",
+                kind: "PyramidPool 1,2,3,6 (+)",
+                output: [n, CONV10_CHANNELS, oh, ow],
+                params: crate::model::context_config().num_params(),
+                macs: n as u64 * (branches + fuse * (oh * ow) as u64),
+            });
         }
         // The transposed convolution: every input pixel feeds a 3×3 patch of every class.
         let k = self.num_classes;

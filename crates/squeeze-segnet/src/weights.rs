@@ -83,6 +83,30 @@ impl SqueezeSegNet {
     }
 }
 
+impl SqueezeSegNet {
+    /// [`load`](Self::load), also from the weights of the same network without a
+    /// [`PyramidContext`](crate::PyramidContext): this network's context is then kept as it is
+    /// (a fresh one is the identity, see [`with_context`](Self::with_context)). How the trainer
+    /// reads `--init` weights.
+    ///
+    /// # Errors
+    /// As [`load`](Self::load); the error of loading the whole network when neither loads.
+    pub fn load_adding_context(self, path: impl AsRef<Path>) -> Result<Self, SegNetError> {
+        let path = path.as_ref();
+        let Some(context) = self.context.clone() else {
+            return self.load(path);
+        };
+        match self.clone().load(path) {
+            Err(whole @ SegNetError::WeightsMismatch { .. }) => self
+                .with_context(None)
+                .load(path)
+                .map(|m| m.with_context(Some(context)))
+                .map_err(|_| whole),
+            other => other,
+        }
+    }
+}
+
 impl SqueezeSegNetConfig {
     /// Builds the network and loads its weights from `path`.
     ///
