@@ -23,10 +23,10 @@ use burn::nn::{
     conv::{Conv2d, Conv2dConfig},
 };
 use burn::prelude::*;
-use burn::tensor::module::{adaptive_avg_pool2d, interpolate};
-use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
+use burn::tensor::module::adaptive_avg_pool2d;
 
 use crate::conv::{ConvBlock, ConvBlockConfig};
+use crate::predict::aligned_taps;
 
 /// Configuration of a [`PyramidContext`].
 #[derive(Config, Debug)]
@@ -115,19 +115,34 @@ impl PyramidContext {
 }
 
 /// A `[n, c, b, b]` grid stretched to `[n, c, h, w]`: bilinear with aligned corners (PSPNet's),
-/// a broadcast for the 1×1 grid.
+/// written as two products with interpolation matrices, `A_h · grid · A_wᵀ`, so that it is
+/// differentiable on every backend (NdArray has no bilinear `interpolate` backward).
 fn stretch(grid: Tensor<4>, [n, h, w]: [usize; 3]) -> Tensor<4> {
     let [_, c, gh, gw] = grid.dims();
     if [gh, gw] == [h, w] {
-        grid
-    } else if [gh, gw] == [1, 1] {
-        grid.expand([n, c, h, w])
-    } else {
-        interpolate(
-            grid,
-            InterpolateOptions::new(InterpolateMode::Bilinear)
-                .with_output_size([h, w])
-                .with_align_corners(true),
-        )
+        return grid;
     }
+    if [gh, gw] == [1, 1] {
+        return grid.expand([n, c, h, w]);
+    }
+    let (device, dtype) = (grid.device(), grid.dtype());
+    let rows = bilinear_matrix(h, gh, &device)
+        .cast(dtype)
+        .expand([n, c, h, gh]);
+    let cols = bilinear_matrix(w, gw, &device)
+        .cast(dtype)
+        .swap_dims(2, 3)
+        .expand([n, c, gw, w]);
+    rows.matmul(grid).matmul(cols)
+}
+
+/// `[1, 1, out, len]`: row `i` holds the weights of 1-D linear interpolation with aligned
+/// corners at output position `i` (f32; the caller casts it to the grid's float type).
+fn bilinear_matrix(out: usize, len: usize, device: &Device) -> Tensor<4> {
+    let mut m = vec![0f32; out * len];
+    for (i, (lo, hi, frac)) in aligned_taps(out, len).into_iter().enumerate() {
+        m[i * len + lo] += 1.0 - frac;
+        m[i * len + hi] += frac;
+    }
+    Tensor::<4>::from_data(TensorData::new(m, [1, 1, out, len]), device)
 }

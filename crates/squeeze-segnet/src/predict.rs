@@ -95,22 +95,7 @@ pub fn upsample_argmax(
             "upsample_argmax: no logits ({h}x{w}) to upsample to {out_h}x{out_w}"
         )));
     }
-    // Source coordinate of output index `i` with corners aligned: i · (in − 1) / (out − 1).
-    let taps = |out: usize, len: usize| -> Vec<(usize, usize, f32)> {
-        (0..out)
-            .map(|i| {
-                let s = if out > 1 {
-                    i as f64 * (len - 1) as f64 / (out - 1) as f64
-                } else {
-                    0.0
-                };
-                let lo = (s.floor() as usize).min(len - 1);
-                let hi = (lo + 1).min(len - 1);
-                (lo, hi, (s - lo as f64) as f32)
-            })
-            .collect()
-    };
-    let (rows, cols) = (taps(out_h, h), taps(out_w, w));
+    let (rows, cols) = (aligned_taps(out_h, h), aligned_taps(out_w, w));
     let plane = h * w;
     let mut out = vec![0u8; out_h * out_w];
     let mut row = vec![0f32; c * w];
@@ -150,4 +135,22 @@ pub fn upsample_logits(logits: Tensor<4>, output_size: [usize; 2]) -> Tensor<4> 
         logits,
         InterpolateOptions::new(InterpolateMode::Bilinear).with_output_size(output_size),
     )
+}
+
+/// 1-D linear interpolation with aligned corners from `len` samples to `out`: for each output
+/// index `i`, the two source indices around `i · (len − 1) / (out − 1)` (0 when `out` is 1) and
+/// the weight of the second. Shared by [`upsample_argmax`] and the context module's stretch.
+pub(crate) fn aligned_taps(out: usize, len: usize) -> Vec<(usize, usize, f32)> {
+    (0..out)
+        .map(|i| {
+            let s = if out > 1 {
+                i as f64 * (len - 1) as f64 / (out - 1) as f64
+            } else {
+                0.0
+            };
+            let lo = (s.floor() as usize).min(len - 1);
+            let hi = (lo + 1).min(len - 1);
+            (lo, hi, (s - lo as f64) as f32)
+        })
+        .collect()
 }
