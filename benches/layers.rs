@@ -12,12 +12,9 @@
 //! `cargo bench --bench layers -- layers/flex` runs one group and backend.
 
 use burn::prelude::*;
-use burn::tensor::module::conv_transpose2d;
-use burn::tensor::ops::ConvTransposeOptions;
 use burn::tensor::{Distribution, Int};
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use squeeze_segnet::config::POOL;
-use squeeze_segnet::deconv::conv_transpose2d_3x3_s2;
 use squeeze_segnet::ops;
 use squeeze_segnet::{BackendKind, SqueezeSegNet, SqueezeSegNetConfig};
 
@@ -90,22 +87,10 @@ fn steps(model: &SqueezeSegNet, x: Tensor<4>) -> Vec<Step> {
     layer!("dfire2", dfire2);
     x = unpool(x, "unpool1");
     let d = model.deconv1.clone();
-    let [_, _, h, w] = x.dims();
-    let [height, width] = size;
-    let ndarray = BackendKind::of(&x.device()) == Some(BackendKind::NdArray);
+    // The network's own deconvolution path (which picks the four-phase form where it is faster).
     let _ = block(
         "deconv1",
-        Box::new(move |x| {
-            let bias = d.bias.as_ref().map(|b| b.val());
-            if ndarray {
-                // The model's path on NdArray (see `SqueezeSegNet::forward`).
-                return conv_transpose2d_3x3_s2(x, d.weight.val(), bias, [height, width]);
-            }
-            let padding_out = [height - (2 * h + 1), width - (2 * w + 1)];
-            let options =
-                ConvTransposeOptions::new(d.stride, d.padding, padding_out, d.dilation, d.groups);
-            conv_transpose2d(x, d.weight.val(), bias, options)
-        }),
+        Box::new(move |x| squeeze_segnet::deconv::forward(&d, x, size)),
         x,
     );
     steps.extend(pools);

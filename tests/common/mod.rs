@@ -20,25 +20,21 @@ pub fn backends() -> Vec<(BackendKind, Device)> {
         .collect()
 }
 
-/// Small deterministic generator (SplitMix64), so tests need no extra dependency.
-pub struct Rng(u64);
+/// The data crate's seeded generator (SplitMix64) with the draws the tests need.
+pub struct Rng(squeeze_segnet_data::SplitMix64);
 
 impl Rng {
     pub fn new(seed: u64) -> Self {
-        Rng(seed)
+        Rng(squeeze_segnet_data::SplitMix64::new(seed))
     }
 
     pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        self.0.next_u64()
     }
 
     /// Uniform in `[0, 1)`.
     pub fn uniform(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+        self.0.uniform()
     }
 
     /// Uniform integer in `lo..=hi`.

@@ -2,8 +2,8 @@
 //!
 //! A forward pass at 360×480 allocates tensors of 1–11 MB per layer. glibc's `malloc` serves
 //! blocks that large with `mmap` and hands them back to the OS on `free`, so every layer of
-//! every forward pass pays for fresh pages: page faults, zeroing and `munmap`, about a sixth of
-//! Flex's forward (measured in `BENCHMARKS.md`). [`retain_freed_memory`] asks glibc to keep
+//! every forward pass pays for fresh pages: page faults, zeroing and `munmap` (what that costs
+//! is measured in `BENCHMARKS.md`). [`retain_freed_memory`] asks glibc to keep
 //! such blocks for reuse instead.
 
 /// The largest block glibc still serves from its reusable heap (`M_MMAP_THRESHOLD`): glibc's

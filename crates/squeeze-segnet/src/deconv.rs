@@ -12,7 +12,7 @@
 //! and in two dimensions the four (row, column) parities give 2×2, 2×1, 1×2 and 1×1 kernels
 //! cut from the 3×3 one. The multiply-accumulates are exactly those of the transposed
 //! convolution, but they run as ordinary convolutions, which every backend implements with a
-//! GEMM — Burn 0.22's NdArray transposed convolution is a scalar loop (≈ 1.2 s at 360×480).
+//! GEMM — Burn 0.22's NdArray transposed convolution is a scalar loop (timings in `BENCHMARKS.md`).
 //! Output padding (the extra last row or column that only receives the bias) is a zero row of
 //! the odd phase. The phases are [`fused::conv2d_train`]: this crate's kernels and gradients on
 //! NdArray and Flex, Burn's convolution elsewhere.
@@ -28,8 +28,7 @@ use burn::tensor::ops::ConvTransposeOptions;
 /// 3×3, stride-2 layer.
 ///
 /// On NdArray, whose transposed convolution is a scalar loop, that layer runs as four ordinary
-/// convolutions ([`conv_transpose2d_3x3_s2`]; exact, about 4× faster for the whole network at
-/// 360×480); Flex's and WGPU's own transposed convolutions are faster than the decomposition
+/// convolutions ([`conv_transpose2d_3x3_s2`]; exact, and much faster there); Flex's and WGPU's own transposed convolutions are faster than the decomposition
 /// there (measured in `BENCHMARKS.md`), as is any other layer shape.
 pub fn forward(deconv: &ConvTranspose2d, x: Tensor<4>, [height, width]: [usize; 2]) -> Tensor<4> {
     let bias = deconv.bias.as_ref().map(|b| b.val());
