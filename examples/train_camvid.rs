@@ -84,10 +84,10 @@ struct Cli {
     /// Start from these weights (fine-tuning), e.g. a lower-resolution run's best.bpk
     #[arg(long, value_name = "FILE")]
     init: Option<String>,
-    /// Add the pyramid pooling context after conv10 (SqueezeSegNetConfig::context); --init may
-    /// then name weights of the network without it
+    /// Train the network without the pyramid pooling context after conv10
+    /// (SqueezeSegNetConfig::context, on by default; --init may name weights without it)
     #[arg(long)]
-    context: bool,
+    no_context: bool,
     /// No flips, scale-and-crop or colour jitter
     #[arg(long)]
     no_augment: bool,
@@ -283,7 +283,7 @@ fn new_config(args: &Cli) -> TrainingConfig {
     c.augment = !args.no_augment;
     c.seed = args.seed.unwrap_or(c.seed);
     c.init_weights = args.init.clone();
-    c.model.context = args.context;
+    c.model.context = !args.no_context;
     c
 }
 

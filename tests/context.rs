@@ -33,11 +33,19 @@ fn randomised<const D: usize>(param: &Param<Tensor<D>>, seed: u64, scale: f64) -
     Param::from_tensor(Tensor::from_data(TensorData::new(values, shape), &t.device()))
 }
 
-/// A context whose fusion is no longer zero, as after training.
+/// A context of 8 channels (3 per branch) whose fusion is no longer zero, as after training.
 fn trained_context(device: &Device) -> PyramidContext {
-    let mut c = PyramidContextConfig::new(8)
-        .with_branch_channels(3)
-        .init(device);
+    trained_context_of(PyramidContextConfig::new(8).with_branch_channels(3), device)
+}
+
+/// A 16-channel context (4 per branch), trained.
+fn trained_context_wide(device: &Device) -> PyramidContext {
+    trained_context_of(PyramidContextConfig::new(16).with_branch_channels(4), device)
+}
+
+/// `config`'s context with seeded non-zero fusion and branch biases.
+fn trained_context_of(config: PyramidContextConfig, device: &Device) -> PyramidContext {
+    let mut c = config.init(device);
     c.fuse.weight = randomised(&c.fuse.weight, 1, 0.3);
     c.fuse.bias = c.fuse.bias.as_ref().map(|b| randomised(b, 2, 0.1));
     for (i, b) in c.branches.iter_mut().enumerate() {
@@ -89,7 +97,7 @@ fn the_context_is_pyramid_pooling_as_written_in_the_formula() {
 fn weights_without_context_give_the_same_logits_with_a_fresh_one() {
     let device = Device::flex();
     let dir = tmp_dir("context-init");
-    let plain = camvid_with_moved_statistics(21);
+    let plain = camvid_with_moved_statistics(21).with_context(None);
     let path = plain.save(dir.join("plain.bpk")).unwrap();
     let config = SqueezeSegNetConfig::camvid().with_context(true);
     // `load` itself refuses the file: the context's tensors are missing.
@@ -208,18 +216,6 @@ impl burn::module::ModuleMapper for ToF64 {
     }
 }
 
-/// A 16-channel context with non-zero fusion and branch biases, as after training.
-fn trained_context_wide(device: &Device) -> PyramidContext {
-    let mut c = PyramidContextConfig::new(16)
-        .with_branch_channels(4)
-        .init(device);
-    c.fuse.weight = randomised(&c.fuse.weight, 8, 0.2);
-    c.fuse.bias = c.fuse.bias.as_ref().map(|b| randomised(b, 9, 0.1));
-    for (i, b) in c.branches.iter_mut().enumerate() {
-        b.conv.bias = b.conv.bias.as_ref().map(|p| randomised(p, 20 + i as u64, 0.1));
-    }
-    c
-}
 
 #[test]
 fn the_context_survives_folding_for_inference() {

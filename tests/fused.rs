@@ -191,7 +191,8 @@ fn the_fused_path_applies_to_inference_devices_only() {
     }
 }
 
-/// The shipped configuration (refinement included) with non-trivial biases, folded for
+/// The shipped configuration (context and refinement included) with non-trivial biases and a
+/// context that adds something (a fresh one adds zero), folded for
 /// inference: on Flex and NdArray (fused path) the logits equal those of the same weights run
 /// through Burn's ops (on the autodiff device, where the fused path does not apply).
 #[test]
@@ -217,6 +218,12 @@ fn network_logits_match_burns_ops() {
                 &ad,
             )));
         }
+        let context = reference.context.as_mut().expect("camvid() has the context");
+        let [o, i, _, _] = context.fuse.weight.dims();
+        let values: Vec<f32> = rng.normal(o * i).iter().map(|v| 0.05 * *v as f32).collect();
+        context.fuse.weight = Param::from_tensor(
+            Tensor::<1>::from_floats(values.as_slice(), &ad).reshape([o, i, 1, 1]),
+        );
         let model = reference.valid();
         let shape = [2, 3, 47, 61];
         let values = rng.normal(shape.iter().product());

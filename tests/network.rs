@@ -33,6 +33,37 @@ fn output_has_the_input_size_for_odd_even_and_minimum_sizes() {
     }
 }
 
+/// The shipped network's context at the smallest inputs, where the bottleneck is 1×1 or 1×2
+/// and the 2×2, 3×3 and 6×6 grids pool a map smaller than themselves: the same finite logits
+/// on every backend as on Flex, unfolded and folded for inference.
+#[test]
+fn the_context_works_at_the_minimum_sizes_on_every_backend() {
+    let flex = Device::flex();
+    let mut model = SqueezeSegNetConfig::camvid().init(&flex).unwrap();
+    let context = model.context.as_mut().expect("camvid() has the context");
+    let [o, i, _, _] = context.fuse.weight.dims();
+    let values: Vec<f64> = Rng::new(3).normal(o * i).iter().map(|v| 0.05 * v).collect();
+    context.fuse.weight = burn::module::Param::from_tensor(
+        float(&values, [o, i, 1, 1], &flex),
+    );
+    let model = model.valid();
+    let min = min_input_len();
+    for [h, w] in [[min, min], [min + 1, min + 9], [40, 33]] {
+        let x = image([1, 3, h, w], 4, &flex);
+        let want = host(model.forward(x.clone()).unwrap());
+        assert!(want.iter().all(|v| v.is_finite()), "{h}×{w}: non-finite logits");
+        for (kind, device) in backends() {
+            let m = model.clone().fork(&device);
+            for (what, m) in [("unfolded", m.clone()), ("folded", m.for_inference())] {
+                let got = host(m.forward(x.clone().to_device(&device)).unwrap());
+                let scale = want.iter().map(|v| v.abs()).fold(0.0, f64::max);
+                let what = format!("{kind} {what} {h}×{w}");
+                assert_mostly_close(&got, &want, 1e-4 * scale.max(1.0), 1e-3, 1e-3, &what);
+            }
+        }
+    }
+}
+
 #[test]
 fn full_resolution_camvid_input() {
     let device = Device::flex();
@@ -69,19 +100,20 @@ fn parameter_counts_match_the_paper_and_the_summary() {
         batch_norm.summary([1, 3, 360, 480]).unwrap().total_params(),
         2_699_275
     );
-    // CamVid's: batch norm and the 3×3 refinement (64·64·9 + 2·64 = 36,992): 2,736,267.
+    // CamVid's: batch norm, the 3×3 refinement (64·64·9 + 2·64 = 36,992) and the pyramid
+    // context (4 · (512·64 + 64) + 256·512 + 512 = 262,912): 2,999,179.
     let camvid = SqueezeSegNetConfig::camvid();
     let model = camvid.init(&device).unwrap();
-    assert_eq!(num_trainable_params(&model), 2_736_267);
+    assert_eq!(num_trainable_params(&model), 2_999_179);
     assert_eq!(
         camvid.summary([1, 3, 360, 480]).unwrap().total_params(),
-        2_736_267
+        2_999_179
     );
     // Other class counts change only deconv1 (64·k·9 + k).
     let four = SqueezeSegNetConfig::camvid().with_num_classes(4);
     assert_eq!(
         num_trainable_params(&four.init(&device).unwrap()),
-        2_736_267 - 7 * (64 * 9 + 1)
+        2_999_179 - 7 * (64 * 9 + 1)
     );
 }
 

@@ -41,9 +41,9 @@ fn shipped_weights_segment_the_sample_sensibly() {
     .unwrap()
     .scores();
     // Chance is 1/11 class-average; an untrained network scores about 0.1–0.2 here (the sample's
-    // 4 validation images), the shipped weights 0.664 (global 0.825) when they were committed.
+    // 4 validation images), the shipped weights 0.716 (global 0.895) when they were committed.
     assert!(
-        scores.global_accuracy > 0.65 && scores.class_average_accuracy > 0.55,
+        scores.global_accuracy > 0.8 && scores.class_average_accuracy > 0.6,
         "global {:.3}, class average {:.3}",
         scores.global_accuracy,
         scores.class_average_accuracy
@@ -59,7 +59,8 @@ fn shipped_int8_weights_are_the_shipped_weights_in_a_quarter_of_the_size() {
         std::fs::metadata(&path).unwrap().len(),
         std::fs::metadata(camvid_weights_path()).unwrap().len(),
     );
-    assert!(int8_len <= 3_000_000, "int8 file is {int8_len} bytes");
+    // 3.0 M parameters: about one byte each, plus f32 biases, batch norm and row scales.
+    assert!(int8_len <= 3_300_000, "int8 file is {int8_len} bytes");
     assert!(int8_len * 3 < f32_len, "{int8_len} vs {f32_len} bytes");
     let a = common::params(&SqueezeSegNet::pretrained_camvid(&device).unwrap());
     let b = common::params(&SqueezeSegNet::pretrained_camvid_int8(&device).unwrap());

@@ -1,6 +1,6 @@
 """The Rust trainer's recipe in PyTorch: tells the recipe's limits from the framework's.
 
-Same network (squeeze_segnet.py), loss (class-weighted cross-entropy, void ignored), schedule
+Same network (squeeze_segnet.py; without the pyramid context that camvid() gained in stage 5), loss (class-weighted cross-entropy, void ignored), schedule
 (1 warm-up epoch from lr/10, cosine to 1 %), batch 4 and validation (logits upsampled to the
 labels' 360x480) as `examples/train_camvid`; images are resized once (optionally flipped) instead
 of the Rust loader's scale-and-crop augmentation. `--head` picks what sits between the last

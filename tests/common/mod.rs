@@ -201,7 +201,7 @@ pub fn params<M: burn::module::Module>(model: &M) -> Vec<(String, Vec<usize>, Ve
     p.all
 }
 
-/// A CamVid network (batch norm, refinement) whose running statistics have moved off their
+/// A CamVid network (batch norm, context, refinement) whose running statistics have moved off their
 /// defaults after one training-mode forward, seeded.
 pub fn camvid_with_moved_statistics(seed: u64) -> squeeze_segnet::SqueezeSegNet {
     let ad = Device::flex().autodiff();

@@ -52,8 +52,8 @@ pub enum ClassWeighting {
 /// Training options. `TrainingConfig::new()` is the default recipe for a CPU.
 #[derive(Config, Debug)]
 pub struct TrainingConfig {
-    /// The network. Default: [`SqueezeSegNetConfig::camvid`] (11 classes, batch norm, the 3×3
-    /// refinement after the last unpooling).
+    /// The network. Default: [`SqueezeSegNetConfig::camvid`] (11 classes, batch norm, the
+    /// pyramid context after conv10, the 3×3 refinement after the last unpooling).
     #[config(default = "SqueezeSegNetConfig::camvid()")]
     pub model: SqueezeSegNetConfig,
     /// Passes over the training split. Default: 30.
@@ -142,7 +142,7 @@ pub struct TrainingConfig {
 impl TrainingConfig {
     /// Reads a run's `config.json`, also one written before an option existed: a missing option
     /// takes the value runs had before it was added (no `init_weights`, a network without
-    /// `refine`).
+    /// `refine` or `context`).
     ///
     /// # Errors
     /// [`TrainError::Io`] when the file cannot be read, [`TrainError::Config`] when it does not
@@ -302,10 +302,11 @@ mod tests {
     fn configs_written_before_an_option_existed_still_load() {
         let dir = std::env::temp_dir().join(format!("ssn-config-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        // A run folder of the first release: no `refine`, no `init_weights`.
+        // A run folder of the first release: no `refine`, no `context`, no `init_weights`.
         let mut old: serde_json::Value =
             serde_json::from_str(&TrainingConfig::new().with_lr(0.005).to_string()).unwrap();
         old["model"].as_object_mut().unwrap().remove("refine");
+        old["model"].as_object_mut().unwrap().remove("context");
         old.as_object_mut().unwrap().remove("init_weights");
         std::fs::write(dir.join("config.json"), old.to_string()).unwrap();
         std::fs::write(dir.join("model.json"), old["model"].to_string()).unwrap();
@@ -316,6 +317,7 @@ mod tests {
         let config = TrainingConfig::load_compatible(dir.join("config.json")).unwrap();
         assert_eq!(config.lr, 0.005, "stored values are kept");
         assert!(!config.model.refine, "those networks had no refinement");
+        assert!(!config.model.context, "nor a context");
         assert_eq!(config.init_weights, None);
         let model = SqueezeSegNetConfig::load_json(dir.join("model.json")).unwrap();
         assert_eq!(model, SqueezeSegNetConfig::paper_with_batch_norm());

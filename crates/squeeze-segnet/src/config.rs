@@ -102,7 +102,8 @@ pub const DECODER_DFIRES: [DFireSize; 8] = [
 /// let own = SqueezeSegNetConfig::camvid().with_num_classes(4);
 /// assert_eq!(SqueezeSegNetConfig::new(), camvid);
 /// assert_eq!((paper.batch_norm, paper.refine), (false, false));
-/// assert_eq!((bn.batch_norm, bn.refine, camvid.refine), (true, false, true));
+/// assert_eq!((bn.batch_norm, bn.refine, bn.context), (true, false, false));
+/// assert_eq!((camvid.refine, camvid.context, paper.context), (true, true, false));
 /// assert_eq!(own.num_classes, 4);
 /// ```
 #[derive(Config, Debug, PartialEq)]
@@ -132,29 +133,30 @@ pub struct SqueezeSegNetConfig {
     /// Pyramid pooling context after conv10 ([`PyramidContext`](crate::PyramidContext), bins
     /// 1, 2, 3 and 6, 64 channels each), added as a residual that starts at zero: it lets the
     /// bottleneck see the whole image, where conv10 alone sees about 200 input pixels. Not in
-    /// the paper. Costs 262,912 parameters and under 3 % more multiply-accumulates. Default:
-    /// false.
-    #[config(default = false)]
+    /// the paper. Costs 262,912 parameters and under 3 % more multiply-accumulates. The CamVid
+    /// training recipe and the shipped weights use it; [`paper`](Self::paper) and
+    /// [`paper_with_batch_norm`](Self::paper_with_batch_norm) do not. Default: true.
+    #[config(default = true)]
     pub context: bool,
 }
 
 impl SqueezeSegNetConfig {
-    /// The paper's network, exactly: no batch norm, no refinement, 2,692,555 parameters with 11
-    /// classes.
+    /// The paper's network, exactly: no batch norm, no context, no refinement, 2,692,555
+    /// parameters with 11 classes.
     pub fn paper() -> Self {
-        Self::new().with_batch_norm(false).with_refine(false)
+        Self::paper_with_batch_norm().with_batch_norm(false)
     }
 
     /// The paper's layers with batch norm after every convolution but the last (2,699,275
     /// parameters with 11 classes): what trains from scratch on small data. Folded for
     /// inference, it costs exactly what [`paper`](Self::paper) does.
     pub fn paper_with_batch_norm() -> Self {
-        Self::new().with_refine(false)
+        Self::new().with_refine(false).with_context(false)
     }
 
     /// The default ([`new`](Self::new)): the network of the shipped CamVid weights and of the
-    /// training recipe, batch norm and the 3×3 [`refine`](Self::refine)ment, 2,736,267
-    /// parameters with 11 classes.
+    /// training recipe: batch norm, the pyramid [`context`](Self::context) after conv10 and the
+    /// 3×3 [`refine`](Self::refine)ment, 2,999,179 parameters with 11 classes.
     pub fn camvid() -> Self {
         Self::new()
     }

@@ -50,7 +50,8 @@
 //! ## The shipped CamVid weights
 //! [`SqueezeSegNet::pretrained_camvid`] loads weights trained on CamVid's 11 classes
 //! (their validation scores are in the README) for [`SqueezeSegNetConfig::camvid`]:
-//! the paper's layers with batch norm and a 3×3 refinement after the last unpooling
+//! the paper's layers with batch norm, a pyramid pooling context after conv10
+//! ([`SqueezeSegNetConfig::context`]) and a 3×3 refinement after the last unpooling
 //! ([`SqueezeSegNetConfig::refine`]). For fast inference, fold batch norm into the convolutions
 //! with [`SqueezeSegNet::for_inference`].
 //!

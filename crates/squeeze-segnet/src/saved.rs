@@ -29,7 +29,8 @@ pub const RUN_FILE: &str = "config.json";
 pub struct SavedModel {
     /// The weights: burnpack in any [`crate::Precision`], or `.safetensors` in PyTorch's names.
     pub weights: PathBuf,
-    /// The network: [`MODEL_FILE`] beside the weights, else [`SqueezeSegNetConfig::camvid`].
+    /// The network: [`MODEL_FILE`] beside the weights, else [`SqueezeSegNetConfig::camvid`]
+    /// less the optional layers (context, refinement, batch norm) whose tensors the file lacks.
     pub config: SqueezeSegNetConfig,
     /// The input size the run validated at ([`RUN_FILE`]'s `eval_size`, else its `size`), when
     /// that file is beside the weights: the size to run the model at.
@@ -55,7 +56,7 @@ impl SavedModel {
         let config = if model_file.is_file() {
             SqueezeSegNetConfig::load_json(&model_file)?
         } else {
-            SqueezeSegNetConfig::camvid()
+            config_from_tensor_names(&weights)
         };
         let run_file = dir.join(RUN_FILE);
         let input_size = if run_file.is_file() {
@@ -98,13 +99,42 @@ impl SavedModel {
 impl SqueezeSegNetConfig {
     /// Reads a network description ([`MODEL_FILE`]), also one written before an option existed:
     /// a missing option takes the value networks had before it (a missing `refine` means no
-    /// [`refine`](Self::refine)ment).
+    /// [`refine`](Self::refine)ment, a missing `context` no [`context`](Self::context)).
     ///
     /// # Errors
     /// [`SegNetError::ConfigFile`] naming the file when it cannot be read or parsed.
     pub fn load_json(path: impl AsRef<Path>) -> Result<Self, SegNetError> {
         load_json_with_defaults(path.as_ref(), &Self::paper_with_batch_norm())
     }
+}
+
+/// The network of a weights file without a [`MODEL_FILE`]: [`SqueezeSegNetConfig::camvid`],
+/// without the optional layers whose tensors (`context.*`, `refine.*`, `*.norm.*`) the file
+/// lacks — weights trained before `camvid()` gained one of them still load. A file whose names
+/// cannot be read gets `camvid()`, and loading it reports what is wrong.
+fn config_from_tensor_names(weights: &Path) -> SqueezeSegNetConfig {
+    let camvid = SqueezeSegNetConfig::camvid();
+    let names: Vec<String> = if weights.extension().is_some_and(|e| e == "safetensors") {
+        std::fs::read(weights)
+            .ok()
+            .and_then(|bytes| {
+                let file = safetensors::SafeTensors::deserialize(&bytes).ok()?;
+                Some(file.names().into_iter().map(String::from).collect())
+            })
+            .unwrap_or_default()
+    } else {
+        burn_pack::Reader::from_file(weights)
+            .map(|r| r.tensor_names().into_iter().map(String::from).collect())
+            .unwrap_or_default()
+    };
+    if names.is_empty() {
+        return camvid;
+    }
+    let has = |part: &str| names.iter().any(|n| n.starts_with(part) || n.contains(&format!(".{part}")));
+    camvid
+        .with_context(has("context."))
+        .with_refine(has("refine."))
+        .with_batch_norm(has("norm."))
 }
 
 /// The `eval_size` (else `size`) of a training run's options file.
@@ -228,6 +258,32 @@ mod tests {
         std::fs::write(dir.join(RUN_FILE), r#"{"size": "big"}"#).unwrap();
         let err = SavedModel::open(&weights).unwrap_err();
         assert!(err.to_string().contains(RUN_FILE), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn weights_alone_are_read_as_the_network_their_tensors_belong_to() {
+        let dir = temp_dir("names");
+        let device = Device::flex();
+        for (i, config) in [
+            SqueezeSegNetConfig::camvid(),
+            SqueezeSegNetConfig::camvid().with_context(false),
+            SqueezeSegNetConfig::paper_with_batch_norm(),
+            SqueezeSegNetConfig::paper(),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let model = config.init(&device).unwrap();
+            for path in [
+                model.save(dir.join(format!("w{i}.bpk"))).unwrap(),
+                model.save_pytorch(dir.join(format!("w{i}.safetensors"))).unwrap(),
+            ] {
+                let saved = SavedModel::open(&path).unwrap();
+                assert_eq!(saved.config, config, "{}", path.display());
+                saved.init(&device).unwrap();
+            }
+        }
         let _ = std::fs::remove_dir_all(&dir);
     }
 

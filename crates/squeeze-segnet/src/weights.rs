@@ -127,7 +127,7 @@ impl SqueezeSegNetConfig {
 
 /// The CamVid weights shipped with this crate (`weights/camvid/camvid.bpk` in its source
 /// folder, next to `model.json` and `config.json`, the network's and the training run's options).
-/// They are for [`SqueezeSegNetConfig::camvid`] (11 classes, batch norm, refinement); their
+/// They are for [`SqueezeSegNetConfig::camvid`] (11 classes, batch norm, context, refinement); their
 /// training command and validation scores are in the README.
 pub fn camvid_weights_path() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("weights/camvid/camvid.bpk")
@@ -158,7 +158,7 @@ impl SqueezeSegNet {
     }
 
     /// [`SqueezeSegNet::pretrained_camvid`] from the int8 file ([`camvid_int8_weights_path`]),
-    /// decoded to f32 at load: the same network within int8 rounding, from a 2.9 MB file.
+    /// decoded to f32 at load: the same network within int8 rounding, from a quarter of the bytes.
     ///
     /// # Errors
     /// [`SegNetError::Load`] naming the file when it is missing or damaged.
