@@ -59,7 +59,13 @@ fn train_step(c: &mut Criterion) {
         };
         for &[h, w] in sizes {
             let id = BenchmarkId::new(kind.name(), format!("{h}x{w}/b4"));
-            bench_step(&mut group, id, SqueezeSegNetConfig::paper_with_batch_norm(), &device, [h, w]);
+            bench_step(
+                &mut group,
+                id,
+                SqueezeSegNetConfig::paper_with_batch_norm(),
+                &device,
+                [h, w],
+            );
         }
     }
     // The paper's layers without batch norm, to show what batch norm costs in a step.

@@ -11,9 +11,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use burn::prelude::*;
+use clap::Parser;
 use squeeze_segnet::{Precision, SqueezeSegNet};
 use squeeze_segnet_data::{TransformConfig, camvid_sample_root, decode};
-use clap::Parser;
 use squeeze_segnet_workspace::{ModelArgs, cli};
 
 /// Store weights with their convolutions in f16 or int8.

@@ -12,14 +12,14 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use burn::prelude::*;
+use clap::Parser;
 use squeeze_segnet::{BackendKind, SqueezeSegNet, colorize, predict_at, side_by_side};
+use squeeze_segnet_data::loader::CachedDataset;
 use squeeze_segnet_data::{
     CAMVID_CLASSES, CAMVID_PALETTE, SegmentationDataset, TransformConfig, camvid,
     camvid_sample_root,
 };
-use squeeze_segnet_data::loader::CachedDataset;
 use squeeze_segnet_train::{CLASS_STATS_FILE, TrainingConfig, evaluate, logit_adjustment};
-use clap::Parser;
 use squeeze_segnet_workspace::{ModelArgs, cli};
 
 /// Evaluate Squeeze-SegNet weights on a CamVid split.

@@ -20,8 +20,8 @@ use std::process::ExitCode;
 
 use burn::prelude::*;
 use burn::tensor::Distribution;
-use squeeze_segnet::{SavedModel, SqueezeSegNet, SqueezeSegNetConfig};
 use clap::Parser;
+use squeeze_segnet::{SavedModel, SqueezeSegNet, SqueezeSegNetConfig};
 use squeeze_segnet_workspace::cli;
 
 /// Export weights as PyTorch safetensors with an input and its logits, or check PyTorch's.

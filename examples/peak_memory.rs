@@ -8,8 +8,8 @@
 use std::process::ExitCode;
 
 use burn::prelude::*;
-use clap::Parser;
 use burn::tensor::Distribution;
+use clap::Parser;
 use squeeze_segnet::{BackendKind, SqueezeSegNetConfig};
 
 fn status_kib(field: &str) -> Option<u64> {
@@ -30,7 +30,9 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let kind = squeeze_segnet_workspace::cli::parse::<Cli>()?.backend;
     let device = kind.device()?;
     let before = status_kib("VmHWM:").ok_or("no /proc/self/status (Linux only)")?;
-    let model = SqueezeSegNetConfig::paper_with_batch_norm().init(&device)?.for_inference();
+    let model = SqueezeSegNetConfig::paper_with_batch_norm()
+        .init(&device)?
+        .for_inference();
     let x = Tensor::<4>::random([1, 3, 360, 480], Distribution::Default, &device);
     let y = model.forward(x)?;
     let _ = y.slice([0..1, 0..1, 0..1, 0..1]).into_data();

@@ -9,9 +9,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use burn::prelude::*;
+use clap::Parser;
 use squeeze_segnet::{BackendKind, colorize, overlay, predict_full_size};
 use squeeze_segnet_data::{CAMVID_PALETTE, TransformConfig, camvid_sample_root, decode};
-use clap::Parser;
 use squeeze_segnet_workspace::{ModelArgs, cli};
 
 /// Segment images (files or folders; default: the sample's validation images).

@@ -12,9 +12,9 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use burn::prelude::*;
+use clap::Parser;
 use squeeze_segnet::{BackendKind, SavedModel, SqueezeSegNetConfig, colorize};
 use squeeze_segnet_data::{CAMVID_PALETTE, TransformConfig, camvid_sample_root, decode};
-use clap::Parser;
 use squeeze_segnet_workspace::cli;
 
 /// Print the network's layers and segment one image at its own size.

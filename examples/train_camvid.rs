@@ -10,13 +10,13 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
 
+use clap::{CommandFactory, Parser};
 use serde::{Deserialize, Serialize};
 use squeeze_segnet::BackendKind;
 use squeeze_segnet_data::{SegmentationDataset, camvid, camvid_sample_root};
 use squeeze_segnet_train::{
     ClassWeighting, OptimizerKind, RunOptions, Schedule, Trainer, TrainingConfig,
 };
-use clap::{CommandFactory, Parser};
 use squeeze_segnet_workspace::cli;
 
 /// Train Squeeze-SegNet on CamVid (Ctrl-C saves a checkpoint; --resume continues).

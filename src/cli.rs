@@ -97,7 +97,10 @@ mod tests {
     #[test]
     fn values_defaults_and_given_flags() {
         let (d, m) = parse_from::<Demo>(["demo", "--size", "90X120", "a.png"]).unwrap();
-        assert_eq!((d.size, d.epochs, d.files), (Some([90, 120]), 30, vec!["a.png".into()]));
+        assert_eq!(
+            (d.size, d.epochs, d.files),
+            (Some([90, 120]), 30, vec!["a.png".into()])
+        );
         assert!(given(&m, "size") && !given(&m, "epochs"));
         let (d, m) = parse_from::<Demo>(["demo", "--epochs=3"]).unwrap();
         assert_eq!((d.size, d.epochs), (None, 3));
@@ -110,13 +113,22 @@ mod tests {
             (vec!["demo", "--bogus"], "unexpected argument '--bogus'"),
             (vec!["demo", "--size", "big"], "'big' is not HEIGHTxWIDTH"),
             (vec!["demo", "--size", "0x5"], "each side must be 1 to"),
-            (vec!["demo", "--epochs", "x"], "invalid value 'x' for '--epochs <EPOCHS>'"),
+            (
+                vec!["demo", "--epochs", "x"],
+                "invalid value 'x' for '--epochs <EPOCHS>'",
+            ),
             (vec!["demo", "--epochs", "-1"], "'-1'"),
             (vec!["demo", "--size"], "--size"),
-            (vec!["demo", "--need"], "required arguments were not provided: --size"),
+            (
+                vec!["demo", "--need"],
+                "required arguments were not provided: --size",
+            ),
         ] {
             let err = parse_from::<Demo>(args.clone()).unwrap_err();
-            assert!(err.contains(needle) && !err.contains('\n'), "{args:?}: {err}");
+            assert!(
+                err.contains(needle) && !err.contains('\n'),
+                "{args:?}: {err}"
+            );
         }
     }
 }

@@ -11,8 +11,7 @@ use burn::tensor::module::{adaptive_avg_pool2d, interpolate};
 use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
 use common::*;
 use squeeze_segnet::{
-    PyramidContext, PyramidContextConfig, SegNetError, SqueezeSegNetConfig,
-    num_trainable_params,
+    PyramidContext, PyramidContextConfig, SegNetError, SqueezeSegNetConfig, num_trainable_params,
 };
 
 fn image(shape: [usize; 4], seed: u64, device: &Device) -> Tensor<4> {
@@ -30,7 +29,10 @@ fn randomised<const D: usize>(param: &Param<Tensor<D>>, seed: u64, scale: f64) -
         .iter()
         .map(|v| (v * scale) as f32)
         .collect();
-    Param::from_tensor(Tensor::from_data(TensorData::new(values, shape), &t.device()))
+    Param::from_tensor(Tensor::from_data(
+        TensorData::new(values, shape),
+        &t.device(),
+    ))
 }
 
 /// A context of 8 channels (3 per branch) whose fusion is no longer zero, as after training.
@@ -40,7 +42,10 @@ fn trained_context(device: &Device) -> PyramidContext {
 
 /// A 16-channel context (4 per branch), trained.
 fn trained_context_wide(device: &Device) -> PyramidContext {
-    trained_context_of(PyramidContextConfig::new(16).with_branch_channels(4), device)
+    trained_context_of(
+        PyramidContextConfig::new(16).with_branch_channels(4),
+        device,
+    )
 }
 
 /// `config`'s context with seeded non-zero fusion and branch biases.
@@ -49,7 +54,11 @@ fn trained_context_of(config: PyramidContextConfig, device: &Device) -> PyramidC
     c.fuse.weight = randomised(&c.fuse.weight, 1, 0.3);
     c.fuse.bias = c.fuse.bias.as_ref().map(|b| randomised(b, 2, 0.1));
     for (i, b) in c.branches.iter_mut().enumerate() {
-        b.conv.bias = b.conv.bias.as_ref().map(|p| randomised(p, 10 + i as u64, 0.1));
+        b.conv.bias = b
+            .conv
+            .bias
+            .as_ref()
+            .map(|p| randomised(p, 10 + i as u64, 0.1));
     }
     c
 }
@@ -62,7 +71,11 @@ fn a_fresh_context_is_the_identity_and_a_trained_one_is_not() {
     assert_eq!(host(fresh.forward(x.clone())), host(x.clone()));
     let trained = trained_context(&device);
     let y = host(trained.forward(x.clone()));
-    let diff: f64 = y.iter().zip(host(x.clone())).map(|(a, b)| (a - b).abs()).sum();
+    let diff: f64 = y
+        .iter()
+        .zip(host(x.clone()))
+        .map(|(a, b)| (a - b).abs())
+        .sum();
     assert!(diff > 1e-2, "a trained context changed nothing ({diff})");
     assert_eq!(host(trained.zeroed().forward(x.clone())), host(x));
 }
@@ -103,7 +116,11 @@ fn weights_without_context_give_the_same_logits_with_a_fresh_one() {
     // `load` itself refuses the file: the context's tensors are missing.
     let err = config.init(&device).unwrap().load(&path).unwrap_err();
     assert!(matches!(err, SegNetError::WeightsMismatch { .. }), "{err}");
-    let with = config.init(&device).unwrap().load_adding_context(&path).unwrap();
+    let with = config
+        .init(&device)
+        .unwrap()
+        .load_adding_context(&path)
+        .unwrap();
     assert!(with.context.is_some());
     let x = image([1, 3, 61, 83], 5, &device);
     let want = host(plain.forward(x.clone()).unwrap());
@@ -117,12 +134,23 @@ fn weights_without_context_give_the_same_logits_with_a_fresh_one() {
         c
     });
     let path = trained.save(dir.join("context.bpk")).unwrap();
-    let loaded = config.init(&device).unwrap().load_adding_context(&path).unwrap();
+    let loaded = config
+        .init(&device)
+        .unwrap()
+        .load_adding_context(&path)
+        .unwrap();
     assert_eq!(params(&loaded), params(&trained));
     // A file of another network is still an error, the whole network's.
-    let five = SqueezeSegNetConfig::camvid().with_num_classes(5).init(&device).unwrap();
+    let five = SqueezeSegNetConfig::camvid()
+        .with_num_classes(5)
+        .init(&device)
+        .unwrap();
     let path = five.save(dir.join("five.bpk")).unwrap();
-    let err = config.init(&device).unwrap().load_adding_context(&path).unwrap_err();
+    let err = config
+        .init(&device)
+        .unwrap()
+        .load_adding_context(&path)
+        .unwrap_err();
     assert!(matches!(err, SegNetError::WeightsMismatch { .. }), "{err}");
 }
 
@@ -175,19 +203,27 @@ fn the_context_agrees_across_backends_in_value_and_gradient() {
         ];
         for b in &c.branches {
             all.push(host(b.conv.weight.val().grad(&grads).unwrap()));
-            all.push(host(b.conv.bias.as_ref().unwrap().val().grad(&grads).unwrap()));
+            all.push(host(
+                b.conv.bias.as_ref().unwrap().val().grad(&grads).unwrap(),
+            ));
         }
         all
     };
     let want = run(&flex);
     for g in &want[2..] {
-        assert!(g.iter().any(|v| *v != 0.0), "a context parameter got no gradient");
+        assert!(
+            g.iter().any(|v| *v != 0.0),
+            "a context parameter got no gradient"
+        );
     }
     let names = ["output", "input gradient", "fuse weight", "fuse bias"];
     for (kind, device) in backends() {
         for (i, (got, want)) in run(&device).iter().zip(&want).enumerate() {
             let scale = want.iter().map(|v| v.abs()).fold(0.0, f64::max);
-            let what = format!("{kind} {}", names.get(i).copied().unwrap_or("branch parameter"));
+            let what = format!(
+                "{kind} {}",
+                names.get(i).copied().unwrap_or("branch parameter")
+            );
             assert_close(got, want, 1e-5 * scale.max(1.0), 1e-4, &what);
         }
     }
@@ -202,7 +238,9 @@ fn the_context_runs_in_f64() {
     let shape = [1, 16, 12, 15];
     let values = Rng::new(11).normal(shape.iter().product());
     let want = host(context.forward(float(&values, shape, &flex)));
-    let y = context.map(&mut ToF64).forward(float64(&values, shape, &flex));
+    let y = context
+        .map(&mut ToF64)
+        .forward(float64(&values, shape, &flex));
     assert_eq!(y.dtype(), DType::F64);
     assert_close(&host(y), &want, 1e-5, 1e-5, "f64 context");
 }
@@ -216,11 +254,11 @@ impl burn::module::ModuleMapper for ToF64 {
     }
 }
 
-
 #[test]
 fn the_context_survives_folding_for_inference() {
     let device = Device::flex();
-    let mut model = camvid_with_moved_statistics(41).with_context(Some(trained_context_512(&device)));
+    let mut model =
+        camvid_with_moved_statistics(41).with_context(Some(trained_context_512(&device)));
     model = model.valid();
     let x = image([1, 3, 50, 66], 12, &device);
     let want = host(model.forward(x.clone()).unwrap());

@@ -318,9 +318,10 @@ fn training_on_train_and_val() {
     let _ = std::fs::remove_dir_all(&dir);
     let d = dir.to_str().unwrap();
     let tiny = ["--epochs", "1", "--size", "64x80", "--batch-size", "10"];
-    let out = run(example("train_camvid")
-        .args(tiny)
-        .args(["--train-splits", "train,val", "--out", d]));
+    let out =
+        run(example("train_camvid")
+            .args(tiny)
+            .args(["--train-splits", "train,val", "--out", d]));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("(20 train+val / 0 val images)"), "{err}");
     assert!(dir.join("last.bpk").is_file());

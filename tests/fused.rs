@@ -218,7 +218,10 @@ fn network_logits_match_burns_ops() {
                 &ad,
             )));
         }
-        let context = reference.context.as_mut().expect("camvid() has the context");
+        let context = reference
+            .context
+            .as_mut()
+            .expect("camvid() has the context");
         let [o, i, _, _] = context.fuse.weight.dims();
         let values: Vec<f32> = rng.normal(o * i).iter().map(|v| 0.05 * *v as f32).collect();
         context.fuse.weight = Param::from_tensor(
@@ -406,7 +409,13 @@ fn inference_ops_with_tracked_tensors_differentiate_like_burns_ops() {
         ] {
             for ((got, want), name) in run(op).iter().zip(&want).zip(names) {
                 let scale = want.iter().map(|v| v.abs()).fold(1.0, f64::max);
-                assert_close(got, want, 1e-4 * scale, 1e-4, &format!("{kind} {route} {name}"));
+                assert_close(
+                    got,
+                    want,
+                    1e-4 * scale,
+                    1e-4,
+                    &format!("{kind} {route} {name}"),
+                );
             }
         }
     }

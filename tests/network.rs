@@ -18,7 +18,9 @@ fn image(shape: [usize; 4], seed: u64, device: &Device) -> Tensor<4> {
 #[test]
 fn output_has_the_input_size_for_odd_even_and_minimum_sizes() {
     let device = Device::flex();
-    let model = SqueezeSegNetConfig::paper_with_batch_norm().init(&device).unwrap();
+    let model = SqueezeSegNetConfig::paper_with_batch_norm()
+        .init(&device)
+        .unwrap();
     let min = min_input_len();
     for [h, w] in [
         [min, min],
@@ -43,15 +45,16 @@ fn the_context_works_at_the_minimum_sizes_on_every_backend() {
     let context = model.context.as_mut().expect("camvid() has the context");
     let [o, i, _, _] = context.fuse.weight.dims();
     let values: Vec<f64> = Rng::new(3).normal(o * i).iter().map(|v| 0.05 * v).collect();
-    context.fuse.weight = burn::module::Param::from_tensor(
-        float(&values, [o, i, 1, 1], &flex),
-    );
+    context.fuse.weight = burn::module::Param::from_tensor(float(&values, [o, i, 1, 1], &flex));
     let model = model.valid();
     let min = min_input_len();
     for [h, w] in [[min, min], [min + 1, min + 9], [40, 33]] {
         let x = image([1, 3, h, w], 4, &flex);
         let want = host(model.forward(x.clone()).unwrap());
-        assert!(want.iter().all(|v| v.is_finite()), "{h}×{w}: non-finite logits");
+        assert!(
+            want.iter().all(|v| v.is_finite()),
+            "{h}×{w}: non-finite logits"
+        );
         for (kind, device) in backends() {
             let m = model.clone().fork(&device);
             for (what, m) in [("unfolded", m.clone()), ("folded", m.for_inference())] {
@@ -67,7 +70,9 @@ fn the_context_works_at_the_minimum_sizes_on_every_backend() {
 #[test]
 fn full_resolution_camvid_input() {
     let device = Device::flex();
-    let model = SqueezeSegNetConfig::paper_with_batch_norm().init(&device).unwrap();
+    let model = SqueezeSegNetConfig::paper_with_batch_norm()
+        .init(&device)
+        .unwrap();
     let y = model.forward(image([1, 3, 360, 480], 2, &device)).unwrap();
     assert_eq!(y.dims(), [1, 11, 360, 480]);
     let classes = model.segment(image([1, 3, 360, 480], 2, &device)).unwrap();
@@ -120,7 +125,9 @@ fn parameter_counts_match_the_paper_and_the_summary() {
 #[test]
 fn bad_inputs_and_configs_are_typed_errors() {
     let device = Device::flex();
-    let model = SqueezeSegNetConfig::paper_with_batch_norm().init(&device).unwrap();
+    let model = SqueezeSegNetConfig::paper_with_batch_norm()
+        .init(&device)
+        .unwrap();
     let err = model
         .forward(Tensor::zeros([1, 3, 24, 64], &device))
         .unwrap_err();
@@ -345,7 +352,10 @@ fn host_int_1(x: Tensor<1, Int>) -> Vec<i64> {
 fn weights_round_trip_including_batch_norm_statistics() {
     let dir = tempdir("round_trip");
     let ad = Device::flex().autodiff();
-    let model = SqueezeSegNetConfig::paper_with_batch_norm().init(&ad).unwrap().train();
+    let model = SqueezeSegNetConfig::paper_with_batch_norm()
+        .init(&ad)
+        .unwrap()
+        .train();
     // One training-mode forward moves the batch-norm running statistics off their defaults.
     let _ = model.forward(image([2, 3, 40, 40], 7, &ad)).unwrap();
     let model = model.valid(); // inference snapshot on the plain device

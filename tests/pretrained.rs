@@ -10,8 +10,8 @@ use squeeze_segnet::{
     Precision, SqueezeSegNet, SqueezeSegNetConfig, camvid_int8_weights_path, camvid_weights_path,
     weights_precision,
 };
-use squeeze_segnet_data::{TransformConfig, camvid, camvid_sample_root};
 use squeeze_segnet_data::loader::CachedDataset;
+use squeeze_segnet_data::{TransformConfig, camvid, camvid_sample_root};
 use squeeze_segnet_train::{TrainingConfig, evaluate};
 
 use burn::prelude::*;

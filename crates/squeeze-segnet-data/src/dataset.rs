@@ -200,16 +200,21 @@ impl SegmentationDataset {
         let Some(first) = datasets.first() else {
             return Err(DataError::Config("concat: no dataset to join".into()));
         };
-        if let Some((i, d)) = datasets.iter().enumerate().find(|(_, d)| {
-            d.num_classes != first.num_classes || d.encoding != first.encoding
-        }) {
+        if let Some((i, d)) = datasets
+            .iter()
+            .enumerate()
+            .find(|(_, d)| d.num_classes != first.num_classes || d.encoding != first.encoding)
+        {
             return Err(DataError::Config(format!(
                 "concat: dataset {i} has {} classes with {:?}, dataset 0 has {} with {:?}",
                 d.num_classes, d.encoding, first.num_classes, first.encoding
             )));
         }
         Ok(Self {
-            samples: datasets.iter().flat_map(|d| d.samples.iter().cloned()).collect(),
+            samples: datasets
+                .iter()
+                .flat_map(|d| d.samples.iter().cloned())
+                .collect(),
             num_classes: first.num_classes,
             encoding: first.encoding.clone(),
         })

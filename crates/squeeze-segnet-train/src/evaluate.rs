@@ -7,8 +7,8 @@ use burn::prelude::*;
 use squeeze_segnet::{SqueezeSegNet, predict_at};
 use squeeze_segnet_data::{SegmentationBatcher, SegmentationItem, TransformConfig};
 
-use squeeze_segnet_data::loader::{CachedDataset, EpochStream};
 use crate::{ConfusionMatrix, TrainError};
+use squeeze_segnet_data::loader::{CachedDataset, EpochStream};
 
 /// Scores `model` (in inference mode, batch norm folded: [`SqueezeSegNet::for_inference`]) on
 /// `data`, running it at `transform.size` and comparing with the labels at their own resolution

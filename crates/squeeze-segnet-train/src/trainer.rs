@@ -31,13 +31,13 @@ use squeeze_segnet::SqueezeSegNet;
 use squeeze_segnet_data::{SegmentationBatcher, SegmentationDataset, class_stats};
 
 use crate::checkpoint::{CheckpointDir, RunFingerprint, TrainState, write_atomic};
-use squeeze_segnet_data::loader::{CachedDataset, EpochStream, batches, epoch_order};
 use crate::parallel::DataParallel;
 use crate::progress::ProgressBar;
 use crate::{
     CLASS_STATS_FILE, ClassWeighting, Ema, OptimizerKind, SegmentationScores, TrainError,
     TrainingConfig, segmentation_cross_entropy, soft_jaccard_loss,
 };
+use squeeze_segnet_data::loader::{CachedDataset, EpochStream, batches, epoch_order};
 
 /// What happened in one epoch.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -264,8 +264,8 @@ fn soft_jaccard_matches_a_hand_computation() {
 #[test]
 fn scoring_a_model_on_data_with_other_classes_is_an_error() {
     use squeeze_segnet::SqueezeSegNetConfig;
-    use squeeze_segnet_data::{TransformConfig, camvid, camvid_sample_root};
     use squeeze_segnet_data::loader::CachedDataset;
+    use squeeze_segnet_data::{TransformConfig, camvid, camvid_sample_root};
     use squeeze_segnet_train::{TrainError, evaluate};
     let device = Device::flex();
     let val = camvid(camvid_sample_root(), "val").unwrap();

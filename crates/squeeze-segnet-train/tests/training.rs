@@ -10,11 +10,11 @@ use burn::data::dataloader::batcher::Batcher;
 use burn::prelude::*;
 use burn::tensor::Tolerance;
 use squeeze_segnet::SqueezeSegNetConfig;
+use squeeze_segnet_data::loader::CachedDataset;
 use squeeze_segnet_data::{
     SegmentationBatcher, SegmentationDataset, TransformConfig, camvid, camvid_sample_root,
 };
 use squeeze_segnet_train::checkpoint::CheckpointDir;
-use squeeze_segnet_data::loader::CachedDataset;
 use squeeze_segnet_train::{
     ClassWeighting, EpochRecord, LOCK_FILE, OptimizerKind, RunOptions, TrainError, Trainer,
     TrainingConfig, evaluate,
@@ -479,7 +479,9 @@ fn saved_weights_include_the_last_batch_norm_update() {
     // checkpoint taken right after a training step must still include it.
     let _serial = serial();
     let ad = Device::flex().autodiff();
-    let model = SqueezeSegNetConfig::paper_with_batch_norm().init(&ad).unwrap();
+    let model = SqueezeSegNetConfig::paper_with_batch_norm()
+        .init(&ad)
+        .unwrap();
     let x = Tensor::<4>::from_data(
         TensorData::new(
             (0..2 * 3 * 64 * 80)

@@ -109,7 +109,10 @@ impl PyramidContext {
     /// The module with `fuse` set to zero: the identity again (used by the tests).
     pub fn zeroed(mut self) -> Self {
         self.fuse.weight = Param::from_tensor(self.fuse.weight.val().zeros_like());
-        self.fuse.bias = self.fuse.bias.map(|b| Param::from_tensor(b.val().zeros_like()));
+        self.fuse.bias = self
+            .fuse
+            .bias
+            .map(|b| Param::from_tensor(b.val().zeros_like()));
         self
     }
 }

@@ -130,7 +130,11 @@ fn config_from_tensor_names(weights: &Path) -> SqueezeSegNetConfig {
     if names.is_empty() {
         return camvid;
     }
-    let has = |part: &str| names.iter().any(|n| n.starts_with(part) || n.contains(&format!(".{part}")));
+    let has = |part: &str| {
+        names
+            .iter()
+            .any(|n| n.starts_with(part) || n.contains(&format!(".{part}")))
+    };
     camvid
         .with_context(has("context."))
         .with_refine(has("refine."))
@@ -221,10 +225,18 @@ mod tests {
     fn a_model_json_without_refine_is_a_network_without_refinement() {
         let dir = temp_dir("legacy");
         let file = dir.join(MODEL_FILE);
-        std::fs::write(&file, r#"{"num_classes": 5, "input_channels": 3, "batch_norm": true}"#)
-            .unwrap();
+        std::fs::write(
+            &file,
+            r#"{"num_classes": 5, "input_channels": 3, "batch_norm": true}"#,
+        )
+        .unwrap();
         let config = SqueezeSegNetConfig::load_json(&file).unwrap();
-        assert_eq!(config, SqueezeSegNetConfig::paper_with_batch_norm().with_num_classes(5).with_refine(false));
+        assert_eq!(
+            config,
+            SqueezeSegNetConfig::paper_with_batch_norm()
+                .with_num_classes(5)
+                .with_refine(false)
+        );
         let err = SqueezeSegNetConfig::load_json(dir.join("missing.json")).unwrap_err();
         assert!(err.to_string().contains("missing.json"), "{err}");
         std::fs::write(&file, r#"{"num_classes": "many"}"#).unwrap();
@@ -249,12 +261,22 @@ mod tests {
         // With a run's files: its network and its validation size (eval_size over size).
         let paper = SqueezeSegNetConfig::paper().with_num_classes(4);
         std::fs::write(dir.join(MODEL_FILE), paper.to_string()).unwrap();
-        std::fs::write(dir.join(RUN_FILE), r#"{"size": [120, 160], "eval_size": null}"#).unwrap();
+        std::fs::write(
+            dir.join(RUN_FILE),
+            r#"{"size": [120, 160], "eval_size": null}"#,
+        )
+        .unwrap();
         let run = SavedModel::open(&weights).unwrap();
         assert_eq!((run.config, run.input_size), (paper, Some([120, 160])));
-        std::fs::write(dir.join(RUN_FILE), r#"{"size": [120, 160], "eval_size": [90, 120]}"#)
-            .unwrap();
-        assert_eq!(SavedModel::open(&weights).unwrap().input_size, Some([90, 120]));
+        std::fs::write(
+            dir.join(RUN_FILE),
+            r#"{"size": [120, 160], "eval_size": [90, 120]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            SavedModel::open(&weights).unwrap().input_size,
+            Some([90, 120])
+        );
         std::fs::write(dir.join(RUN_FILE), r#"{"size": "big"}"#).unwrap();
         let err = SavedModel::open(&weights).unwrap_err();
         assert!(err.to_string().contains(RUN_FILE), "{err}");
@@ -277,7 +299,9 @@ mod tests {
             let model = config.init(&device).unwrap();
             for path in [
                 model.save(dir.join(format!("w{i}.bpk"))).unwrap(),
-                model.save_pytorch(dir.join(format!("w{i}.safetensors"))).unwrap(),
+                model
+                    .save_pytorch(dir.join(format!("w{i}.safetensors")))
+                    .unwrap(),
             ] {
                 let saved = SavedModel::open(&path).unwrap();
                 assert_eq!(saved.config, config, "{}", path.display());

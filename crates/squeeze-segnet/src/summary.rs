@@ -7,8 +7,8 @@ use burn::prelude::*;
 
 use crate::SegNetError;
 use crate::config::{
-    CONTEXT_BINS, CONTEXT_BRANCH_CHANNELS, CONV1_CHANNELS, CONV10_CHANNELS, DECODER_DFIRES, ENCODER_FIRES, POOLED_AFTER,
-    SqueezeSegNetConfig, UNPOOLED_AFTER,
+    CONTEXT_BINS, CONTEXT_BRANCH_CHANNELS, CONV1_CHANNELS, CONV10_CHANNELS, DECODER_DFIRES,
+    ENCODER_FIRES, POOLED_AFTER, SqueezeSegNetConfig, UNPOOLED_AFTER,
 };
 
 /// One row of a [`ModelSummary`].
@@ -197,14 +197,20 @@ impl SqueezeSegNetConfig {
                 .sum();
             let fuse = (CONTEXT_BINS.len() * CONTEXT_BRANCH_CHANNELS * CONV10_CHANNELS) as u64;
             let (oh, ow) = (hs[3], ws[3]);
-            let after_conv10 = layers.iter().position(|l| l.name == "conv10").map_or(0, |i| i + 1);
-            layers.insert(after_conv10, LayerSummary {
-                name: "context",
-                kind: "PyramidPool 1,2,3,6 (+)",
-                output: [n, CONV10_CHANNELS, oh, ow],
-                params: crate::model::context_config().num_params(),
-                macs: n as u64 * (branches + fuse * (oh * ow) as u64),
-            });
+            let after_conv10 = layers
+                .iter()
+                .position(|l| l.name == "conv10")
+                .map_or(0, |i| i + 1);
+            layers.insert(
+                after_conv10,
+                LayerSummary {
+                    name: "context",
+                    kind: "PyramidPool 1,2,3,6 (+)",
+                    output: [n, CONV10_CHANNELS, oh, ow],
+                    params: crate::model::context_config().num_params(),
+                    macs: n as u64 * (branches + fuse * (oh * ow) as u64),
+                },
+            );
         }
         // The transposed convolution: every input pixel feeds a 3×3 patch of every class.
         let k = self.num_classes;

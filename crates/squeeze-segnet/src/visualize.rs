@@ -112,14 +112,23 @@ mod tests {
         let err = colorize(&[0u8; 5], [2, 3], &[[1, 2, 3]]).unwrap_err();
         assert!(err.to_string().contains("5 classes for a 2x3"), "{err}");
         let (a, b) = (RgbImage::new(2, 2), RgbImage::new(2, 3));
-        assert!(matches!(overlay(&a, &b, 0.5), Err(SegNetError::SizeMismatch(_))));
+        assert!(matches!(
+            overlay(&a, &b, 0.5),
+            Err(SegNetError::SizeMismatch(_))
+        ));
     }
 
     #[test]
     fn overlay_blends_by_alpha() {
         let image = RgbImage::from_pixel(1, 1, Rgb([100, 0, 200]));
         let mask = RgbImage::from_pixel(1, 1, Rgb([200, 100, 0]));
-        assert_eq!(overlay(&image, &mask, 0.25).unwrap().get_pixel(0, 0).0, [125, 25, 150]);
-        assert_eq!(overlay(&image, &mask, 7.0).unwrap().get_pixel(0, 0).0, [200, 100, 0]);
+        assert_eq!(
+            overlay(&image, &mask, 0.25).unwrap().get_pixel(0, 0).0,
+            [125, 25, 150]
+        );
+        assert_eq!(
+            overlay(&image, &mask, 7.0).unwrap().get_pixel(0, 0).0,
+            [200, 100, 0]
+        );
     }
 }

@@ -171,7 +171,12 @@ fn conv_bias<B: Backend>(
     padding: [usize; 2],
     relu: bool,
 ) -> FloatTensor<B> {
-    let y = B::conv2d(x, weight, Some(bias), ConvOptions::new(stride, padding, [1, 1], 1));
+    let y = B::conv2d(
+        x,
+        weight,
+        Some(bias),
+        ConvOptions::new(stride, padding, [1, 1], 1),
+    );
     if relu { B::relu(y) } else { y }
 }
 

@@ -137,10 +137,8 @@ pub fn conv2d_train(
     stride: [usize; 2],
     padding: [usize; 2],
 ) -> Tensor<4> {
-    let fits = trains(&x)
-        && trains(&weight)
-        && same_place(&x, &weight)
-        && weight.dims()[1] == x.dims()[1];
+    let fits =
+        trains(&x) && trains(&weight) && same_place(&x, &weight) && weight.dims()[1] == x.dims()[1];
     if !fits {
         let options = ConvOptions::new(stride, padding, [1, 1], 1);
         return burn::tensor::module::conv2d(x, weight, None, options);
@@ -242,7 +240,13 @@ pub fn conv2d_bias(
 
 /// Whether `x` and the expand weights fit [`fire_expand`]'s kernel: a 1×1 and a 3×3 kernel over
 /// `x`'s channels, and every operand on an inference device.
-fn expand_fits(x: &Tensor<4>, w1: &Tensor<4>, b1: &Tensor<1>, w3: &Tensor<4>, b3: &Tensor<1>) -> bool {
+fn expand_fits(
+    x: &Tensor<4>,
+    w1: &Tensor<4>,
+    b1: &Tensor<1>,
+    w3: &Tensor<4>,
+    b3: &Tensor<1>,
+) -> bool {
     let ([_, c1, k1h, k1w], [_, c3, k3h, k3w]) = (w1.dims(), w3.dims());
     [c1, c3] == [x.dims()[1]; 2]
         && [k1h, k1w, k3h, k3w] == [1, 1, 3, 3]
