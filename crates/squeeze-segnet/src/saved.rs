@@ -130,15 +130,11 @@ fn config_from_tensor_names(weights: &Path) -> SqueezeSegNetConfig {
     if names.is_empty() {
         return camvid;
     }
-    let has = |part: &str| {
-        names
-            .iter()
-            .any(|n| n.starts_with(part) || n.contains(&format!(".{part}")))
-    };
+    let top_level = |module: &str| names.iter().any(|n| n.starts_with(module));
     camvid
-        .with_context(has("context."))
-        .with_refine(has("refine."))
-        .with_batch_norm(has("norm."))
+        .with_context(top_level("context."))
+        .with_refine(top_level("refine."))
+        .with_batch_norm(names.iter().any(|n| n.contains(".norm.")))
 }
 
 /// The `eval_size` (else `size`) of a training run's options file.
