@@ -420,3 +420,63 @@ fn inference_ops_with_tracked_tensors_differentiate_like_burns_ops() {
         }
     }
 }
+
+/// The weight gradient of the training convolution, itself differentiated (a double backward,
+/// reached through the trait method on tensors that need a gradient): its derivatives equal
+/// Burn's. `sum(r ⊙ dW(x, g))` is `sum(g ⊙ conv2d(x, r))` (dW is linear in the weight), so
+/// `∂/∂g = conv2d(x, r)` and `∂/∂x` is the input gradient of that convolution.
+#[test]
+fn the_weight_gradient_is_differentiable_like_burns() {
+    use burn::backend::Dispatch;
+    use squeeze_segnet::fused::FusedConvOps;
+    let mut rng = Rng::new(31);
+    // (x shape, c_out, kernel, stride, padding): a squeeze, a padded 3×3, conv1's stride 2.
+    let cases = [
+        ([2, 5, 6, 7], 3, 1, 1, 0),
+        ([1, 4, 7, 9], 2, 3, 1, 1),
+        ([2, 3, 9, 8], 4, 3, 2, 0),
+    ];
+    for (kind, device) in cpu_backends() {
+        let ad = device.autodiff();
+        for (shape, c_out, k, s, p) in cases {
+            let [n, c_in, h, w] = shape;
+            let (oh, ow) = ((h + 2 * p - k) / s + 1, (w + 2 * p - k) / s + 1);
+            let (xv, gv) = (
+                rng.normal(n * c_in * h * w),
+                rng.normal(n * c_out * oh * ow),
+            );
+            let rv = rng.normal(c_out * c_in * k * k);
+            let r = float(&rv, [c_out, c_in, k, k], &ad);
+            let x = float(&xv, shape, &ad).require_grad();
+            let g = float(&gv, [n, c_out, oh, ow], &ad).require_grad();
+            let dw: Tensor<4> = Tensor::from_dispatch(Dispatch::seg_conv2d_weight_grad(
+                x.clone().into_dispatch(),
+                g.clone().into_dispatch(),
+                k,
+                k,
+                s,
+                s,
+                p,
+                p,
+            ));
+            let grads = (dw * r.clone()).sum().backward();
+            let what = format!("{kind} {shape:?} k{k} s{s} p{p}");
+            let dg = host(
+                g.grad(&grads)
+                    .unwrap_or_else(|| panic!("{what}: no gradient for g")),
+            );
+            let dx = host(
+                x.grad(&grads)
+                    .unwrap_or_else(|| panic!("{what}: no gradient for x")),
+            );
+            // Burn's: the same bilinear form through its convolution.
+            let (x2, g2) = (x.clone().detach().require_grad(), g.clone().detach());
+            let options = ConvOptions::new([s, s], [p, p], [1, 1], 1);
+            let want_dg = conv2d(x2.clone(), r.clone(), None, options.clone());
+            let grads = (conv2d(x2.clone(), r, None, options) * g2).sum().backward();
+            let want_dx = host(x2.grad(&grads).unwrap());
+            assert_close(&dg, &host(want_dg), 1e-4, 1e-4, &format!("{what} d/dg"));
+            assert_close(&dx, &want_dx, 1e-4, 1e-4, &format!("{what} d/dx"));
+        }
+    }
+}

@@ -472,3 +472,70 @@ fn supports_i64(device: &Device) -> bool {
         .try_into_data()
         .is_ok()
 }
+
+/// The backward ops differentiated again, through the trait methods on tensors that need a
+/// gradient (a double backward): both are linear in the gradient they take, and the derivative
+/// of `sum(r ⊙ op(g))` with respect to `g` is the adjoint applied to `r` — a gather at the
+/// indices for the pooling gradient, the unpooling (last cell wins) for the unpooling gradient.
+/// Every backend; the cases include colliding indices.
+#[test]
+fn the_backward_ops_are_differentiable_on_every_backend() {
+    use burn::backend::Dispatch;
+    use squeeze_segnet::ops::SegNetOps;
+    let mut rng = Rng::new(9);
+    for (shape, options) in cases(&mut rng) {
+        let x = rng.tied(shape.iter().product(), 2);
+        let (_, idx, pooled) = reference::max_pool2d_with_indices(&x, shape, options);
+        let [kh, kw] = options.kernel;
+        let [sh, sw] = options.stride;
+        let [h, w] = [shape[2], shape[3]];
+        let r_in = rng.normal(shape.iter().product()); // weighs the pooling gradient's output
+        let r_pooled = rng.normal(idx.len()); // weighs the unpooling gradient's output
+        let plane = h * w;
+        let want_pool: Vec<f64> = idx
+            .iter()
+            .enumerate()
+            .map(|(p, &i)| r_in[p / (pooled[2] * pooled[3]) * plane + i as usize])
+            .collect();
+        let want_unpool = reference::max_unpool2d(&r_pooled, &idx, pooled, [h, w]);
+        for (kind, device) in backends() {
+            let ad = device.clone().autodiff();
+            let what = format!("{kind} {shape:?} {options:?}");
+            let g = float(&rng.normal(idx.len()), pooled, &ad).require_grad();
+            let dx: Tensor<4> = Tensor::from_dispatch(Dispatch::seg_max_pool2d_backward(
+                g.clone().into_dispatch(),
+                int(&idx, pooled, &ad).into_dispatch(),
+                h,
+                w,
+                kh,
+                kw,
+                sh,
+                sw,
+            ));
+            let grads = (dx * float(&r_in, shape, &ad)).sum().backward();
+            let got = host(
+                g.grad(&grads)
+                    .unwrap_or_else(|| panic!("{what}: pool grad dropped")),
+            );
+            assert_close(&got, &want_pool, 1e-6, 1e-6, &format!("{what} d pool-grad"));
+
+            let g = float(&rng.normal(shape.iter().product()), shape, &ad).require_grad();
+            let dv: Tensor<4> = Tensor::from_dispatch(Dispatch::seg_max_unpool2d_backward(
+                g.clone().into_dispatch(),
+                int(&idx, pooled, &ad).into_dispatch(),
+            ));
+            let grads = (dv * float(&r_pooled, pooled, &ad)).sum().backward();
+            let got = host(
+                g.grad(&grads)
+                    .unwrap_or_else(|| panic!("{what}: unpool grad dropped")),
+            );
+            assert_close(
+                &got,
+                &want_unpool,
+                1e-6,
+                1e-6,
+                &format!("{what} d unpool-grad"),
+            );
+        }
+    }
+}

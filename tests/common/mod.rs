@@ -176,29 +176,16 @@ pub fn tmp_dir(name: &str) -> std::path::PathBuf {
 
 /// Every float parameter and statistic of `model`: (record path, shape, values), in module order.
 pub fn params<M: burn::module::Module>(model: &M) -> Vec<(String, Vec<usize>, Vec<f32>)> {
-    use burn::module::{ModuleVisitor, Param};
-    #[derive(Default)]
-    struct Params {
-        path: Vec<String>,
-        all: Vec<(String, Vec<usize>, Vec<f32>)>,
-    }
-    impl ModuleVisitor for Params {
-        fn enter_module(&mut self, name: &str, _: &str) {
-            self.path.push(name.into());
-        }
-        fn exit_module(&mut self, _: &str, _: &str) {
-            self.path.pop();
-        }
-        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            let t = param.val();
-            let shape = t.dims().to_vec();
-            let values = t.into_data().convert::<f32>().try_to_vec::<f32>().unwrap();
-            self.all.push((self.path.join("."), shape, values));
-        }
-    }
-    let mut p = Params::default();
-    model.visit(&mut p);
-    p.all
+    let mut all = Vec::new();
+    squeeze_segnet::visit_float_params(model, |path, shape, value| {
+        let values = value()
+            .into_data()
+            .convert::<f32>()
+            .try_to_vec::<f32>()
+            .unwrap();
+        all.push((path.to_string(), shape.to_vec(), values));
+    });
+    all
 }
 
 /// A CamVid network (batch norm, context, refinement) whose running statistics have moved off their

@@ -114,6 +114,6 @@ pub use model::SqueezeSegNet;
 pub use precision::{PRECISION_KEY, Precision, weights_precision};
 pub use predict::{logits, predict_at, predict_full_size, upsample_argmax, upsample_logits};
 pub use saved::{MODEL_FILE, RUN_FILE, SavedModel, json_with_defaults, load_json_with_defaults};
-pub use summary::{LayerSummary, ModelSummary, num_trainable_params};
+pub use summary::{LayerSummary, ModelSummary, num_trainable_params, visit_float_params};
 pub use visualize::{colorize, overlay, side_by_side};
 pub use weights::{camvid_int8_weights_path, camvid_weights_path, weights_path};

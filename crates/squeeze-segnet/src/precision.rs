@@ -15,7 +15,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-use burn::module::{Module, ModuleVisitor, Param};
+use burn::module::Module;
 use burn::tensor::{Bytes, DType, TensorData};
 use burn_pack::{Reader, Tensor as PackTensor, Writer};
 
@@ -138,26 +138,11 @@ fn precision_of(reader: &Reader) -> Result<Precision, String> {
 /// Record path → shape of every float parameter and statistic of `model` (without initialising
 /// lazy parameters).
 pub(crate) fn expected_tensors(model: &SqueezeSegNet) -> HashMap<String, Vec<usize>> {
-    #[derive(Default)]
-    struct Shapes {
-        path: Vec<String>,
-        found: HashMap<String, Vec<usize>>,
-    }
-    impl ModuleVisitor for Shapes {
-        fn enter_module(&mut self, name: &str, _: &str) {
-            self.path.push(name.to_string());
-        }
-        fn exit_module(&mut self, _: &str, _: &str) {
-            self.path.pop();
-        }
-        fn visit_float<const D: usize>(&mut self, param: &Param<burn::Tensor<D>>) {
-            let shape = param.lazy_shape().to_vec();
-            self.found.insert(self.path.join("."), shape);
-        }
-    }
-    let mut shapes = Shapes::default();
-    model.visit(&mut shapes);
-    shapes.found
+    let mut found = HashMap::new();
+    crate::visit_float_params(model, |path, shape, _| {
+        found.insert(path.to_string(), shape.to_vec());
+    });
+    found
 }
 
 /// The file's tensors, checked and decoded to f32, as a burnpack image (what

@@ -11,7 +11,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
-use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
+use burn::module::{Module, ModuleMapper, Param};
 use burn::prelude::*;
 use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 
@@ -25,35 +25,6 @@ fn pytorch_name(path: &str) -> String {
         Some((owner, "gamma")) if owner.ends_with("norm") => format!("{owner}.weight"),
         Some((owner, "beta")) if owner.ends_with("norm") => format!("{owner}.bias"),
         _ => path.to_string(),
-    }
-}
-
-/// The float parameters (and batch-norm statistics) with their values, as the visitor meets
-/// them.
-#[derive(Default)]
-struct Paths {
-    stack: Vec<String>,
-    /// (PyTorch name, shape, values).
-    found: Vec<(String, Vec<usize>, Vec<f32>)>,
-}
-
-impl ModuleVisitor for Paths {
-    fn enter_module(&mut self, name: &str, _container: &str) {
-        self.stack.push(name.to_string());
-    }
-    fn exit_module(&mut self, _name: &str, _container: &str) {
-        self.stack.pop();
-    }
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        let tensor = param.val();
-        let shape = tensor.dims().to_vec();
-        let values = tensor
-            .into_data()
-            .convert::<f32>()
-            .try_to_vec::<f32>()
-            .unwrap_or_default();
-        self.found
-            .push((pytorch_name(&self.stack.join(".")), shape, values));
     }
 }
 
@@ -81,10 +52,17 @@ impl SqueezeSegNet {
             path: path.clone(),
             reason,
         };
-        let mut paths = Paths::default();
-        self.valid().visit(&mut paths);
+        let mut found = Vec::new();
+        crate::visit_float_params(&self.valid(), |path, shape, value| {
+            let values = value().into_data().convert::<f32>().try_to_vec::<f32>();
+            found.push((
+                pytorch_name(path),
+                shape.to_vec(),
+                values.unwrap_or_default(),
+            ));
+        });
         let mut bytes: BTreeMap<String, (Dtype, Vec<usize>, Vec<u8>)> = BTreeMap::new();
-        for (name, shape, values) in paths.found {
+        for (name, shape, values) in found {
             if let Some(owner) = name.strip_suffix(".running_mean") {
                 bytes.insert(
                     format!("{owner}.{TRACKED}"),

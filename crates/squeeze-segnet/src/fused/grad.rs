@@ -22,7 +22,9 @@ use burn::backend::autodiff::{
     grads::Gradients,
     ops::{Backward, Ops, OpsKind},
 };
+use burn::backend::ops::{FloatTensorOps, ModuleOps};
 use burn::backend::{AutodiffBackend, Backend, TensorMetadata, tensor::FloatTensor};
+use burn::tensor::Shape;
 use burn::tensor::ops::{ConvOptions, ConvTransposeOptions};
 
 use super::FusedConvOps;
@@ -109,6 +111,16 @@ impl<B: Backend + FusedConvOps, C: CheckpointStrategy> FusedConvOps for Autodiff
         pad_h: usize,
         pad_w: usize,
     ) -> FloatTensor<Self> {
+        if x.is_tracked() || grad.is_tracked() {
+            // Differentiated again (double backward): Burn's own weight gradient, written in the
+            // autodiff backend's differentiable ops. The weight only lends its shape.
+            let [_, c_in, _, _] = dims4(&x.shape());
+            let [_, c_out, _, _] = dims4(&grad.shape());
+            let shape = Shape::new([c_out, c_in, kernel_h, kernel_w]);
+            let weight = Self::float_zeros(shape, &x.device(), x.dtype().into());
+            let options = ConvOptions::new([stride_h, stride_w], [pad_h, pad_w], [1, 1], 1);
+            return <Self as ModuleOps<Self>>::conv2d_weight_backward(x, weight, grad, options);
+        }
         Self::from_inner(B::seg_conv2d_weight_grad(
             x.into_primitive(),
             grad.into_primitive(),

@@ -6,8 +6,11 @@
 //! - unpooling: `dx = gather(dy at indices)` for cells that won their position, by
 //!   [`seg_max_unpool2d_backward`](SegNetOps::seg_max_unpool2d_backward).
 //!
-//! The backward ops themselves are not differentiable again (no second-order gradients): on an
-//! autodiff device they run untracked.
+//! The backward ops are linear in the gradient they take, and differentiable again through it
+//! (double backward, e.g. a gradient penalty): their own derivatives are each other's adjoints —
+//! the pooling gradient's is a gather at the indices, the unpooling gradient's is the unpooling
+//! itself. Indices carry no gradient. When the incoming gradient is not tracked they run
+//! untracked, at the inner backend's cost.
 
 use burn::backend::autodiff::{
     Autodiff,
@@ -16,10 +19,10 @@ use burn::backend::autodiff::{
     ops::{Backward, Ops, OpsKind},
 };
 use burn::backend::{
-    AutodiffBackend, Backend, TensorMetadata,
+    Backend, TensorMetadata,
     tensor::{FloatTensor, IntTensor},
 };
-use burn::tensor::IntDType;
+use burn::tensor::{IntDType, Shape};
 
 use super::SegNetOps;
 
@@ -56,6 +59,56 @@ impl<B: Backend + SegNetOps> Backward<B, 1> for UnpoolBackward {
             grads.register::<B>(node.id, B::seg_max_unpool2d_backward(grad, ops.state));
         }
     }
+}
+
+/// Backward of [`seg_max_pool2d_backward`](SegNetOps::seg_max_pool2d_backward) with respect to
+/// its gradient argument: the adjoint of a scatter-add is a gather at the same indices.
+#[derive(Debug)]
+struct PoolGradBackward;
+
+impl<B: Backend + SegNetOps> Backward<B, 1> for PoolGradBackward {
+    type State = IntTensor<B>;
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [parent] = ops.parents;
+        let grad = grads.consume::<B>(&ops.node);
+        if let Some(node) = parent {
+            grads.register::<B>(node.id, gather_at::<B>(grad, ops.state));
+        }
+    }
+}
+
+/// Backward of [`seg_max_unpool2d_backward`](SegNetOps::seg_max_unpool2d_backward) with respect
+/// to its gradient argument. That op reads position `q` only into the cell that won `q`, so its
+/// adjoint writes each cell's value at its index with the last cell winning: the unpooling.
+#[derive(Debug)]
+struct UnpoolGradBackward;
+
+impl<B: Backend + SegNetOps> Backward<B, 1> for UnpoolGradBackward {
+    /// Indices and the unpooled size `[out_h, out_w]`.
+    type State = (IntTensor<B>, [usize; 2]);
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [parent] = ops.parents;
+        let grad = grads.consume::<B>(&ops.node);
+        let (indices, [out_h, out_w]) = ops.state;
+        if let Some(node) = parent {
+            grads.register::<B>(node.id, B::seg_max_unpool2d(grad, indices, out_h, out_w));
+        }
+    }
+}
+
+/// `plane[n, c, indices[n, c, i, j]]` for each cell: `plane: [n, c, h, w]`,
+/// `indices: [n, c, oh, ow]` (flat positions in an `h × w` plane) → `[n, c, oh, ow]`.
+fn gather_at<B: Backend>(plane: FloatTensor<B>, indices: IntTensor<B>) -> FloatTensor<B> {
+    let [n, c, h, w] = plane.shape().dims();
+    let [_, _, oh, ow] = indices.shape().dims();
+    let flat = B::float_reshape(plane, Shape::new([n, c, h * w]));
+    let flat_indices = B::int_reshape(indices, Shape::new([n, c, oh * ow]));
+    B::float_reshape(
+        B::float_gather(2, flat, flat_indices),
+        Shape::new([n, c, oh, ow]),
+    )
 }
 
 impl<B: Backend + SegNetOps, C: CheckpointStrategy> SegNetOps for Autodiff<B, C> {
@@ -116,16 +169,23 @@ impl<B: Backend + SegNetOps, C: CheckpointStrategy> SegNetOps for Autodiff<B, C>
         stride_h: usize,
         stride_w: usize,
     ) -> FloatTensor<Self> {
-        Self::from_inner(B::seg_max_pool2d_backward(
-            grad.into_primitive(),
-            indices,
-            in_h,
-            in_w,
-            kernel_h,
-            kernel_w,
-            stride_h,
-            stride_w,
-        ))
+        let (grad, guard) = grad.into_parts();
+        let dx = |grad, indices| {
+            B::seg_max_pool2d_backward(
+                grad, indices, in_h, in_w, kernel_h, kernel_w, stride_h, stride_w,
+            )
+        };
+        match PoolGradBackward
+            .prepare::<C>([guard])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let out = dx(grad, indices.clone());
+                prep.finish(indices, out)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(dx(grad, indices)),
+        }
     }
 
     fn seg_max_unpool2d(
@@ -152,6 +212,18 @@ impl<B: Backend + SegNetOps, C: CheckpointStrategy> SegNetOps for Autodiff<B, C>
         grad: FloatTensor<Self>,
         indices: IntTensor<Self>,
     ) -> FloatTensor<Self> {
-        Self::from_inner(B::seg_max_unpool2d_backward(grad.into_primitive(), indices))
+        let [_, _, out_h, out_w] = grad.shape().dims();
+        let (grad, guard) = grad.into_parts();
+        match UnpoolGradBackward
+            .prepare::<C>([guard])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let out = B::seg_max_unpool2d_backward(grad, indices.clone());
+                prep.finish((indices, [out_h, out_w]), out)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::seg_max_unpool2d_backward(grad, indices)),
+        }
     }
 }
