@@ -480,3 +480,186 @@ fn the_weight_gradient_is_differentiable_like_burns() {
         }
     }
 }
+
+/// Training-mode batch norm + ReLU on this crate's kernels against Burn's `batch_norm_train`
+/// then ReLU: output, batch statistics and the gradients of `sum(r ⊙ y)` with respect to the
+/// input, γ and β; f32 and f64, on NdArray and Flex. The inputs sit far from zero (mean 3) so
+/// that a variance taken as `E[x²] − μ²` would show, γ has both signs, and the ReLU clips about
+/// half the outputs.
+#[test]
+fn batch_norm_relu_matches_burns_batch_norm_and_relu() {
+    use burn::tensor::module::batch_norm_train;
+    let mut rng = Rng::new(41);
+    let shapes = [[2, 5, 7, 9], [1, 3, 4, 4], [4, 2, 1, 3], [2, 16, 33, 17]];
+    for (kind, device) in cpu_backends() {
+        let ad = device.autodiff();
+        for shape in shapes {
+            for f64_ in [false, true] {
+                let c = shape[1];
+                let xv: Vec<f64> = rng
+                    .normal(shape.iter().product())
+                    .iter()
+                    .map(|v| 3.0 + v)
+                    .collect();
+                // |γ| ≥ 0.5 and small β: every channel has clipped and passed outputs.
+                let gv: Vec<f64> = rng
+                    .normal(c)
+                    .iter()
+                    .map(|g| g.signum() * (0.5 + g.abs()))
+                    .collect();
+                let bv: Vec<f64> = rng.normal(c).iter().map(|b| 0.1 * b).collect();
+                let rv = rng.normal(shape.iter().product());
+                let tol = if f64_ { 1e-9 } else { 1e-4 };
+                let t4 = |v: &[f64]| {
+                    if f64_ {
+                        float64(v, shape, &ad)
+                    } else {
+                        float(v, shape, &ad)
+                    }
+                };
+                let t1 = |v: &[f64]| {
+                    let t = float(v, [1, 1, 1, c], &ad).reshape([c]);
+                    if f64_ {
+                        t.cast(burn::tensor::DType::F64)
+                    } else {
+                        t
+                    }
+                };
+                let run = |fused_path: bool| {
+                    let (x, g, b) = (
+                        t4(&xv).require_grad(),
+                        t1(&gv).require_grad(),
+                        t1(&bv).require_grad(),
+                    );
+                    let (y, mean, var) = if fused_path {
+                        fused::batch_norm_relu_train(x.clone(), g.clone(), b.clone(), 1e-5)
+                    } else {
+                        let r = batch_norm_train(x.clone(), g.clone(), b.clone(), 1e-5);
+                        (relu(r.output), r.mean, r.variance)
+                    };
+                    let grads = (y.clone() * t4(&rv)).sum().backward();
+                    [
+                        host(y),
+                        host(mean),
+                        host(var),
+                        host(x.grad(&grads).expect("dx")),
+                        host(g.grad(&grads).expect("dgamma")),
+                        host(b.grad(&grads).expect("dbeta")),
+                    ]
+                };
+                let (got, want) = (run(true), run(false));
+                assert!(want[0].iter().any(|v| *v == 0.0) && want[0].iter().any(|v| *v > 0.0));
+                let names = ["output", "mean", "variance", "dx", "dgamma", "dbeta"];
+                for ((g, w), name) in got.iter().zip(&want).zip(names) {
+                    let scale = w.iter().map(|v| v.abs()).fold(1.0, f64::max);
+                    let what = format!("{kind} {shape:?} f64={f64_} {name}");
+                    assert_close(g, w, tol * scale, tol, &what);
+                }
+            }
+        }
+    }
+}
+
+/// A convolution block with batch norm, in training on the CPU backends (this crate's batch
+/// norm + ReLU): the output is Burn's batch norm + ReLU of the convolution, and the running
+/// statistics move as Burn's layer moves them (momentum 0.1 from mean 0 and variance 1).
+#[test]
+fn a_training_block_updates_the_running_statistics_like_burns_batch_norm() {
+    use burn::tensor::module::batch_norm_train;
+    use squeeze_segnet::ConvBlockConfig;
+    let mut rng = Rng::new(43);
+    for (kind, device) in cpu_backends() {
+        let ad = device.autodiff();
+        let block = ConvBlockConfig::new([4, 6], 3).with_padding(1).init(&ad);
+        let x = float(&rng.normal(2 * 4 * 9 * 11), [2, 4, 9, 11], &ad);
+        let y = block.forward(x.clone());
+        let conv = conv2d(
+            x,
+            block.conv.weight.val(),
+            None,
+            ConvOptions::new([1, 1], [1, 1], [1, 1], 1),
+        );
+        let norm = block.norm.as_ref().unwrap();
+        let want = batch_norm_train(conv, norm.gamma.val(), norm.beta.val(), norm.epsilon);
+        assert_close(
+            &host(y),
+            &host(relu(want.output)),
+            1e-5,
+            1e-5,
+            &format!("{kind} output"),
+        );
+        let want_mean: Vec<f64> = host(want.mean).iter().map(|m| 0.1 * m).collect();
+        let want_var: Vec<f64> = host(want.variance).iter().map(|v| 0.9 + 0.1 * v).collect();
+        let got_mean = host(norm.running_mean.value_sync());
+        let got_var = host(norm.running_var.value_sync());
+        assert!(
+            got_mean.iter().any(|m| m.abs() > 1e-3),
+            "{kind}: the running mean moved"
+        );
+        assert_close(
+            &got_mean,
+            &want_mean,
+            1e-6,
+            1e-5,
+            &format!("{kind} running mean"),
+        );
+        assert_close(
+            &got_var,
+            &want_var,
+            1e-6,
+            1e-5,
+            &format!("{kind} running variance"),
+        );
+    }
+}
+
+/// The batch-norm gradient op differentiated again through the trait method (a double backward,
+/// reached with an output gradient that needs a gradient): it is linear in that gradient, so
+/// the derivative of `sum(r ⊙ dx(g))` by `g[i]` is `sum(r ⊙ dx(e_i))`, evaluated untracked for
+/// every unit vector `e_i`.
+#[test]
+fn the_batch_norm_gradient_is_differentiable() {
+    use burn::backend::Dispatch;
+    use squeeze_segnet::fused::FusedConvOps;
+    let mut rng = Rng::new(47);
+    let shape = [2, 3, 4, 5];
+    let len: usize = shape.iter().product();
+    for (kind, device) in cpu_backends() {
+        let ad = device.autodiff();
+        let x = float64(&rng.normal(len), shape, &ad);
+        let gamma = float64(&rng.normal(3), [1, 1, 1, 3], &ad).reshape([3]);
+        let beta = float64(&rng.normal(3), [1, 1, 1, 3], &ad).reshape([3]);
+        let (y, mean, var) = fused::batch_norm_relu_train(x.clone(), gamma.clone(), beta, 1e-5);
+        let r = float64(&rng.normal(len), shape, &ad);
+        let dx = |g: Tensor<4>| -> Tensor<4> {
+            let (dx, _, _) = Dispatch::seg_batch_norm_relu_backward(
+                x.clone().detach().into_dispatch(),
+                y.clone().detach().into_dispatch(),
+                gamma.clone().detach().into_dispatch(),
+                mean.clone().into_dispatch(),
+                var.clone().into_dispatch(),
+                1e-5,
+                g.into_dispatch(),
+            );
+            Tensor::from_dispatch(dx)
+        };
+        let g = float64(&rng.normal(len), shape, &ad).require_grad();
+        let grads = (dx(g.clone()) * r.clone()).sum().backward();
+        let analytic = host(g.grad(&grads).expect("the gradient of the gradient"));
+        let numeric: Vec<f64> = (0..len)
+            .map(|i| {
+                let mut e = vec![0.0; len];
+                e[i] = 1.0;
+                host((dx(float64(&e, shape, &ad)) * r.clone()).sum())[0]
+            })
+            .collect();
+        assert!(analytic.iter().any(|v| v.abs() > 1e-3), "{kind}: trivial");
+        assert_close(
+            &analytic,
+            &numeric,
+            1e-7,
+            1e-7,
+            &format!("{kind} d dx / d grad"),
+        );
+    }
+}

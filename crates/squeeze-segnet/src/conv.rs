@@ -1,7 +1,7 @@
 //! `ConvBlock`: convolution, optional batch norm, ReLU — the unit every Fire and DFire is made of.
 
 use crate::fused;
-use burn::module::Param;
+use burn::module::{Param, RunningState};
 use burn::nn::{
     BatchNorm, BatchNormConfig, Initializer, PaddingConfig2d,
     conv::{Conv2d, Conv2dConfig},
@@ -61,8 +61,9 @@ impl ConvBlock {
     /// - output: `[batch, channels[1], (height + 2p - k) / s + 1, (width + 2p - k) / s + 1]`
     ///
     /// A block without batch norm is [`fused::conv2d_bias_relu`] (one fused pass at inference on
-    /// the CPU backends); with batch norm, the convolution is [`fused::conv2d_train`] (this
-    /// crate's kernels and gradients on NdArray and Flex). Both pick their path themselves.
+    /// the CPU backends); with batch norm, the convolution is [`fused::conv2d_train`] and, in
+    /// training, batch norm + ReLU is [`fused::batch_norm_relu_train`] (this crate's kernels and
+    /// gradients on NdArray and Flex). Each picks its path itself.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let Some(padding) = self.plain_padding() else {
             // Built by hand with groups, dilation or uneven padding: Burn's layer as it is.
@@ -82,10 +83,10 @@ impl ConvBlock {
             let c = b.dims()[0];
             y = y + b.val().reshape([1, c, 1, 1]);
         }
-        if let Some(norm) = &self.norm {
-            y = norm.forward(y);
+        match &self.norm {
+            Some(norm) => batch_norm_relu(norm, y),
+            None => burn::tensor::activation::relu(y),
         }
-        burn::tensor::activation::relu(y)
     }
 
     /// The `[vertical, horizontal]` padding of a convolution with groups 1, dilation 1 and the
@@ -109,6 +110,30 @@ impl ConvBlock {
         let bias = self.conv.bias.as_ref()?.val();
         Some((self.conv.weight.val(), bias, self.plain_padding()?))
     }
+}
+
+/// `relu(norm(y))`, the same function as Burn's `BatchNorm::forward` then ReLU, running
+/// statistics included. In training (an autodiff device and a batch norm not frozen, as Burn
+/// decides) it is [`fused::batch_norm_relu_train`], one op with one backward, and the running
+/// statistics move by the layer's momentum towards the batch's mean and biased variance, as
+/// Burn's layer does.
+fn batch_norm_relu(norm: &BatchNorm, y: Tensor<4>) -> Tensor<4> {
+    if !(y.device().is_autodiff() && norm.training.is_enabled()) {
+        return burn::tensor::activation::relu(norm.forward(y));
+    }
+    let device = y.device();
+    let (out, mean, variance) =
+        fused::batch_norm_relu_train(y, norm.gamma.val(), norm.beta.val(), norm.epsilon);
+    let step = |state: &RunningState<Tensor<1>>, batch: Tensor<1>| {
+        let running = state.value_sync().to_device(&device);
+        let moved = running
+            .mul_scalar(1.0 - norm.momentum)
+            .add(batch.detach().mul_scalar(norm.momentum));
+        state.update(moved.detach());
+    };
+    step(&norm.running_mean, mean);
+    step(&norm.running_var, variance);
+    out
 }
 
 /// A 1×1 and a padded 3×3 block without batch norm: the weights and biases for

@@ -14,11 +14,19 @@ use burn_ndarray::NdArrayTensor;
 
 /// Float element types the CPU kernels run on.
 pub(crate) trait HostFloat:
-    burn::tensor::Element + PartialOrd + Send + Sync + 'static
+    burn::tensor::Element
+    + PartialOrd
+    + Send
+    + Sync
+    + 'static
+    + std::ops::Sub<Output = Self>
+    + std::ops::Mul<Output = Self>
 {
     const ZERO: Self;
     const ONE: Self;
     fn add(self, other: Self) -> Self;
+    fn to_f64(self) -> f64;
+    fn from_f64(v: f64) -> Self;
     /// The same slice as `f32`, for the hand-vectorised kernels (`None` for f64).
     fn as_f32(s: &[Self]) -> Option<&[f32]>;
     fn as_f32_mut(s: &mut [Self]) -> Option<&mut [f32]>;
@@ -29,6 +37,12 @@ impl HostFloat for f32 {
     const ONE: Self = 1.0;
     fn add(self, other: Self) -> Self {
         self + other
+    }
+    fn to_f64(self) -> f64 {
+        self as f64
+    }
+    fn from_f64(v: f64) -> Self {
+        v as f32
     }
     fn as_f32(s: &[Self]) -> Option<&[f32]> {
         Some(s)
@@ -43,6 +57,12 @@ impl HostFloat for f64 {
     const ONE: Self = 1.0;
     fn add(self, other: Self) -> Self {
         self + other
+    }
+    fn to_f64(self) -> f64 {
+        self
+    }
+    fn from_f64(v: f64) -> Self {
+        v
     }
     fn as_f32(_: &[Self]) -> Option<&[f32]> {
         None

@@ -555,6 +555,29 @@ macro_rules! cpu_backend {
                 )
             }
 
+            fn seg_batch_norm_relu(
+                x: FloatTensor<Self>,
+                gamma: FloatTensor<Self>,
+                beta: FloatTensor<Self>,
+                epsilon: f64,
+            ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+                super::batch_norm::batch_norm_relu::<Self>(x, gamma, beta, epsilon)
+            }
+
+            fn seg_batch_norm_relu_backward(
+                x: FloatTensor<Self>,
+                output: FloatTensor<Self>,
+                gamma: FloatTensor<Self>,
+                mean: FloatTensor<Self>,
+                variance: FloatTensor<Self>,
+                epsilon: f64,
+                grad: FloatTensor<Self>,
+            ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+                super::batch_norm::batch_norm_relu_backward::<Self>(
+                    x, output, gamma, mean, variance, epsilon, grad,
+                )
+            }
+
             fn seg_fire_expand(
                 x: FloatTensor<Self>,
                 w1: FloatTensor<Self>,

@@ -13,8 +13,11 @@
 //! - `dW` is `Σ grad · im2col(x)ᵀ`, one GEMM per block of rows, summed over Rayon tasks
 //!   ([`FusedConvOps::seg_conv2d_weight_grad`]).
 //!
+//! Training-mode batch norm + ReLU ([`FusedConvOps::seg_batch_norm_relu`]) gets its three
+//! gradients from one backward op (host kernels in `batch_norm.rs`).
+//!
 //! Used by [`ConvBlock`](crate::ConvBlock) on autodiff devices over NdArray and Flex; the
-//! tests compare both gradients with Burn's.
+//! tests compare every gradient with Burn's.
 
 use burn::backend::autodiff::{
     Autodiff,
@@ -24,8 +27,8 @@ use burn::backend::autodiff::{
 };
 use burn::backend::ops::{FloatTensorOps, ModuleOps};
 use burn::backend::{AutodiffBackend, Backend, TensorMetadata, tensor::FloatTensor};
-use burn::tensor::Shape;
 use burn::tensor::ops::{ConvOptions, ConvTransposeOptions};
+use burn::tensor::{Scalar, Shape};
 
 use super::FusedConvOps;
 use crate::host::dims4;
@@ -63,6 +66,36 @@ impl<B: Backend + FusedConvOps> Backward<B, 2> for ConvBackward {
                 B::conv_transpose2d(grad, weight, None, options)
             };
             grads.register::<B>(node.id, dx);
+        }
+    }
+}
+
+#[derive(Debug)]
+struct BatchNormReluBackward;
+
+/// Input, output, gamma, mean, variance, epsilon.
+type BatchNormState<B> = (
+    FloatTensor<B>,
+    FloatTensor<B>,
+    FloatTensor<B>,
+    FloatTensor<B>,
+    FloatTensor<B>,
+    f64,
+);
+
+impl<B: Backend + FusedConvOps> Backward<B, 3> for BatchNormReluBackward {
+    type State = BatchNormState<B>;
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node_x, node_gamma, node_beta] = ops.parents;
+        let grad = grads.consume::<B>(&ops.node);
+        let (x, output, gamma, mean, variance, epsilon) = ops.state;
+        let (dx, dgamma, dbeta) =
+            B::seg_batch_norm_relu_backward(x, output, gamma, mean, variance, epsilon, grad);
+        for (node, g) in [(node_x, dx), (node_gamma, dgamma), (node_beta, dbeta)] {
+            if let Some(node) = node {
+                grads.register::<B>(node.id, g);
+            }
         }
     }
 }
@@ -131,6 +164,69 @@ impl<B: Backend + FusedConvOps, C: CheckpointStrategy> FusedConvOps for Autodiff
             pad_h,
             pad_w,
         ))
+    }
+
+    fn seg_batch_norm_relu(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        let (x, gx) = x.into_parts();
+        let (gamma, gg) = gamma.into_parts();
+        let (beta, gb) = beta.into_parts();
+        // The statistics are outputs without a gradient (Burn's batch norm detaches them too).
+        match BatchNormReluBackward
+            .prepare::<C>([gx, gg, gb])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let (y, mean, var) =
+                    B::seg_batch_norm_relu(x.clone(), gamma.clone(), beta, epsilon);
+                let state = (x, y.clone(), gamma, mean.clone(), var.clone(), epsilon);
+                let y = prep.finish(state, y);
+                (y, Self::from_inner(mean), Self::from_inner(var))
+            }
+            OpsKind::UnTracked(prep) => {
+                let (y, mean, var) = B::seg_batch_norm_relu(x, gamma, beta, epsilon);
+                (
+                    prep.finish(y),
+                    Self::from_inner(mean),
+                    Self::from_inner(var),
+                )
+            }
+        }
+    }
+
+    fn seg_batch_norm_relu_backward(
+        x: FloatTensor<Self>,
+        output: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        mean: FloatTensor<Self>,
+        variance: FloatTensor<Self>,
+        epsilon: f64,
+        grad: FloatTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        let operands = [&x, &output, &gamma, &mean, &variance, &grad];
+        if operands.iter().any(|t| t.is_tracked()) {
+            // Differentiated again (double backward): the same formula in differentiable ops.
+            return batch_norm_relu_grad::<Self>(x, output, gamma, mean, variance, epsilon, grad);
+        }
+        let (dx, dgamma, dbeta) = B::seg_batch_norm_relu_backward(
+            x.into_primitive(),
+            output.into_primitive(),
+            gamma.into_primitive(),
+            mean.into_primitive(),
+            variance.into_primitive(),
+            epsilon,
+            grad.into_primitive(),
+        );
+        (
+            Self::from_inner(dx),
+            Self::from_inner(dgamma),
+            Self::from_inner(dbeta),
+        )
     }
 
     // The inference-only ops: the Tensor-level entry points never send autodiff tensors here,
@@ -203,4 +299,36 @@ fn expand<B: Backend>(
     let e1 = conv_bias::<B>(x.clone(), w1, b1, [1, 1], [0, 0], true);
     let e3 = conv_bias::<B>(x, w3, b3, [1, 1], [1, 1], true);
     B::float_cat(vec![e1, e3], 1)
+}
+
+/// The gradient of batch norm + ReLU (`batch_norm.rs` has the formula) in `B`'s own ops:
+/// differentiable when `B` is an autodiff backend. `sign(output)` is the ReLU's mask (the
+/// output is 0 or positive).
+fn batch_norm_relu_grad<B: Backend>(
+    x: FloatTensor<B>,
+    output: FloatTensor<B>,
+    gamma: FloatTensor<B>,
+    mean: FloatTensor<B>,
+    variance: FloatTensor<B>,
+    epsilon: f64,
+    grad: FloatTensor<B>,
+) -> (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>) {
+    let [n, c, h, w] = dims4(&x.shape());
+    let count = Scalar::Float((n * h * w) as f64);
+    let per_channel = |t| B::float_reshape(t, Shape::new([1, c, 1, 1]));
+    let channel_sum = |t| B::float_reshape(B::float_sum_dims(t, &[0, 2, 3]), Shape::new([c]));
+    let g = B::float_mul(grad, B::float_sign(output));
+    let inv_std = B::float_recip(B::float_sqrt(B::float_add_scalar(
+        variance,
+        Scalar::Float(epsilon),
+    )));
+    let inv_std = per_channel(inv_std);
+    let x_hat = B::float_mul(B::float_sub(x, per_channel(mean)), inv_std.clone());
+    let dbeta = channel_sum(g.clone());
+    let dgamma = channel_sum(B::float_mul(g.clone(), x_hat.clone()));
+    let mean_g = B::float_div_scalar(per_channel(dbeta.clone()), count);
+    let mean_gx = B::float_div_scalar(per_channel(dgamma.clone()), count);
+    let centred = B::float_sub(B::float_sub(g, mean_g), B::float_mul(x_hat, mean_gx));
+    let dx = B::float_mul(B::float_mul(per_channel(gamma), inv_std), centred);
+    (dx, dgamma, dbeta)
 }

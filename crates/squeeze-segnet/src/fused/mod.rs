@@ -4,7 +4,8 @@
 //! ```text
 //! fused/mod.rs    FusedConvOps (the extension trait), the Tensor-level functions, when they apply
 //! fused/cpu.rs    host kernels: row blocks of im2col (none for 1×1) → GEMM (`gemm` crate) → bias + ReLU
-//! fused/grad.rs   the training path's convolution: Autodiff with hand-written dx and dW
+//! fused/grad.rs   the training path: Autodiff with hand-written gradients
+//! fused/batch_norm.rs  host kernels of training-mode batch norm + ReLU and its gradient
 //! ```
 //!
 //! Burn's CPU convolutions convert every input to channels-last, build an im2col matrix of the
@@ -30,6 +31,7 @@
 #![allow(deprecated)] // NdArray: see `ops`.
 #![allow(clippy::too_many_arguments)]
 
+mod batch_norm;
 mod cpu;
 mod grad;
 
@@ -117,6 +119,33 @@ pub trait FusedConvOps: Backend {
         pad_h: usize,
         pad_w: usize,
     ) -> FloatTensor<Self>;
+
+    /// Training-mode batch norm, then ReLU: `relu(γ·(x − μ)/√(σ² + ε) + β)` with μ and σ² the
+    /// batch's per-channel mean and biased variance, which are returned too (for the running
+    /// statistics); differentiable on autodiff devices (`grad.rs`).
+    ///
+    /// `x: [n, c, h, w]`, `gamma, beta: [c]` → `([n, c, h, w], mean [c], variance [c])`.
+    fn seg_batch_norm_relu(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
+
+    /// Gradients of [`seg_batch_norm_relu`](FusedConvOps::seg_batch_norm_relu) with respect to
+    /// `x`, `gamma` and `beta`, given its input, output, statistics and output gradient.
+    ///
+    /// `x, output, grad: [n, c, h, w]`, `gamma, mean, variance: [c]` →
+    /// `(dx [n, c, h, w], dgamma [c], dbeta [c])`.
+    fn seg_batch_norm_relu_backward(
+        x: FloatTensor<Self>,
+        output: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        mean: FloatTensor<Self>,
+        variance: FloatTensor<Self>,
+        epsilon: f64,
+        grad: FloatTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
 }
 
 // Every Tensor-level function below is the one entry point of its operation: it runs the fused
@@ -313,4 +342,45 @@ pub fn dfire(
         ws.into_dispatch(),
         bs.into_dispatch(),
     ))
+}
+
+/// Training-mode batch norm followed by ReLU: `relu(γ·(x − μ)/√(σ² + ε) + β)`, with μ and σ²
+/// the batch's per-channel mean and biased variance, returned with the output (what the running
+/// statistics are updated from). Two passes forward and two backward on NdArray and Flex
+/// ([`trains`], every operand on `x`'s device and dtype); Burn's
+/// [`batch_norm_train`](burn::tensor::module::batch_norm_train) and ReLU elsewhere.
+///
+/// # Shapes
+/// - `x`: `[n, c, h, w]`, `gamma`, `beta`: `[c]`
+/// - output: `([n, c, h, w], mean [c], variance [c])`
+pub fn batch_norm_relu_train(
+    x: Tensor<4>,
+    gamma: Tensor<1>,
+    beta: Tensor<1>,
+    epsilon: f64,
+) -> (Tensor<4>, Tensor<1>, Tensor<1>) {
+    let c = x.dims()[1];
+    let fits = trains(&x)
+        && [&gamma, &beta]
+            .iter()
+            .all(|p| same_place(&x, *p) && p.dims() == [c]);
+    if !fits {
+        let result = burn::tensor::module::batch_norm_train(x, gamma, beta, epsilon);
+        return (
+            activation::relu(result.output),
+            result.mean,
+            result.variance,
+        );
+    }
+    let (y, mean, variance) = Dispatch::seg_batch_norm_relu(
+        x.into_dispatch(),
+        gamma.into_dispatch(),
+        beta.into_dispatch(),
+        epsilon,
+    );
+    (
+        Tensor::from_dispatch(y),
+        Tensor::from_dispatch(mean),
+        Tensor::from_dispatch(variance),
+    )
 }
