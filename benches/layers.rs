@@ -8,7 +8,9 @@
 //!   training mode, gradient of the sum of its output) at 180×240, batch 4 — the training step's
 //!   shape (`benches/train_step.rs`).
 //!
-//! Layers are numbered in execution order, e.g. `layers/flex/01-pool1`.
+//! Layers are numbered in execution order, e.g. `layers/flex/01-pool1`; `26-deconv1-phases` is
+//! the final layer as four phase convolutions whatever the backend, beside `25-deconv1` (the
+//! network's choice), to compare the two.
 //! `cargo bench --bench layers -- layers/flex` runs one group and backend.
 
 use burn::prelude::*;
@@ -91,6 +93,16 @@ fn steps(model: &SqueezeSegNet, x: Tensor<4>) -> Vec<Step> {
     let _ = block(
         "deconv1",
         Box::new(move |x| squeeze_segnet::deconv::forward(&d, x, size)),
+        x.clone(),
+    );
+    // The other contender: always the four phases, on this crate's convolution kernels.
+    let d = model.deconv1.clone();
+    let _ = block(
+        "deconv1-phases",
+        Box::new(move |x| {
+            let bias = d.bias.as_ref().map(|b| b.val());
+            squeeze_segnet::deconv::conv_transpose2d_3x3_s2(x, d.weight.val(), bias, size)
+        }),
         x,
     );
     steps.extend(pools);
@@ -106,10 +118,34 @@ fn pooled_name(unpool: &str) -> &'static str {
     }
 }
 
-const ORDER: [&str; 26] = [
-    "conv1", "pool1", "fire2", "fire3", "pool3", "fire4", "fire5", "pool5", "fire6", "fire7",
-    "fire8", "fire9", "conv10", "conv10_d", "dfire9", "dfire8", "dfire7", "dfire6", "unpool5",
-    "dfire5", "dfire4", "unpool3", "dfire3", "dfire2", "unpool1", "deconv1",
+const ORDER: [&str; 27] = [
+    "conv1",
+    "pool1",
+    "fire2",
+    "fire3",
+    "pool3",
+    "fire4",
+    "fire5",
+    "pool5",
+    "fire6",
+    "fire7",
+    "fire8",
+    "fire9",
+    "conv10",
+    "conv10_d",
+    "dfire9",
+    "dfire8",
+    "dfire7",
+    "dfire6",
+    "unpool5",
+    "dfire5",
+    "dfire4",
+    "unpool3",
+    "dfire3",
+    "dfire2",
+    "unpool1",
+    "deconv1",
+    "deconv1-phases",
 ];
 
 fn step_name(step: &Step) -> &'static str {
