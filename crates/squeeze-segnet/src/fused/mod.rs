@@ -34,7 +34,6 @@
 mod batch_norm;
 mod cpu;
 mod grad;
-mod winograd;
 
 use burn::backend::{Backend, Dispatch, backend_extension, tensor::FloatTensor};
 use burn::prelude::*;
