@@ -222,8 +222,14 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             out.display()
         );
     } else {
+        // Without validation (--train-splits train,val) there is no best epoch: the last one.
+        let weights = if outcome.best.is_some() {
+            "best.bpk"
+        } else {
+            "last.bpk"
+        };
         eprintln!(
-            "done: weights {0}/best.bpk, chart {0}/chart.png, metrics {0}/metrics.csv",
+            "done: weights {0}/{weights}, chart {0}/chart.png, metrics {0}/metrics.csv",
             out.display()
         );
     }

@@ -325,6 +325,12 @@ fn training_on_train_and_val() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("(20 train+val / 0 val images)"), "{err}");
     assert!(dir.join("last.bpk").is_file());
+    // The final line names the weights that exist (no best.bpk without validation).
+    assert!(
+        err.contains(&format!("done: weights {d}/last.bpk")),
+        "{err}"
+    );
+    assert!(!dir.join("best.bpk").exists());
     let metrics = std::fs::read_to_string(dir.join("metrics.csv")).unwrap();
     let last: Vec<&str> = metrics.lines().last().unwrap().split(',').collect();
     assert_eq!(last[6], "", "no validation score: {metrics}");
