@@ -6,7 +6,8 @@
 //! ├── pool.rs                    PoolOptions, output-size rule, checked max_pool2d_with_indices
 //! ├── unpool.rs                  checked max_unpool2d
 //! ├── reference.rs               naive host-side reference used by tests and benchmarks
-//! ├── cpu.rs                     NdArray and Flex: multi-threaded loops over contiguous NCHW
+//! ├── cpu.rs                     NdArray and Flex: their storage to the host loops
+//! │   ├── cpu/planes.rs          multi-threaded loops over contiguous NCHW planes
 //! │   └── cpu/avx2.rs            the AVX2 pooling row kernel (f32, column stride 2)
 //! ├── cube.rs                    WGPU (and every CubeCL runtime): #[cube] kernels
 //! └── autodiff.rs                Autodiff: hand-written backward passes

@@ -1,6 +1,6 @@
 //! Hand-vectorised pooling for the network's case: f32, column stride 2, 8 windows at a time.
 
-use super::PlaneDims;
+use super::planes::PlaneDims;
 use std::arch::x86_64::*;
 
 /// Output columns `start..start + best.len()` of output row `i` (see `pool_row`): the
