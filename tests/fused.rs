@@ -59,6 +59,7 @@ fn conv_bias_relu_matches_burns_ops() {
         ([2, 3, 8, 9], 4, [2, 3], [1, 2], [1, 0]),
         ([1, 2, 5, 6], 3, [3, 3], [3, 2], [2, 1]),
         ([1, 130, 6, 300], 5, [3, 3], [1, 1], [1, 1]), // im2col rows wider than a block
+        ([2, 64, 9, 41], 12, [3, 3], [1, 1], [1, 1]),  // Winograd: 64 channels, rows 41 wide
         ([1, 2, 5, 1], 3, [1, 1], [3, 4], [2, 5]),     // rows of padding only, stride > width
         ([1, 2, 4, 3], 2, [3, 3], [1, 5], [1, 4]),
     ];
@@ -110,7 +111,13 @@ fn conv_bias_relu_matches_burns_ops() {
 fn fire_expand_matches_two_convolutions_concatenated() {
     let mut rng = Rng::new(22);
     for (kind, device) in cpu_backends() {
-        for (shape, e1, e3) in [([2, 16, 11, 13], 32, 32), ([1, 48, 22, 29], 24, 40)] {
+        // The last case is deep and wide enough for the Winograd 3×3 kernel (odd row count).
+        let cases = [
+            ([2, 16, 11, 13], 32, 32),
+            ([1, 48, 22, 29], 24, 40),
+            ([2, 64, 9, 45], 8, 24),
+        ];
+        for (shape, e1, e3) in cases {
             let x = random(&mut rng, shape, false, &device);
             let w1 = random(&mut rng, [e1, shape[1], 1, 1], false, &device).mul_scalar(0.3);
             let b1 = random(&mut rng, [1, 1, 1, e1], false, &device).reshape([e1]);
@@ -141,7 +148,13 @@ fn dfire_matches_burns_ops() {
     let mut rng = Rng::new(24);
     for (kind, device) in cpu_backends() {
         for f64_ in [false, true] {
-            for (shape, e, c_out) in [([2, 32, 9, 14], 8, 24), ([1, 64, 23, 31], 16, 64)] {
+            // The last case takes the Winograd 3×3 kernel (64 channels, rows 41 wide, odd rows).
+            let cases = [
+                ([2, 32, 9, 14], 8, 24),
+                ([1, 64, 23, 31], 16, 64),
+                ([2, 72, 7, 41], 8, 16),
+            ];
+            for (shape, e, c_out) in cases {
                 let x = random(&mut rng, shape, f64_, &device);
                 let w1 = random(&mut rng, [e, shape[1], 1, 1], f64_, &device).mul_scalar(0.3);
                 let b1 = random(&mut rng, [1, 1, 1, e], f64_, &device).reshape([e]);

@@ -8,22 +8,23 @@ use burn::tensor::{Shape, TensorData};
 use rayon::prelude::*;
 
 use super::FusedConvOps;
+use super::winograd;
 use crate::host::{HostBackend, HostData, HostFloat, dims4, with_float_type};
 
 /// One convolution of a fused call: its weights and where its channels go in the output.
-struct Conv<'a, T> {
+pub(super) struct Conv<'a, T> {
     /// `[c_out, c_in, kh, kw]`, row-major: row `co` is the GEMM's left-hand row for `co`.
-    weight: &'a [T],
+    pub(super) weight: &'a [T],
     /// `[c_out]`, or none (the training path's convolutions, followed by batch norm).
-    bias: Option<&'a [T]>,
-    c_out: usize,
-    kernel: [usize; 2],
-    stride: [usize; 2],
-    padding: [usize; 2],
+    pub(super) bias: Option<&'a [T]>,
+    pub(super) c_out: usize,
+    pub(super) kernel: [usize; 2],
+    pub(super) stride: [usize; 2],
+    pub(super) padding: [usize; 2],
     /// First output channel of this convolution in the (concatenated) output.
-    channel_offset: usize,
+    pub(super) channel_offset: usize,
     /// ReLU after the bias (every layer but the transposed convolution's phases).
-    relu: bool,
+    pub(super) relu: bool,
 }
 
 /// Output columns a block aims at: about 64 Ki elements of im2col buffer (`k × columns`, 256 KiB
@@ -76,7 +77,15 @@ fn run<T: HostFloat>(
     let threads = rayon::current_num_threads();
     let by_cache = (block_columns(k_max) / ow.max(1)).max(1);
     let by_threads = (oh * n / (4 * threads)).max(1);
-    let rows = by_cache.min(by_threads);
+    let mut rows = by_cache.min(by_threads);
+    // Winograd's tiles cover two output rows: blocks of an even number of rows.
+    let transformed: Vec<Option<Vec<T>>> = convs
+        .iter()
+        .map(|c| winograd::fits(c, c_in, w).then(|| winograd::weights(c.weight, c.c_out, c_in)))
+        .collect();
+    if transformed.iter().any(Option::is_some) {
+        rows = rows.max(2).next_multiple_of(2);
+    }
     let blocks_per_image = oh.div_ceil(rows);
     let ptr = OutPtr(out.as_mut_ptr());
     (0..n * blocks_per_image).into_par_iter().for_each(|task| {
@@ -97,7 +106,25 @@ fn run<T: HostFloat>(
             None => (block_out, plane),
         };
         let mut col = Vec::new();
-        for conv in convs {
+        let mut tiles = winograd::Buffers::default();
+        for (conv, transformed) in convs.iter().zip(&transformed) {
+            if let Some(u) = transformed {
+                // SAFETY: as for the GEMM below (the same target rows).
+                unsafe {
+                    let dst = target.add(conv.channel_offset * target_rs);
+                    winograd::conv3x3(
+                        image,
+                        [c_in, h, w],
+                        conv,
+                        u,
+                        [oy0, oy1],
+                        dst,
+                        target_rs,
+                        &mut tiles,
+                    );
+                }
+                continue;
+            }
             let [kh, kw] = conv.kernel;
             let k = c_in * kh * kw;
             let direct = kh == 1 && kw == 1 && conv.stride == [1, 1] && conv.padding == [0, 0];

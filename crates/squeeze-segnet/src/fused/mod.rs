@@ -34,6 +34,7 @@
 mod batch_norm;
 mod cpu;
 mod grad;
+mod winograd;
 
 use burn::backend::{Backend, Dispatch, backend_extension, tensor::FloatTensor};
 use burn::prelude::*;
