@@ -164,6 +164,43 @@ fn run<T: HostFloat>(
     out
 }
 
+/// `dst = lhs · rhs` for `[m, n, k]` and row-major operands, each given with its row stride:
+/// `lhs` `[m, k]`, `rhs` `[k, n]`, `dst` `[m, n]` (overwritten). One `gemm` call,
+/// single-threaded: the callers already run one per Rayon task.
+///
+/// # Safety
+/// Each pointer must be valid for its matrix at its row stride (`dst` for writes).
+pub(super) unsafe fn matmul<T: HostFloat>(
+    [m, n, k]: [usize; 3],
+    (dst, dst_rs): (*mut T, usize),
+    (lhs, lhs_rs): (*const T, usize),
+    (rhs, rhs_rs): (*const T, usize),
+) {
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst,
+            1,
+            dst_rs as isize,
+            false,
+            lhs,
+            1,
+            lhs_rs as isize,
+            rhs,
+            1,
+            rhs_rs as isize,
+            T::ZERO,
+            T::ONE,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
+}
+
 /// `dst[co][j] = relu(Σ_k weight[co][k]·rhs[k][j] + bias[co])` (without the ReLU unless
 /// `conv.relu`) for `co < c_out`, `j < columns`: one single-threaded GEMM, then bias and ReLU
 /// on the block while it is in cache.
@@ -183,26 +220,12 @@ unsafe fn gemm_bias_act<T: HostFloat>(
 ) {
     debug_assert_eq!(conv.weight.len(), conv.c_out * k);
     unsafe {
-        gemm::gemm(
-            conv.c_out,
-            columns,
-            k,
-            dst,
-            1,
-            dst_rs as isize,
-            false,
-            conv.weight.as_ptr(),
-            1,
-            k as isize,
-            rhs,
-            1,
-            rhs_rs as isize,
-            T::ZERO,
-            T::ONE,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
+        let lhs = conv.weight.as_ptr();
+        matmul(
+            [conv.c_out, columns, k],
+            (dst, dst_rs),
+            (lhs, k),
+            (rhs, rhs_rs),
         );
         if conv.bias.is_none() && !conv.relu {
             return; // the GEMM's output is the result

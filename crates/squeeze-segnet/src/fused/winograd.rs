@@ -20,7 +20,7 @@
 //! tile rows, so they vectorise. The rounding error is a small multiple of the direct
 //! convolution's (the tests hold it to Burn's convolution at the same tolerances).
 
-use super::cpu::Conv;
+use super::cpu::{Conv, matmul};
 use crate::host::HostFloat;
 
 /// Whether `conv` over `c_in` channels of rows `w` wide runs here: an inference convolution
@@ -150,26 +150,14 @@ pub(super) unsafe fn conv3x3<T: HostFloat>(
     for xi in 0..16 {
         // SAFETY: `m`, `u` and `v` hold the 16 matrices at these offsets and strides.
         unsafe {
-            gemm::gemm(
-                c_out,
-                tiles,
-                c_in,
-                m.as_mut_ptr().add(xi * c_out * tiles),
-                1,
-                tiles as isize,
-                false,
-                u.as_ptr().add(xi * c_out * c_in),
-                1,
-                c_in as isize,
-                v.as_ptr().add(xi * c_in * tiles),
-                1,
-                tiles as isize,
-                T::ZERO,
-                T::ONE,
-                false,
-                false,
-                false,
-                gemm::Parallelism::None,
+            let dst = m.as_mut_ptr().add(xi * c_out * tiles);
+            let lhs = u.as_ptr().add(xi * c_out * c_in);
+            let rhs = v.as_ptr().add(xi * c_in * tiles);
+            matmul(
+                [c_out, tiles, c_in],
+                (dst, tiles),
+                (lhs, c_in),
+                (rhs, tiles),
             );
         }
     }
