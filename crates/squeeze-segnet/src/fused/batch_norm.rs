@@ -21,25 +21,31 @@ use rayon::prelude::*;
 
 use crate::host::{HostBackend, HostData, HostFloat, dims4, float_slice, with_float_type};
 
-/// `Σ f(i, xs[i])` over a slice: eight lanes of `T` per chunk of 512, the chunks added in f64.
-fn chunked_sum<T: HostFloat>(len: usize, f: impl Fn(usize) -> T) -> f64 {
-    let mut total = 0.0;
+/// `Σ_i f(i)` for `i < len`, for `K` sums at once (one pass over the operands `f` reads):
+/// eight lanes of `T` per chunk of 512, the chunks added in f64.
+fn chunked_sums<T: HostFloat, const K: usize>(len: usize, f: impl Fn(usize) -> [T; K]) -> [f64; K] {
+    let mut total = [0.0; K];
     let mut start = 0;
     while start < len {
         let end = (start + 512).min(len);
-        let mut lanes = [T::ZERO; 8];
+        let mut lanes = [[T::ZERO; 8]; K];
         let mut i = start;
         while i + 8 <= end {
-            for (l, lane) in lanes.iter_mut().enumerate() {
-                *lane = lane.add(f(i + l));
+            for l in 0..8 {
+                let v = f(i + l);
+                for k in 0..K {
+                    lanes[k][l] = lanes[k][l].add(v[k]);
+                }
             }
             i += 8;
         }
-        let mut chunk: f64 = lanes.iter().map(|v| v.to_f64()).sum();
-        for j in i..end {
-            chunk += f(j).to_f64();
+        for k in 0..K {
+            let mut chunk: f64 = lanes[k].iter().map(|v| v.to_f64()).sum();
+            for j in i..end {
+                chunk += f(j)[k].to_f64();
+            }
+            total[k] += chunk;
         }
-        total += chunk;
         start = end;
     }
     total
@@ -62,16 +68,16 @@ fn statistics<T: HostFloat>(x: &[T], dims: [usize; 3]) -> Vec<(f64, f64)> {
         .into_par_iter()
         .map(|ch| {
             let sum: f64 = channel_planes(x, dims, ch)
-                .map(|p| chunked_sum(p.len(), |i| p[i]))
+                .map(|p| chunked_sums(p.len(), |i| [p[i]])[0])
                 .sum();
             let mean = sum / count;
             let m = T::from_f64(mean);
             let squares: f64 = channel_planes(x, dims, ch)
                 .map(|p| {
-                    chunked_sum(p.len(), |i| {
+                    chunked_sums(p.len(), |i| {
                         let d = p[i] - m;
-                        d * d
-                    })
+                        [d * d]
+                    })[0]
                 })
                 .sum();
             (mean, squares / count)
@@ -151,8 +157,12 @@ fn backward<T: HostFloat>(
                 .zip(channel_planes(x, dims, ch));
             let (mut sum_g, mut sum_gx) = (0.0, 0.0);
             for ((g, out), xs) in planes {
-                sum_g += chunked_sum(g.len(), |i| masked(g[i], out[i]));
-                sum_gx += chunked_sum(g.len(), |i| masked(g[i], out[i]) * (xs[i] - m));
+                let [a, b] = chunked_sums(g.len(), |i| {
+                    let gi = masked(g[i], out[i]);
+                    [gi, gi * (xs[i] - m)]
+                });
+                sum_g += a;
+                sum_gx += b;
             }
             (sum_g, sum_gx)
         })

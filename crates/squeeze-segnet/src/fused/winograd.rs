@@ -43,13 +43,10 @@ pub(super) fn weights<T: HostFloat>(weight: &[T], c_out: usize, c_in: usize) -> 
     let mut u = vec![T::ZERO; 16 * c_out * c_in];
     for co in 0..c_out {
         for c in 0..c_in {
-            let g: Vec<f64> = weight[(co * c_in + c) * 9..][..9]
-                .iter()
-                .map(|v| v.to_f64())
-                .collect();
+            let g: [f64; 9] = std::array::from_fn(|i| weight[(co * c_in + c) * 9 + i].to_f64());
             // t = G g (4×3), then t Gᵀ (4×4): the same three-to-four map on rows, then columns.
             let expand = |a: f64, b: f64, c: f64| [a, (a + b + c) / 2.0, (a - b + c) / 2.0, c];
-            let columns: Vec<[f64; 4]> = (0..3).map(|j| expand(g[j], g[3 + j], g[6 + j])).collect();
+            let columns: [[f64; 4]; 3] = std::array::from_fn(|j| expand(g[j], g[3 + j], g[6 + j]));
             for i in 0..4 {
                 let row = expand(columns[0][i], columns[1][i], columns[2][i]);
                 for (j, value) in row.into_iter().enumerate() {
@@ -61,11 +58,13 @@ pub(super) fn weights<T: HostFloat>(weight: &[T], c_out: usize, c_in: usize) -> 
     u
 }
 
-/// Scratch buffers a block reuses: transformed input, GEMM output, padded rows.
+/// Scratch buffers a block reuses: transformed input, GEMM output, padded input rows, and two
+/// output rows.
 pub(super) struct Buffers<T> {
     v: Vec<T>,
     m: Vec<T>,
     rows: Vec<T>,
+    y: Vec<T>,
 }
 
 impl<T> Default for Buffers<T> {
@@ -74,6 +73,7 @@ impl<T> Default for Buffers<T> {
             v: Vec::new(),
             m: Vec::new(),
             rows: Vec::new(),
+            y: Vec::new(),
         }
     }
 }
@@ -99,7 +99,7 @@ pub(super) unsafe fn conv3x3<T: HostFloat>(
     let c_out = conv.c_out;
     let (tiles_y, tiles_x) = ((oy1 - oy0).div_ceil(2), w.div_ceil(2));
     let tiles = tiles_y * tiles_x;
-    let Buffers { v, m, rows } = buffers;
+    let Buffers { v, m, rows, y } = buffers;
     v.resize(16 * c_in * tiles, T::ZERO);
     m.resize(16 * c_out * tiles, T::ZERO);
     // Four input rows, zero-padded by one column on the left and enough on the right for the
@@ -164,7 +164,7 @@ pub(super) unsafe fn conv3x3<T: HostFloat>(
 
     // Output transform: Y = Aᵀ M A, then bias and ReLU, two output rows per tile row.
     let out_rows = oy1 - oy0;
-    let mut y = vec![T::ZERO; 2 * width];
+    y.resize(2 * width, T::ZERO);
     for co in 0..c_out {
         let bias = conv.bias.map_or(T::ZERO, |b| b[co]);
         let finish = |v: T| {
