@@ -1,7 +1,7 @@
 //! Forward pass of the default Squeeze-SegNet (inference: no autodiff, batch norm in eval mode
 //! and folded into the convolutions by `for_inference`, fp32, random weights) on every backend
 //! of the build; and of the shipped CamVid network (`SqueezeSegNetConfig::camvid`, with the
-//! pyramid context and the 3×3 refinement; before 2026-12-06 without the context) on the CPU
+//! pyramid context and the 3×3 refinement) on the CPU
 //! backends at 360×480, batch 1.
 //!
 //! Ids: `forward/<backend>/<H>x<W>/b<N>` and `forward-camvid/<backend>/360x480/b1`. WGPU here

@@ -111,7 +111,7 @@ fn check(dir: &Path, device: &Device) -> Result<(), Box<dyn std::error::Error>> 
         .with_batch_norm(shapes.keys().any(|n| n.contains(".norm.")))
         .with_refine(shapes.keys().any(|n| n.starts_with("refine.")))
         .with_context(shapes.keys().any(|n| n.starts_with("context.")));
-    let model: SqueezeSegNet = config.init(device)?.load_pytorch(&weights)?;
+    let model: SqueezeSegNet = config.init(device)?.load(&weights)?;
     let x = read_f32(&dir.join("input.bin"), INPUT.iter().product())?;
     let want = read_f32(
         &dir.join("from_torch_logits.bin"),

@@ -8,10 +8,9 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use burn::prelude::*;
 use clap::Parser;
-use squeeze_segnet::{BackendKind, colorize, overlay, predict_full_size};
-use squeeze_segnet_data::{CAMVID_PALETTE, TransformConfig, camvid_sample_root, decode};
+use squeeze_segnet::{BackendKind, CAMVID_PALETTE, colorize, overlay, segment_photo};
+use squeeze_segnet_data::{camvid_sample_root, decode};
 use squeeze_segnet_workspace::{ModelArgs, cli};
 
 /// Segment images (files or folders; default: the sample's validation images).
@@ -51,17 +50,13 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let (saved, size) = args.model.resolve()?;
     let device = backend.device()?;
     let model = saved.init(&device)?.for_inference();
-    let transform = TransformConfig::new(size);
     std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
     for file in files {
         let image = decode(&file)?.to_rgb8();
         let (w, h) = (image.width() as usize, image.height() as usize);
-        let x = Tensor::<4>::from_data(
-            TensorData::new(transform.prepare_image(&image), [1, 3, size[0], size[1]]),
-            &device,
-        );
-        // Full-size classes without full-size logits: one byte per pixel at any image size.
-        let classes = predict_full_size(&model, x, [h, w], args.flip)?;
+        // The model runs at `size`; the classes come back at the photo's own size without
+        // full-size logits (one byte a pixel at any image size).
+        let classes = segment_photo(&model, &image, size, args.flip)?;
         let mask = colorize(&classes, [h, w], &CAMVID_PALETTE)?;
         let stem = file.file_stem().unwrap_or_default().to_string_lossy();
         let (mask_path, overlay_path) = (

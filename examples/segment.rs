@@ -11,10 +11,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use burn::prelude::*;
 use clap::Parser;
-use squeeze_segnet::{BackendKind, SavedModel, SqueezeSegNetConfig, colorize};
-use squeeze_segnet_data::{CAMVID_PALETTE, TransformConfig, camvid_sample_root, decode};
+use squeeze_segnet::{
+    BackendKind, CAMVID_PALETTE, SavedModel, SqueezeSegNetConfig, colorize, photo_input,
+};
+use squeeze_segnet_data::{camvid_sample_root, decode};
 use squeeze_segnet_workspace::cli;
 
 /// Print the network's layers and segment one image at its own size.
@@ -73,8 +74,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     println!("{}", config.summary([1, 3, h, w])?);
 
     // Normalised as in training: [1, 3, H, W].
-    let pixels = TransformConfig::new([h, w]).prepare_image(&image);
-    let x = Tensor::<4>::from_data(TensorData::new(pixels, [1, 3, h, w]), &device);
+    let x = photo_input(&image, [h, w], &device)?;
     let start = Instant::now();
     let classes = model
         .segment(x)?

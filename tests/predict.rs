@@ -1,10 +1,47 @@
 //! Inference at any output size (the model crate's `predict` module): flip test-time
 //! augmentation (the mean of the logits of an image and of its mirror image) and the
-//! low-memory full-size path against Burn's interpolation.
+//! low-memory full-size path against Burn's interpolation; a photo in, its classes out, with
+//! the input the evaluation pipeline prepares.
 
 use burn::prelude::*;
 use burn::tensor::{Distribution, Tolerance};
-use squeeze_segnet::{SqueezeSegNetConfig, logits, predict_at};
+use squeeze_segnet::{
+    SegNetError, SqueezeSegNetConfig, logits, photo_input, predict_at, predict_full_size,
+    segment_photo,
+};
+use squeeze_segnet_data::{SplitMix64, TransformConfig, camvid, camvid_sample_root};
+
+#[test]
+fn a_photo_is_segmented_from_the_input_the_evaluation_pipeline_prepares() {
+    let device = Device::flex();
+    let model = SqueezeSegNetConfig::camvid()
+        .init(&device)
+        .unwrap()
+        .for_inference();
+    let sample = camvid(camvid_sample_root(), "val").unwrap().load(0).unwrap();
+    let photo = &sample.image;
+    let (h, w) = (photo.height() as usize, photo.width() as usize);
+    let size = [90, 120];
+    // The data crate's evaluation transform: resize and normalise, what `evaluate` scores.
+    let item = TransformConfig::eval(size).apply(&sample, &mut SplitMix64::new(7));
+    let input = photo_input(photo, size, &device).unwrap();
+    assert_eq!(input.dims(), [1, 3, 90, 120]);
+    assert_eq!(input.to_data().try_to_vec::<f32>().unwrap(), item.image);
+    for flip in [false, true] {
+        let expected = predict_full_size(&model, input.clone(), [h, w], flip).unwrap();
+        let classes = segment_photo(&model, photo, size, flip).unwrap();
+        assert_eq!(classes.len(), h * w);
+        assert_eq!(classes, expected, "flip {flip}");
+    }
+    // An empty photo or size, and a size below the network's minimum, are errors.
+    let empty = image::RgbImage::new(0, 4);
+    let err = segment_photo(&model, &empty, size, false).unwrap_err();
+    assert!(matches!(err, SegNetError::Config(_)), "{err}");
+    let err = segment_photo(&model, photo, [0, 120], false).unwrap_err();
+    assert!(err.to_string().contains("0x120"), "{err}");
+    let err = segment_photo(&model, photo, [16, 16], false).unwrap_err();
+    assert!(matches!(err, SegNetError::InputTooSmall { .. }), "{err}");
+}
 
 #[test]
 fn flip_tta_is_mirror_symmetric_and_off_by_default() {

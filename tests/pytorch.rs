@@ -56,7 +56,7 @@ fn a_round_trip_keeps_every_value_and_writes_pytorch_names() {
         want,
         "the fresh network must differ to see the load"
     );
-    let loaded = fresh.load_pytorch(&path).unwrap();
+    let loaded = fresh.load(&path).unwrap();
     assert_eq!(params(&loaded), want);
     // `load` (and so every example's --weights) reads .safetensors files too.
     let loaded = SqueezeSegNetConfig::camvid()
@@ -109,7 +109,7 @@ fn a_state_dict_saved_like_pytorch_loads_within_f16_rounding() {
     let loaded = SqueezeSegNetConfig::camvid()
         .init(&Device::flex())
         .unwrap()
-        .load_pytorch(&path)
+        .load(&path)
         .unwrap();
     for ((p, _, want), (_, _, got)) in params(&source).iter().zip(params(&loaded)) {
         for (a, b) in want.iter().zip(&got) {

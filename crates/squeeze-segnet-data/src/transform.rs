@@ -10,10 +10,14 @@ use image::{GrayImage, RgbImage, imageops};
 
 use crate::{DataError, SegmentationSample};
 
-/// Mean of CamVid's training images per RGB channel, in `[0, 1]`.
-pub const CAMVID_MEAN: [f32; 3] = [0.4095, 0.4228, 0.4305];
-/// Standard deviation of CamVid's training images per RGB channel, in `[0, 1]`.
-pub const CAMVID_STD: [f32; 3] = [0.3074, 0.3120, 0.3077];
+pub use squeeze_segnet::{CAMVID_MEAN, CAMVID_STD};
+
+/// Scale range of [`TransformConfig::train`]'s scale-and-crop: the sample is resized to
+/// `scale × size` with `scale` drawn from this range, then cropped to `size`.
+pub const TRAIN_SCALE: [f64; 2] = [1.0, 1.5];
+
+/// Colour jitter strength of [`TransformConfig::train`].
+pub const TRAIN_JITTER: f32 = 0.2;
 
 /// What happens to each sample on its way to a batch.
 #[derive(Config, Debug, PartialEq)]
@@ -44,12 +48,13 @@ pub struct TransformConfig {
 }
 
 impl TransformConfig {
-    /// Training augmentation at `size`: flips, scale 1–1.5 with random crops, mild jitter.
+    /// Training augmentation at `size`: flips, scale-and-crop over [`TRAIN_SCALE`] (1–1.5),
+    /// colour jitter [`TRAIN_JITTER`] (0.2).
     pub fn train(size: [usize; 2]) -> Self {
         Self::new(size)
             .with_hflip(0.5)
-            .with_scale([1.0, 1.5])
-            .with_jitter(0.2)
+            .with_scale(TRAIN_SCALE)
+            .with_jitter(TRAIN_JITTER)
     }
 
     /// Evaluation: resize only; the mask stays at full resolution.
@@ -134,8 +139,7 @@ impl TransformConfig {
     /// An image for inference: resized to `size` and normalised, `[3, size[0], size[1]]`
     /// row-major (no augmentation).
     pub fn prepare_image(&self, image: &RgbImage) -> Vec<f32> {
-        let [h, w] = self.size;
-        self.to_chw(&resize_rgb(image, w as u32, h as u32), None)
+        squeeze_segnet::normalize_image(image, self.size, self.mean, self.std)
     }
 
     /// `[3, h, w]` floats: `(pixel / 255 − mean) / std`, after optional jitter

@@ -114,14 +114,16 @@ pub struct TrainingConfig {
     pub augment: bool,
     /// Largest random scale of the scale-and-crop augmentation, relative to `size`: the image is
     /// resized to `scale × size` and a `size` crop taken, so with `size` 180×240, scale 2 shows
-    /// CamVid's objects at their native (360×480) size. Default: 1.5.
-    #[config(default = 1.5)]
+    /// CamVid's objects at their native (360×480) size. Default: 1.5
+    /// ([`squeeze_segnet_data::TRAIN_SCALE`]'s upper bound).
+    #[config(default = "squeeze_segnet_data::TRAIN_SCALE[1]")]
     pub max_scale: f64,
-    /// Smallest random scale of the scale-and-crop augmentation (at least 1). Default: 1.
-    #[config(default = 1.0)]
+    /// Smallest random scale of the scale-and-crop augmentation (at least 1). Default: 1
+    /// ([`squeeze_segnet_data::TRAIN_SCALE`]'s lower bound).
+    #[config(default = "squeeze_segnet_data::TRAIN_SCALE[0]")]
     pub min_scale: f64,
-    /// Colour jitter strength (0 = off). Default: 0.2.
-    #[config(default = 0.2)]
+    /// Colour jitter strength (0 = off). Default: 0.2 ([`squeeze_segnet_data::TRAIN_JITTER`]).
+    #[config(default = "squeeze_segnet_data::TRAIN_JITTER")]
     pub jitter: f32,
     /// Seed of the weights, data order and augmentations. Default: 42.
     #[config(default = 42)]
@@ -259,7 +261,8 @@ impl TrainingConfig {
     /// The transform applied to training samples.
     pub fn train_transform(&self) -> TransformConfig {
         if self.augment {
-            // The data crate's training augmentation, at this run's scale range and jitter.
+            // The data crate's training augmentation (its flips), at this run's scale range and
+            // jitter.
             TransformConfig::train(self.size)
                 .with_scale([self.min_scale, self.max_scale])
                 .with_jitter(self.jitter)

@@ -70,14 +70,17 @@
 //! - [`retain_freed_memory`]: the allocator setting the examples and benchmarks use;
 //! - [`deconv`]: the final transposed convolution as four ordinary convolutions;
 //! - [`ModelSummary`]: per-layer shapes, parameters and multiply-accumulates;
-//! - inference at any size: [`predict_at`] (a batch, classes at the labels' size, optional flip
-//!   test-time augmentation), [`predict_full_size`] (one photo at its own size, one byte a
-//!   pixel); pictures: [`colorize`], [`overlay`], [`side_by_side`];
+//! - inference at any size: [`segment_photo`] (a photo in, its classes at its own size out),
+//!   [`photo_input`] / [`normalize_image`] (a photo as the network's input, [`CAMVID_MEAN`],
+//!   [`CAMVID_STD`]), [`predict_at`] (a batch, classes at the labels' size, optional flip
+//!   test-time augmentation), [`predict_full_size`] (one image at its own size, one byte a
+//!   pixel); pictures: [`colorize`] (with [`CAMVID_PALETTE`]; [`CAMVID_CLASSES`]), [`overlay`],
+//!   [`side_by_side`];
 //! - weights: [`SavedModel`] (a weights file with its network's `model.json` and validation
 //!   size beside it), [`SqueezeSegNet::save`], [`SqueezeSegNet::load`],
 //!   [`SqueezeSegNet::pretrained_camvid`]; [`Precision`]: files in f16 or int8
 //!   ([`SqueezeSegNet::save_as`]); [`pytorch`]: safetensors in PyTorch's names
-//!   ([`SqueezeSegNet::save_pytorch`], [`SqueezeSegNet::load_pytorch`]);
+//!   ([`SqueezeSegNet::save_pytorch`]; [`SqueezeSegNet::load`] reads them by extension);
 //! - [`BackendKind`]: pick a backend by name, with a clear error when WGPU has no adapter.
 #![warn(missing_docs)]
 
@@ -92,6 +95,7 @@ mod error;
 mod fire;
 pub mod fused;
 mod host;
+mod input;
 mod model;
 pub mod ops;
 mod precision;
@@ -110,9 +114,14 @@ pub use device::{BackendKind, check_burn_device_env};
 pub use dfire::{DFire, DFireConfig};
 pub use error::{OpError, SegNetError};
 pub use fire::{Fire, FireConfig};
+pub use input::{
+    CAMVID_CLASSES, CAMVID_MEAN, CAMVID_PALETTE, CAMVID_STD, normalize_image, photo_input,
+};
 pub use model::SqueezeSegNet;
 pub use precision::{PRECISION_KEY, Precision, weights_precision};
-pub use predict::{logits, predict_at, predict_full_size, upsample_argmax, upsample_logits};
+pub use predict::{
+    logits, predict_at, predict_full_size, segment_photo, upsample_argmax, upsample_logits,
+};
 pub use saved::{MODEL_FILE, RUN_FILE, SavedModel, json_with_defaults, load_json_with_defaults};
 pub use summary::{LayerSummary, ModelSummary, num_trainable_params, visit_float_params};
 pub use visualize::{colorize, overlay, side_by_side};

@@ -4,8 +4,41 @@
 use burn::prelude::*;
 use burn::tensor::module::interpolate;
 use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
+use image::RgbImage;
 
-use crate::{SegNetError, SqueezeSegNet};
+use crate::{SegNetError, SqueezeSegNet, photo_input};
+
+/// The class of every pixel of a photo, at the photo's own size: the photo runs through the
+/// model at `size` (`[height, width]`, resized and normalised by [`photo_input`]), then the
+/// logits are upsampled to the photo's size as in [`predict_full_size`] (one byte a pixel),
+/// with flip test-time augmentation when `flip`.
+///
+/// ```no_run
+/// use burn::prelude::*;
+/// use squeeze_segnet::{CAMVID_PALETTE, SavedModel, colorize, segment_photo};
+/// let saved = SavedModel::camvid()?; // weights, network and the size they validated at
+/// let model = saved.init(&Device::flex())?.for_inference();
+/// let photo = image::open("street.png").expect("a photo").to_rgb8();
+/// let size = saved.input_size.unwrap_or([360, 480]);
+/// let classes = segment_photo(&model, &photo, size, false)?;
+/// let (h, w) = (photo.height() as usize, photo.width() as usize);
+/// colorize(&classes, [h, w], &CAMVID_PALETTE)?.save("street_mask.png").expect("written");
+/// # Ok::<(), squeeze_segnet::SegNetError>(())
+/// ```
+///
+/// # Errors
+/// [`SegNetError::Config`] for an empty photo or size; the errors of
+/// [`SqueezeSegNet::forward`] (e.g. a size below [`crate::min_input_len`]).
+pub fn segment_photo(
+    model: &SqueezeSegNet,
+    photo: &RgbImage,
+    size: [usize; 2],
+    flip: bool,
+) -> Result<Vec<u8>, SegNetError> {
+    let x = photo_input(photo, size, &model.deconv1.weight.device())?;
+    let output_size = [photo.height() as usize, photo.width() as usize];
+    predict_full_size(model, x, output_size, flip)
+}
 
 /// Class indices for `images` at `output_size`: the logits are upsampled bilinearly (when the
 /// model runs at another size), then the best class is taken per pixel. With `flip`, the logits

@@ -101,7 +101,7 @@ impl SqueezeSegNet {
     /// [`SegNetError::Load`] when the file cannot be read or is not safetensors;
     /// [`SegNetError::WeightsMismatch`] naming the first tensor that is missing, unexpected,
     /// of another shape or of a non-float dtype.
-    pub fn load_pytorch(self, path: impl AsRef<Path>) -> Result<Self, SegNetError> {
+    pub(crate) fn load_pytorch(self, path: impl AsRef<Path>) -> Result<Self, SegNetError> {
         let path = path.as_ref().to_path_buf();
         let buffer = std::fs::read(&path).map_err(|e| SegNetError::Load {
             path: path.clone(),

@@ -115,13 +115,7 @@ impl SqueezeSegNetConfig {
 fn config_from_tensor_names(weights: &Path) -> SqueezeSegNetConfig {
     let camvid = SqueezeSegNetConfig::camvid();
     let names: Vec<String> = if weights.extension().is_some_and(|e| e == "safetensors") {
-        std::fs::read(weights)
-            .ok()
-            .and_then(|bytes| {
-                let file = safetensors::SafeTensors::deserialize(&bytes).ok()?;
-                Some(file.names().into_iter().map(String::from).collect())
-            })
-            .unwrap_or_default()
+        safetensors_names(weights).unwrap_or_default()
     } else {
         burn_pack::Reader::from_file(weights)
             .map(|r| r.tensor_names().into_iter().map(String::from).collect())
@@ -135,6 +129,32 @@ fn config_from_tensor_names(weights: &Path) -> SqueezeSegNetConfig {
         .with_context(top_level("context."))
         .with_refine(top_level("refine."))
         .with_batch_norm(names.iter().any(|n| n.contains(".norm.")))
+}
+
+/// The tensor names of a safetensors file, from its header alone (an 8-byte little-endian
+/// length, then that many bytes of JSON): the tensors themselves are read once, when loading.
+fn safetensors_names(path: &Path) -> Option<Vec<String>> {
+    use std::io::Read;
+    // The safetensors crate's own bound on a header.
+    const MAX_HEADER: u64 = 100_000_000;
+    let mut file = std::fs::File::open(path).ok()?;
+    let mut len = [0u8; 8];
+    file.read_exact(&mut len).ok()?;
+    let len = u64::from_le_bytes(len);
+    if len > MAX_HEADER {
+        return None;
+    }
+    let mut header = vec![0u8; len as usize];
+    file.read_exact(&mut header).ok()?;
+    let entries: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(&header).ok()?;
+    Some(
+        entries
+            .into_iter()
+            .map(|(name, _)| name)
+            .filter(|name| name != "__metadata__")
+            .collect(),
+    )
 }
 
 /// The `eval_size` (else `size`) of a training run's options file.

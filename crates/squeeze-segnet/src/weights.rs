@@ -53,7 +53,7 @@ impl SqueezeSegNet {
 
     /// Replaces this network's weights by those in `path`, in any [`crate::Precision`] (f16 and
     /// int8 files are decoded to f32 on the host first); a `.safetensors` file is read in
-    /// PyTorch's names ([`SqueezeSegNet::load_pytorch`]).
+    /// PyTorch's names (the [`pytorch`](crate::pytorch) module's rules).
     ///
     /// # Errors
     /// [`SegNetError::Load`] when the file is missing, truncated or not a weights file;
@@ -155,15 +155,6 @@ impl SqueezeSegNet {
     /// its `weights/` folder).
     pub fn pretrained_camvid(device: &Device) -> Result<SqueezeSegNet, SegNetError> {
         crate::SavedModel::camvid()?.init(device)
-    }
-
-    /// [`SqueezeSegNet::pretrained_camvid`] from the int8 file ([`camvid_int8_weights_path`]),
-    /// decoded to f32 at load: the same network within int8 rounding, from a quarter of the bytes.
-    ///
-    /// # Errors
-    /// [`SegNetError::Load`] naming the file when it is missing or damaged.
-    pub fn pretrained_camvid_int8(device: &Device) -> Result<SqueezeSegNet, SegNetError> {
-        crate::SavedModel::camvid_int8()?.init(device)
     }
 }
 

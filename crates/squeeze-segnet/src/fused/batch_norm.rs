@@ -1,6 +1,6 @@
 //! Host kernels of training-mode batch norm followed by ReLU, the step after every convolution
-//! of the network in training: two passes forward (the statistics, then normalise + affine +
-//! ReLU in one) and two backward (the two per-channel sums, then the input gradient), instead
+//! of the network in training: three passes forward (the mean, the variance, then normalise +
+//! affine + ReLU in one) and two backward (the two per-channel sums, then the input gradient), instead
 //! of the dozen full passes — transposed copies included — that Burn's generic batch norm, its
 //! backward and the ReLU take.
 //!

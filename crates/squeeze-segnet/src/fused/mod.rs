@@ -347,7 +347,7 @@ pub fn dfire(
 
 /// Training-mode batch norm followed by ReLU: `relu(γ·(x − μ)/√(σ² + ε) + β)`, with μ and σ²
 /// the batch's per-channel mean and biased variance, returned with the output (what the running
-/// statistics are updated from). Two passes forward and two backward on NdArray and Flex
+/// statistics are updated from). Three passes forward and two backward on NdArray and Flex
 /// ([`trains`], every operand on `x`'s device and dtype); Burn's
 /// [`batch_norm_train`](burn::tensor::module::batch_norm_train) and ReLU elsewhere.
 ///
