@@ -18,7 +18,10 @@ fn a_photo_is_segmented_from_the_input_the_evaluation_pipeline_prepares() {
         .init(&device)
         .unwrap()
         .for_inference();
-    let sample = camvid(camvid_sample_root(), "val").unwrap().load(0).unwrap();
+    let sample = camvid(camvid_sample_root(), "val")
+        .unwrap()
+        .load(0)
+        .unwrap();
     let photo = &sample.image;
     let (h, w) = (photo.height() as usize, photo.width() as usize);
     let size = [90, 120];

@@ -63,7 +63,12 @@ fn shipped_int8_weights_are_the_shipped_weights_in_a_quarter_of_the_size() {
     assert!(int8_len <= 3_300_000, "int8 file is {int8_len} bytes");
     assert!(int8_len * 3 < f32_len, "{int8_len} vs {f32_len} bytes");
     let a = common::params(&SqueezeSegNet::pretrained_camvid(&device).unwrap());
-    let b = common::params(&squeeze_segnet::SavedModel::camvid_int8().unwrap().init(&device).unwrap());
+    let b = common::params(
+        &squeeze_segnet::SavedModel::camvid_int8()
+            .unwrap()
+            .init(&device)
+            .unwrap(),
+    );
     assert_eq!(a.len(), b.len());
     // Made from these f32 weights: each value within half an int8 step of its row's scale
     // (regenerate it with the convert_weights example when the f32 weights change).

@@ -61,6 +61,6 @@ pub use dataset::{
 };
 pub use error::DataError;
 pub use transform::{
-    CAMVID_MEAN, CAMVID_STD, SegmentationItem, SplitMix64, TRAIN_JITTER, TRAIN_SCALE, TransformConfig,
-    TransformedDataset,
+    CAMVID_MEAN, CAMVID_STD, SegmentationItem, SplitMix64, TRAIN_JITTER, TRAIN_SCALE,
+    TransformConfig, TransformedDataset,
 };
