@@ -9,7 +9,7 @@ use burn::prelude::*;
 
 use crate::config::{
     CONTEXT_BINS, CONTEXT_BRANCH_CHANNELS, CONV1_CHANNELS, CONV10_CHANNELS, DECODER_DFIRES,
-    ENCODER_FIRES, POOL, SqueezeSegNetConfig,
+    DFireSize, ENCODER_FIRES, FireSize, POOL, SqueezeSegNetConfig,
 };
 use crate::context::{PyramidContext, PyramidContextConfig};
 use crate::conv::{ConvBlock, ConvBlockConfig};
@@ -96,18 +96,29 @@ impl SqueezeSegNetConfig {
     pub fn init(&self, device: &Device) -> Result<SqueezeSegNet, SegNetError> {
         self.validate()?;
         let bn = self.batch_norm;
-        let fire = |i: usize| {
-            let s = ENCODER_FIRES[i];
+        // The modules in the order of config.rs's tables.
+        let fire = |s: FireSize| {
             FireConfig::new(s.input, s.squeeze, s.expand)
                 .with_batch_norm(bn)
                 .init(device)
         };
-        let dfire = |i: usize| {
-            let s = DECODER_DFIRES[i];
+        let dfire = |s: DFireSize| {
             DFireConfig::new(s.input, s.expand, s.output)
                 .with_batch_norm(bn)
                 .init(device)
         };
+        let [fire2, fire3, fire4, fire5, fire6, fire7, fire8, fire9] = ENCODER_FIRES.map(fire);
+        let decoder = DECODER_DFIRES.map(dfire);
+        let [
+            dfire9,
+            dfire8,
+            dfire7,
+            dfire6,
+            dfire5,
+            dfire4,
+            dfire3,
+            dfire2,
+        ] = decoder;
         let conv1x1 = |channels| {
             ConvBlockConfig::new(channels, 1)
                 .with_batch_norm(bn)
@@ -118,25 +129,25 @@ impl SqueezeSegNetConfig {
                 .with_stride(2)
                 .with_batch_norm(bn)
                 .init(device),
-            fire2: fire(0),
-            fire3: fire(1),
-            fire4: fire(2),
-            fire5: fire(3),
-            fire6: fire(4),
-            fire7: fire(5),
-            fire8: fire(6),
-            fire9: fire(7),
+            fire2,
+            fire3,
+            fire4,
+            fire5,
+            fire6,
+            fire7,
+            fire8,
+            fire9,
             conv10: conv1x1([CONV10_CHANNELS, CONV10_CHANNELS]),
             context: self.context.then(|| context_config().init(device)),
             conv10_d: conv1x1([CONV10_CHANNELS, CONV10_CHANNELS]),
-            dfire9: dfire(0),
-            dfire8: dfire(1),
-            dfire7: dfire(2),
-            dfire6: dfire(3),
-            dfire5: dfire(4),
-            dfire4: dfire(5),
-            dfire3: dfire(6),
-            dfire2: dfire(7),
+            dfire9,
+            dfire8,
+            dfire7,
+            dfire6,
+            dfire5,
+            dfire4,
+            dfire3,
+            dfire2,
             refine: self.refine.then(|| {
                 ConvBlockConfig::new([CONV1_CHANNELS, CONV1_CHANNELS], 3)
                     .with_padding(1)

@@ -20,6 +20,8 @@
 //! tile rows, so they vectorise. The rounding error is a small multiple of the direct
 //! convolution's (the tests hold it to Burn's convolution at the same tolerances).
 
+use rayon::prelude::*;
+
 use super::cpu::{Conv, matmul};
 use crate::host::HostFloat;
 
@@ -37,24 +39,29 @@ pub(super) fn fits<T>(conv: &Conv<'_, T>, c_in: usize, w: usize) -> bool {
         && w >= 40
 }
 
-/// The transformed weights `U = G g Gᵀ`, laid out `[16][c_out][c_in]` (one GEMM left-hand
-/// matrix per tile position), from `weight: [c_out, c_in, 3, 3]`. Computed in f64.
+/// The transformed weights `U = G g Gᵀ`, laid out `[c_out][16][c_in]` (tile position `ξ`'s
+/// GEMM left-hand matrix starts at `ξ·c_in`, rows `16·c_in` apart), from `weight: [c_out, c_in,
+/// 3, 3]`. Computed in f64, output channels in parallel (each writes its own contiguous rows).
 pub(super) fn weights<T: HostFloat>(weight: &[T], c_out: usize, c_in: usize) -> Vec<T> {
     let mut u = vec![T::ZERO; 16 * c_out * c_in];
-    for co in 0..c_out {
-        for c in 0..c_in {
-            let g: [f64; 9] = std::array::from_fn(|i| weight[(co * c_in + c) * 9 + i].to_f64());
-            // t = G g (4×3), then t Gᵀ (4×4): the same three-to-four map on rows, then columns.
-            let expand = |a: f64, b: f64, c: f64| [a, (a + b + c) / 2.0, (a - b + c) / 2.0, c];
-            let columns: [[f64; 4]; 3] = std::array::from_fn(|j| expand(g[j], g[3 + j], g[6 + j]));
-            for i in 0..4 {
-                let row = expand(columns[0][i], columns[1][i], columns[2][i]);
-                for (j, value) in row.into_iter().enumerate() {
-                    u[((i * 4 + j) * c_out + co) * c_in + c] = T::from_f64(value);
+    u.par_chunks_mut(16 * c_in)
+        .enumerate()
+        .for_each(|(co, rows)| {
+            for c in 0..c_in {
+                let g: [f64; 9] = std::array::from_fn(|i| weight[(co * c_in + c) * 9 + i].to_f64());
+                // t = G g (4×3), then t Gᵀ (4×4): the same three-to-four map on rows, then
+                // columns.
+                let expand = |a: f64, b: f64, c: f64| [a, (a + b + c) / 2.0, (a - b + c) / 2.0, c];
+                let columns: [[f64; 4]; 3] =
+                    std::array::from_fn(|j| expand(g[j], g[3 + j], g[6 + j]));
+                for i in 0..4 {
+                    let row = expand(columns[0][i], columns[1][i], columns[2][i]);
+                    for (j, value) in row.into_iter().enumerate() {
+                        rows[(i * 4 + j) * c_in + c] = T::from_f64(value);
+                    }
                 }
             }
-        }
-    }
+        });
     u
 }
 
@@ -151,12 +158,12 @@ pub(super) unsafe fn conv3x3<T: HostFloat>(
         // SAFETY: `m`, `u` and `v` hold the 16 matrices at these offsets and strides.
         unsafe {
             let dst = m.as_mut_ptr().add(xi * c_out * tiles);
-            let lhs = u.as_ptr().add(xi * c_out * c_in);
+            let lhs = u.as_ptr().add(xi * c_in);
             let rhs = v.as_ptr().add(xi * c_in * tiles);
             matmul(
                 [c_out, tiles, c_in],
                 (dst, tiles),
-                (lhs, c_in),
+                (lhs, 16 * c_in),
                 (rhs, tiles),
             );
         }
