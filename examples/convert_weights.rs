@@ -12,8 +12,8 @@ use std::process::ExitCode;
 
 use burn::prelude::*;
 use clap::Parser;
-use squeeze_segnet::{Precision, SqueezeSegNet};
-use squeeze_segnet_data::{TransformConfig, camvid_sample_root, decode};
+use squeeze_segnet::{Precision, SqueezeSegNet, photo_input};
+use squeeze_segnet_data::{camvid_sample_root, decode};
 use squeeze_segnet_workspace::{ModelArgs, cli};
 
 /// Store weights with their convolutions in f16 or int8.
@@ -65,13 +65,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let converted = converted?;
 
     let image = decode(&camvid_sample_root().join("val/0016E5_07959.png"))?.to_rgb8();
-    let x = Tensor::<4>::from_data(
-        TensorData::new(
-            TransformConfig::new(size).prepare_image(&image),
-            [1, 3, size[0], size[1]],
-        ),
-        &device,
-    );
+    let x = photo_input(&image, size, &device)?;
     let (before, after) = (logits(&model, x.clone())?, logits(&converted, x)?);
     let scale = before.iter().fold(0f32, |m, v| m.max(v.abs()));
     let diff = before

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use burn::prelude::*;
 use clap::Parser;
-use squeeze_segnet::{BackendKind, SqueezeSegNet, colorize, predict_at, side_by_side};
+use squeeze_segnet::{BackendKind, SqueezeSegNet, colorize, photo_input, predict_at, side_by_side};
 use squeeze_segnet_data::loader::CachedDataset;
 use squeeze_segnet_data::{
     CAMVID_CLASSES, CAMVID_PALETTE, SegmentationDataset, TransformConfig, camvid,
@@ -163,17 +163,10 @@ fn write_figures(
     device: &Device,
 ) -> Result<(), Box<dyn std::error::Error>> {
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let transform = TransformConfig::new(size);
     for k in 0..n.min(data.len()) {
         let sample = data.load(k * data.len() / n.min(data.len()))?;
         let (w, h) = (sample.mask.width() as usize, sample.mask.height() as usize);
-        let x = Tensor::<4>::from_data(
-            TensorData::new(
-                transform.prepare_image(&sample.image),
-                [1, 3, size[0], size[1]],
-            ),
-            device,
-        );
+        let x = photo_input(&sample.image, size, device)?;
         let predicted: Vec<i64> = predict_at(model, x, [h, w], flip)?
             .into_data()
             .convert::<i64>()

@@ -42,6 +42,8 @@ fn a_photo_is_segmented_from_the_input_the_evaluation_pipeline_prepares() {
     assert!(matches!(err, SegNetError::Config(_)), "{err}");
     let err = segment_photo(&model, photo, [0, 120], false).unwrap_err();
     assert!(err.to_string().contains("0x120"), "{err}");
+    let err = segment_photo(&model, photo, [9000, 120], false).unwrap_err();
+    assert!(err.to_string().contains("at most 8192"), "{err}");
     let err = segment_photo(&model, photo, [16, 16], false).unwrap_err();
     assert!(matches!(err, SegNetError::InputTooSmall { .. }), "{err}");
 }

@@ -385,9 +385,9 @@ impl Dataset<SegmentationSample> for SegmentationDataset {
     }
 }
 
-/// The largest image side [`decode`] accepts: 8192 pixels (a 64-megapixel RGB image is 200 MB
-/// decoded; larger files are refused before their pixels are allocated).
-pub const MAX_IMAGE_SIDE: u32 = 8192;
+/// The largest image side [`decode`] accepts: the model crate's, 8192 pixels (a 64-megapixel
+/// RGB image is 200 MB decoded; larger files are refused before their pixels are allocated).
+pub use squeeze_segnet::MAX_IMAGE_SIDE;
 
 /// Decodes an image file, with errors that name it; sides above [`MAX_IMAGE_SIDE`] are refused.
 pub fn decode(path: &Path) -> Result<DynamicImage, DataError> {

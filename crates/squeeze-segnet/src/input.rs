@@ -7,6 +7,10 @@ use image::{RgbImage, imageops};
 
 use crate::SegNetError;
 
+/// The largest image side this crate resizes to or from (and the data crate decodes): 8192
+/// pixels, which keeps a photo's buffers within a few hundred megabytes.
+pub const MAX_IMAGE_SIDE: u32 = 8192;
+
 /// Mean of CamVid's training images per RGB channel, in `[0, 1]`.
 pub const CAMVID_MEAN: [f32; 3] = [0.4095, 0.4228, 0.4305];
 
@@ -44,7 +48,8 @@ pub const CAMVID_PALETTE: [[u8; 3]; 11] = [
 ];
 
 /// `image` resized (bilinear) to `[height, width]` and normalised, `(pixel / 255 − mean) /
-/// std` per channel: `[3, height, width]` values, row-major.
+/// std` per channel: `[3, height, width]` values, row-major. Both the image and the size must
+/// be non-empty and at most [`MAX_IMAGE_SIDE`] a side; [`photo_input`] checks that.
 ///
 /// ```
 /// use squeeze_segnet::{CAMVID_MEAN, CAMVID_STD, normalize_image};
@@ -83,16 +88,24 @@ pub fn normalize_image(
 /// - output: `[1, 3, size[0], size[1]]`
 ///
 /// # Errors
-/// [`SegNetError::Config`] when the photo or `size` is empty.
+/// [`SegNetError::Config`] when the photo or `size` is empty or has a side above
+/// [`MAX_IMAGE_SIDE`].
 pub fn photo_input(
     photo: &RgbImage,
     size: [usize; 2],
     device: &Device,
 ) -> Result<Tensor<4>, SegNetError> {
-    if photo.width() == 0 || photo.height() == 0 || size.contains(&0) {
+    let max = MAX_IMAGE_SIDE as usize;
+    let sides = [
+        photo.width() as usize,
+        photo.height() as usize,
+        size[0],
+        size[1],
+    ];
+    if sides.iter().any(|&s| s == 0 || s > max) {
         return Err(SegNetError::Config(format!(
             "cannot run a photo of {}x{} pixels (width x height) at {}x{} (height x width): \
-             both must be non-empty",
+             both must be non-empty and at most {max} a side",
             photo.width(),
             photo.height(),
             size[0],

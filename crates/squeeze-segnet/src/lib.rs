@@ -115,7 +115,8 @@ pub use dfire::{DFire, DFireConfig};
 pub use error::{OpError, SegNetError};
 pub use fire::{Fire, FireConfig};
 pub use input::{
-    CAMVID_CLASSES, CAMVID_MEAN, CAMVID_PALETTE, CAMVID_STD, normalize_image, photo_input,
+    CAMVID_CLASSES, CAMVID_MEAN, CAMVID_PALETTE, CAMVID_STD, MAX_IMAGE_SIDE, normalize_image,
+    photo_input,
 };
 pub use model::SqueezeSegNet;
 pub use precision::{PRECISION_KEY, Precision, weights_precision};

@@ -141,7 +141,8 @@ fn safetensors_names(path: &Path) -> Option<Vec<String>> {
     let mut len = [0u8; 8];
     file.read_exact(&mut len).ok()?;
     let len = u64::from_le_bytes(len);
-    if len > MAX_HEADER {
+    let file_len = file.metadata().ok()?.len();
+    if len > MAX_HEADER || len > file_len.saturating_sub(8) {
         return None;
     }
     let mut header = vec![0u8; len as usize];
