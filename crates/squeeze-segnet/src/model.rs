@@ -96,7 +96,7 @@ impl SqueezeSegNetConfig {
     pub fn init(&self, device: &Device) -> Result<SqueezeSegNet, SegNetError> {
         self.validate()?;
         let bn = self.batch_norm;
-        // The modules in the order of config.rs's tables.
+        // The Fire and DFire modules, named in the order of config.rs's tables.
         let fire = |s: FireSize| {
             FireConfig::new(s.input, s.squeeze, s.expand)
                 .with_batch_norm(bn)
@@ -107,18 +107,10 @@ impl SqueezeSegNetConfig {
                 .with_batch_norm(bn)
                 .init(device)
         };
+        #[rustfmt::skip]
         let [fire2, fire3, fire4, fire5, fire6, fire7, fire8, fire9] = ENCODER_FIRES.map(fire);
-        let decoder = DECODER_DFIRES.map(dfire);
-        let [
-            dfire9,
-            dfire8,
-            dfire7,
-            dfire6,
-            dfire5,
-            dfire4,
-            dfire3,
-            dfire2,
-        ] = decoder;
+        #[rustfmt::skip]
+        let [dfire9, dfire8, dfire7, dfire6, dfire5, dfire4, dfire3, dfire2] = DECODER_DFIRES.map(dfire);
         let conv1x1 = |channels| {
             ConvBlockConfig::new(channels, 1)
                 .with_batch_norm(bn)
