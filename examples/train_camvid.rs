@@ -81,6 +81,10 @@ struct Cli {
     /// with --size 180x240, 2 is CamVid's native scale]
     #[arg(long, value_name = "MIN:MAX", value_parser = scale_range)]
     scale: Option<(f64, f64)>,
+    /// Colour jitter strength J: brightness, contrast and saturation each scaled by a random
+    /// factor in [1-J, 1+J], 0 <= J < 1 [default: 0.2]
+    #[arg(long, value_name = "J", value_parser = jitter_strength, allow_negative_numbers = true)]
+    jitter: Option<f32>,
     /// Start from these weights (fine-tuning), e.g. a lower-resolution run's best.bpk
     #[arg(long, value_name = "FILE")]
     init: Option<String>,
@@ -281,6 +285,7 @@ fn new_config(args: &Cli) -> TrainingConfig {
     if let Some((lo, hi)) = args.scale {
         (c.min_scale, c.max_scale) = (lo, hi);
     }
+    c.jitter = args.jitter.unwrap_or(c.jitter);
     c.epochs = args.epochs.unwrap_or(c.epochs);
     c.batch_size = args.batch_size.unwrap_or(c.batch_size);
     c.size = args.size.unwrap_or(c.size);
@@ -324,6 +329,16 @@ fn scale_range(range: &str) -> Result<(f64, f64), String> {
         return Err(bad());
     }
     Ok((lo, hi))
+}
+
+/// `--jitter`'s value: `0 <= J < 1`.
+fn jitter_strength(value: &str) -> Result<f32, String> {
+    match value.parse::<f32>() {
+        Ok(j) if (0.0..1.0).contains(&j) => Ok(j),
+        _ => Err(format!(
+            "'{value}' is not a jitter strength J with 0 <= J < 1 (e.g. 0.3)"
+        )),
+    }
 }
 
 /// `--class-weights`' value.

@@ -193,6 +193,8 @@ fn bad_arguments_fail_with_one_line() {
         ("--size", "60000x60000", "each side must be 1 to 8192"),
         ("--size", "4294967321x25", "each side must be 1 to 8192"),
         ("--scale", "1:9", "1 <= MIN <= MAX"),
+        ("--jitter", "1.5", "0 <= J < 1"),
+        ("--jitter", "-0.1", "0 <= J < 1"),
         (
             "--val-sequence",
             "Seq05VD",

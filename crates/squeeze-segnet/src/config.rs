@@ -71,13 +71,17 @@ pub const ENCODER_FIRES: [FireSize; 8] = [
     fire("fire9", 512, 64, 256),
 ];
 
-/// The encoder modules after which a pooling (with indices) follows, besides conv1 (pool1):
-/// pool3 after fire3, pool5 after fire5.
-pub const POOLED_AFTER: [&str; 2] = ["fire3", "fire5"];
+/// The encoder's poolings (with indices) after conv1's `pool1`: the module each follows, and
+/// its name.
+pub const POOLED_AFTER: [(&str, &str); 2] = [("fire3", "pool3"), ("fire5", "pool5")];
 
-/// The decoder modules after which a max-unpooling follows, with the indices of pool5, pool3
-/// and pool1 in turn.
-pub const UNPOOLED_AFTER: [&str; 3] = ["dfire6", "dfire4", "dfire2"];
+/// The decoder's max-unpoolings: the module each follows, its name, and what it is (whose
+/// indices it takes: pool5's, pool3's, then pool1's).
+pub const UNPOOLED_AFTER: [(&str, &str, &str); 3] = [
+    ("dfire6", "unpool5", "MaxUnpool (pool5)"),
+    ("dfire4", "unpool3", "MaxUnpool (pool3)"),
+    ("dfire2", "unpool1", "MaxUnpool (pool1)"),
+];
 
 /// Decoder DFire modules in execution order (unpool with pool5's indices after dfire6, with
 /// pool3's after dfire4, with pool1's after dfire2).

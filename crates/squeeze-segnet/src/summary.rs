@@ -192,9 +192,8 @@ impl SqueezeSegNetConfig {
         for i in 0..ENCODER_FIRES.len() {
             let (s, p, m) = fire_cost(i);
             row(s.name, "Fire", 2 * s.expand, level, p, m);
-            if let Some(k) = POOLED_AFTER.iter().position(|&name| name == s.name) {
+            if let Some(&(_, name)) = POOLED_AFTER.iter().find(|p| p.0 == s.name) {
                 level += 1;
-                let name = ["pool3", "pool5"][k];
                 row(name, "MaxPool 3×3/2 + indices", 2 * s.expand, level, 0, 0);
             }
         }
@@ -204,13 +203,8 @@ impl SqueezeSegNetConfig {
         for i in 0..DECODER_DFIRES.len() {
             let (s, p, m) = dfire_cost(i);
             row(s.name, "DFire", s.output, level, p, m);
-            if let Some(k) = UNPOOLED_AFTER.iter().position(|&name| name == s.name) {
+            if let Some(&(_, name, kind)) = UNPOOLED_AFTER.iter().find(|u| u.0 == s.name) {
                 level -= 1;
-                let (name, kind) = [
-                    ("unpool5", "MaxUnpool (pool5)"),
-                    ("unpool3", "MaxUnpool (pool3)"),
-                    ("unpool1", "MaxUnpool (pool1)"),
-                ][k];
                 row(name, kind, s.output, level, 0, 0);
             }
         }
