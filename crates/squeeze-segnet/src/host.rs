@@ -242,3 +242,23 @@ macro_rules! with_float_type {
     };
 }
 pub(crate) use with_float_type;
+
+/// A vector of `len` elements computed in parallel, `chunk` at a time, without zeroing it first:
+/// `fill(i, dst)` must write every element of chunk `i` (`dst`, elements `i·chunk..` of the
+/// result; the last chunk may be shorter). For outputs that a kernel overwrites whole, where a
+/// `vec![0; len]` would be one more pass over memory.
+pub(crate) fn par_fill<T: Send>(
+    len: usize,
+    chunk: usize,
+    fill: impl Fn(usize, &mut [std::mem::MaybeUninit<T>]) + Sync + Send,
+) -> Vec<T> {
+    use rayon::prelude::*;
+    let mut out = Vec::with_capacity(len);
+    out.spare_capacity_mut()[..len]
+        .par_chunks_mut(chunk.max(1))
+        .enumerate()
+        .for_each(|(i, dst)| fill(i, dst));
+    // SAFETY: `fill` wrote every element of every chunk, and the chunks cover `0..len`.
+    unsafe { out.set_len(len) };
+    out
+}

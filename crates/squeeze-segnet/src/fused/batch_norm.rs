@@ -19,7 +19,9 @@ use burn::backend::tensor::FloatTensor;
 use burn::tensor::TensorData;
 use rayon::prelude::*;
 
-use crate::host::{HostBackend, HostData, HostFloat, dims4, float_slice, with_float_type};
+use crate::host::{
+    HostBackend, HostData, HostFloat, dims4, float_slice, par_fill, with_float_type,
+};
 
 /// `Σ_i f(i)` for `i < len`, for `K` sums at once (one pass over the operands `f` reads):
 /// eight lanes of `T` per chunk of 512, the chunks added in f64.
@@ -112,17 +114,14 @@ fn forward<T: HostFloat>(
             (T::from_f64(scale[ch]), T::from_f64(shift))
         })
         .collect();
-    let mut out = vec![T::ZERO; x.len()];
-    out.par_chunks_mut(plane.max(1))
-        .zip(x.par_chunks(plane.max(1)))
-        .enumerate()
-        .for_each(|(i, (dst, src))| {
-            let (s, t) = affine[i % c];
-            for (d, v) in dst.iter_mut().zip(src) {
-                let y = (*v * s).add(t);
-                *d = if y > T::ZERO { y } else { T::ZERO };
-            }
-        });
+    let chunk = plane.max(1);
+    let out = par_fill(x.len(), chunk, |i, dst| {
+        let (s, t) = affine[i % c];
+        for (d, v) in dst.iter_mut().zip(&x[i * chunk..]) {
+            let y = (*v * s).add(t);
+            d.write(if y > T::ZERO { y } else { T::ZERO });
+        }
+    });
     let mean = stats.iter().map(|(m, _)| T::from_f64(*m)).collect();
     let var = stats.iter().map(|(_, v)| T::from_f64(*v)).collect();
     (out, mean, var)
@@ -184,19 +183,16 @@ fn backward<T: HostFloat>(
             (T::from_f64(k), T::from_f64(a), T::from_f64(b), mean[ch])
         })
         .collect();
-    let mut dx = vec![T::ZERO; x.len()];
     let chunk = plane.max(1);
-    dx.par_chunks_mut(chunk)
-        .zip(x.par_chunks(chunk))
-        .zip(y.par_chunks(chunk).zip(dy.par_chunks(chunk)))
-        .enumerate()
-        .for_each(|(i, ((dst, xs), (out, g)))| {
-            let (k, a, b, m) = coefficients[i % c];
-            for j in 0..dst.len() {
-                let gj = masked(g[j], out[j]);
-                dst[j] = (k * gj).add(a * (xs[j] - m)).add(b);
-            }
-        });
+    let dx = par_fill(x.len(), chunk, |i, dst| {
+        let (k, a, b, m) = coefficients[i % c];
+        let start = i * chunk;
+        let (xs, out, g) = (&x[start..], &y[start..], &dy[start..]);
+        for (j, d) in dst.iter_mut().enumerate() {
+            let gj = masked(g[j], out[j]);
+            d.write((k * gj).add(a * (xs[j] - m)).add(b));
+        }
+    });
     (dx, dgamma, dbeta)
 }
 

@@ -64,8 +64,10 @@ fn run<T: HostFloat>(
     let c_mid: usize = convs.iter().map(|c| c.c_out).sum();
     let c_out = squeeze.map_or(c_mid, |s| s.c_out);
     let plane = oh * ow;
-    let mut out = vec![T::ZERO; n * c_out * plane];
-    if out.is_empty() {
+    let len = n * c_out * plane;
+    // Not zeroed: the blocks below write every element (each block all channels of its rows).
+    let mut out = Vec::with_capacity(len);
+    if len == 0 {
         return out;
     }
     let k_max = convs
@@ -87,80 +89,85 @@ fn run<T: HostFloat>(
         rows = rows.max(2).next_multiple_of(2);
     }
     let blocks_per_image = oh.div_ceil(rows);
-    let ptr = OutPtr(out.as_mut_ptr());
-    (0..n * blocks_per_image).into_par_iter().for_each(|task| {
-        let (b, block) = (task / blocks_per_image, task % blocks_per_image);
-        let oy0 = block * rows;
-        let oy1 = (oy0 + rows).min(oh);
-        let columns = (oy1 - oy0) * ow;
-        let image = &x[b * c_in * h * w..(b + 1) * c_in * h * w];
-        // Where the block of channel 0 goes, and the stride between channels there.
-        // SAFETY (both): inside `out`, see `gemm_bias_act`.
-        let block_out = unsafe { ptr.get().add(b * c_out * plane + oy0 * ow) };
-        let mut mid = Vec::new();
-        let (target, target_rs) = match squeeze {
-            Some(_) => {
-                mid.resize(c_mid * columns, T::ZERO);
-                (mid.as_mut_ptr(), columns)
-            }
-            None => (block_out, plane),
-        };
-        let mut col = Vec::new();
-        let mut tiles = winograd::Buffers::default();
-        for (conv, transformed) in convs.iter().zip(&transformed) {
-            if let Some(u) = transformed {
-                // SAFETY: as for the GEMM below (the same target rows).
+    let ptr = OutPtr(out.spare_capacity_mut().as_mut_ptr().cast::<T>());
+    // Scratch buffers reused from task to task (zeroed only when they grow; every use
+    // overwrites what it reads): im2col, the DFire's expand block, Winograd's tiles.
+    let scratch = || (Vec::new(), Vec::new(), winograd::Buffers::default());
+    (0..n * blocks_per_image)
+        .into_par_iter()
+        .for_each_init(scratch, |(col, mid, tiles), task| {
+            let (b, block) = (task / blocks_per_image, task % blocks_per_image);
+            let oy0 = block * rows;
+            let oy1 = (oy0 + rows).min(oh);
+            let columns = (oy1 - oy0) * ow;
+            let image = &x[b * c_in * h * w..(b + 1) * c_in * h * w];
+            // Where the block of channel 0 goes, and the stride between channels there.
+            // SAFETY (both): inside `out`, see `gemm_bias_act`.
+            let block_out = unsafe { ptr.get().add(b * c_out * plane + oy0 * ow) };
+            let (target, target_rs) = match squeeze {
+                Some(_) => {
+                    mid.resize(c_mid * columns, T::ZERO);
+                    (mid.as_mut_ptr(), columns)
+                }
+                None => (block_out, plane),
+            };
+            for (conv, transformed) in convs.iter().zip(&transformed) {
+                if let Some(u) = transformed {
+                    // SAFETY: as for the GEMM below (the same target rows).
+                    unsafe {
+                        let dst = target.add(conv.channel_offset * target_rs);
+                        winograd::conv3x3(
+                            image,
+                            [c_in, h, w],
+                            conv,
+                            u,
+                            [oy0, oy1],
+                            dst,
+                            target_rs,
+                            tiles,
+                        );
+                    }
+                    continue;
+                }
+                let [kh, kw] = conv.kernel;
+                let k = c_in * kh * kw;
+                let direct = kh == 1 && kw == 1 && conv.stride == [1, 1] && conv.padding == [0, 0];
+                // Right-hand side [k, columns]: the input itself for 1×1 (rows = channels, stride h·w),
+                // else the block's im2col.
+                let (rhs, rhs_rs) = if direct {
+                    (image[oy0 * w..].as_ptr(), h * w)
+                } else {
+                    col.resize(k * columns, T::ZERO);
+                    im2col(image, [c_in, h, w], conv, [oy0, oy1], ow, col);
+                    (col.as_ptr(), columns)
+                };
+                // SAFETY: the target holds this convolution's `c_out` channel rows of `columns`
+                // elements at stride `target_rs` from its channel offset (the block's rows of image b
+                // in `out`, which no other task writes, or the block's own `mid`); the operands hold
+                // `c_out × k` and `k × columns` elements at the given strides.
                 unsafe {
                     let dst = target.add(conv.channel_offset * target_rs);
-                    winograd::conv3x3(
-                        image,
-                        [c_in, h, w],
-                        conv,
-                        u,
-                        [oy0, oy1],
-                        dst,
-                        target_rs,
-                        &mut tiles,
-                    );
+                    gemm_bias_act(conv, k, columns, dst, target_rs, rhs, rhs_rs);
                 }
-                continue;
             }
-            let [kh, kw] = conv.kernel;
-            let k = c_in * kh * kw;
-            let direct = kh == 1 && kw == 1 && conv.stride == [1, 1] && conv.padding == [0, 0];
-            // Right-hand side [k, columns]: the input itself for 1×1 (rows = channels, stride h·w),
-            // else the block's im2col.
-            let (rhs, rhs_rs) = if direct {
-                (image[oy0 * w..].as_ptr(), h * w)
-            } else {
-                col.resize(k * columns, T::ZERO);
-                im2col(image, [c_in, h, w], conv, [oy0, oy1], ow, &mut col);
-                (col.as_ptr(), columns)
-            };
-            // SAFETY: the target holds this convolution's `c_out` channel rows of `columns`
-            // elements at stride `target_rs` from its channel offset (the block's rows of image b
-            // in `out`, which no other task writes, or the block's own `mid`); the operands hold
-            // `c_out × k` and `k × columns` elements at the given strides.
-            unsafe {
-                let dst = target.add(conv.channel_offset * target_rs);
-                gemm_bias_act(conv, k, columns, dst, target_rs, rhs, rhs_rs);
+            if let Some(squeeze) = squeeze {
+                // SAFETY: as above; `mid` holds `c_mid × columns` elements.
+                unsafe {
+                    gemm_bias_act(
+                        squeeze,
+                        c_mid,
+                        columns,
+                        block_out,
+                        plane,
+                        mid.as_ptr(),
+                        columns,
+                    )
+                };
             }
-        }
-        if let Some(squeeze) = squeeze {
-            // SAFETY: as above; `mid` holds `c_mid × columns` elements.
-            unsafe {
-                gemm_bias_act(
-                    squeeze,
-                    c_mid,
-                    columns,
-                    block_out,
-                    plane,
-                    mid.as_ptr(),
-                    columns,
-                )
-            };
-        }
-    });
+        });
+    // SAFETY: every block wrote all `c_out` channels of its rows of its image, and the blocks
+    // cover every row of every image.
+    unsafe { out.set_len(len) };
     out
 }
 
