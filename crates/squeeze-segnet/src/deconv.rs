@@ -30,6 +30,11 @@ use burn::tensor::ops::ConvTransposeOptions;
 /// On NdArray, whose transposed convolution is a scalar loop, that layer runs as four ordinary
 /// convolutions ([`conv_transpose2d_3x3_s2`]; exact, and much faster there); Flex's and WGPU's own transposed convolutions are faster than the decomposition
 /// there (measured in `BENCHMARKS.md`), as is any other layer shape.
+///
+/// # Panics
+/// When `[height, width]` is not the layer's natural output size plus an output padding
+/// smaller than the stride, per side ([`SqueezeSegNet::forward`](crate::SqueezeSegNet::forward)
+/// checks its input so that this never happens there).
 pub fn forward(deconv: &ConvTranspose2d, x: Tensor<4>, [height, width]: [usize; 2]) -> Tensor<4> {
     let bias = deconv.bias.as_ref().map(|b| b.val());
     let weight = deconv.weight.val();
@@ -66,6 +71,10 @@ pub fn forward(deconv: &ConvTranspose2d, x: Tensor<4>, [height, width]: [usize; 
 /// - `weight`: `[c_in, c_out, 3, 3]` (Burn's and PyTorch's transposed-convolution layout)
 /// - `bias`: `[c_out]`
 /// - output: `[batch, c_out, output_size[0], output_size[1]]`
+///
+/// # Panics
+/// When the kernel is not 3×3 or `output_size` is not `2·h + 1` or `2·h + 2` by `2·w + 1` or
+/// `2·w + 2`.
 pub fn conv_transpose2d_3x3_s2(
     x: Tensor<4>,
     weight: Tensor<4>,
