@@ -5,7 +5,7 @@
 
 use rayon::prelude::*;
 
-use crate::host::{HostFloat, HostIndices};
+use crate::host::{HostFloat, HostIndices, par_fill};
 
 /// Index element types the pooling kernel writes directly (the backend's int dtype), so no
 /// conversion pass or second buffer is needed.
@@ -209,29 +209,19 @@ fn pool_row_strided<T: HostFloat, I: HostIndex, const SW: usize>(
 use super::avx2;
 
 /// A new `planes × plane` buffer, zeroed and then filled by `f(plane_index, plane)`, one plane
-/// per Rayon task: the zeroing runs in parallel too, and leaves the plane in cache for `f`.
+/// per Rayon task ([`par_fill`]): the zeroing runs in parallel too, and leaves the plane in
+/// cache for `f`.
 fn zeroed_planes<T: HostFloat>(
     planes: usize,
     plane: usize,
-    f: impl Fn(usize, &mut [T]) + Sync,
+    f: impl Fn(usize, &mut [T]) + Sync + Send,
 ) -> Vec<T> {
-    let len = planes * plane;
-    let mut out = Vec::<T>::with_capacity(len);
-    if plane > 0 {
-        out.spare_capacity_mut()[..len]
-            .par_chunks_mut(plane)
-            .enumerate()
-            .for_each(|(i, chunk)| {
-                chunk.fill(std::mem::MaybeUninit::new(T::ZERO));
-                // SAFETY: every element of the chunk was just initialised.
-                let chunk = unsafe { &mut *(chunk as *mut [std::mem::MaybeUninit<T>] as *mut [T]) };
-                f(i, chunk);
-            });
-    }
-    // SAFETY: the chunks above cover all `len` elements and initialised each (len is 0 when
-    // plane is 0).
-    unsafe { out.set_len(len) };
-    out
+    par_fill(planes * plane, plane, |i, chunk| {
+        chunk.fill(std::mem::MaybeUninit::new(T::ZERO));
+        // SAFETY: every element of the chunk was just initialised.
+        let chunk = unsafe { &mut *(chunk as *mut [std::mem::MaybeUninit<T>] as *mut [T]) };
+        f(i, chunk);
+    })
 }
 
 pub(super) fn pool_backward_planes<T: HostFloat>(
