@@ -189,6 +189,7 @@ fn bad_arguments_fail_with_one_line() {
         ("--scale", "0.5:2", "1 <= MIN <= MAX"),
         ("--scale", "2", "MIN:MAX"),
         ("--jaccard", "-1", "jaccard weight"),
+        ("--lovasz", "-0.5", "lovasz weight"),
         ("--eval-every", "0", "eval_every"),
         ("--size", "60000x60000", "each side must be 1 to 8192"),
         ("--size", "4294967321x25", "each side must be 1 to 8192"),

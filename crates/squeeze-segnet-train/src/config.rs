@@ -103,6 +103,11 @@ pub struct TrainingConfig {
     /// training only (the term does not split over devices). Default: 0.
     #[config(default = 0.0)]
     pub jaccard_weight: f64,
+    /// Weight `μ` of the Lovász-softmax term mixed into the loss: `μ` ×
+    /// [`crate::lovasz_softmax_loss`], a tighter surrogate of the IoU than the soft Jaccard.
+    /// Single-device training only. Default: 0.
+    #[config(default = 0.0)]
+    pub lovasz_weight: f64,
     /// Decay per step of an exponential moving average of the weights ([`crate::Ema`]); the
     /// average is what gets validated and saved (`best.bpk`, `last.bpk`). 0 turns it off; 0.998
     /// averages over about 500 steps. Default: 0.
@@ -197,6 +202,9 @@ impl TrainingConfig {
                 "jaccard weight {} must be >= 0",
                 self.jaccard_weight
             ));
+        }
+        if !(self.lovasz_weight >= 0.0 && self.lovasz_weight.is_finite()) {
+            return bad(format!("lovasz weight {} must be >= 0", self.lovasz_weight));
         }
         if !(0.0..1.0).contains(&self.ema_decay) {
             return bad(format!("EMA decay {} must be in [0, 1)", self.ema_decay));

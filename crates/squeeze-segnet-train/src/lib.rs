@@ -56,7 +56,10 @@ pub use ema::Ema;
 pub use error::TrainError;
 pub use evaluate::evaluate;
 pub use lock::LOCK_FILE;
-pub use loss::{label_weight_sum, segmentation_cross_entropy, soft_jaccard_loss, weighted_nll_sum};
+pub use loss::{
+    label_weight_sum, lovasz_softmax_loss, segmentation_cross_entropy, soft_jaccard_loss,
+    weighted_nll_sum,
+};
 pub use metrics::{ConfusionMatrix, SegmentationScores};
 pub use progress::{ProgressBar, clock};
 pub use trainer::{EpochRecord, RunOptions, Trainer, TrainingOutcome, summary_line};

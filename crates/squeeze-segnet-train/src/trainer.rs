@@ -35,7 +35,7 @@ use crate::parallel::DataParallel;
 use crate::progress::ProgressBar;
 use crate::{
     CLASS_STATS_FILE, ClassWeighting, Ema, OptimizerKind, SegmentationScores, TrainError,
-    TrainingConfig, segmentation_cross_entropy, soft_jaccard_loss,
+    TrainingConfig, lovasz_softmax_loss, segmentation_cross_entropy, soft_jaccard_loss,
 };
 use squeeze_segnet_data::loader::{CachedDataset, EpochStream, batches, epoch_order};
 
@@ -157,9 +157,11 @@ impl Trainer {
                 "data-parallel training needs at least one device".into(),
             ));
         }
-        if self.config.jaccard_weight > 0.0 {
+        if self.config.jaccard_weight > 0.0 || self.config.lovasz_weight > 0.0 {
             return Err(TrainError::Config(
-                "the soft-Jaccard term (jaccard_weight > 0) needs single-device training".into(),
+                "the soft-Jaccard and Lovász terms (jaccard_weight, lovasz_weight > 0) need \
+                 single-device training"
+                    .into(),
             ));
         }
         self.parallel = devices;
@@ -289,17 +291,22 @@ impl Trainer {
                     None => {
                         let batch = SegmentationBatcher.batch(items, &ad);
                         let logits = model.forward(batch.images)?;
-                        let loss = if cfg.jaccard_weight > 0.0 {
-                            segmentation_cross_entropy(
-                                logits.clone(),
-                                batch.masks.clone(),
-                                weights.clone(),
-                                ignore,
-                            ) + soft_jaccard_loss(logits, batch.masks, ignore)
-                                .mul_scalar(cfg.jaccard_weight)
-                        } else {
-                            segmentation_cross_entropy(logits, batch.masks, weights.clone(), ignore)
-                        };
+                        let mut loss = segmentation_cross_entropy(
+                            logits.clone(),
+                            batch.masks.clone(),
+                            weights.clone(),
+                            ignore,
+                        );
+                        if cfg.jaccard_weight > 0.0 {
+                            loss = loss
+                                + soft_jaccard_loss(logits.clone(), batch.masks.clone(), ignore)
+                                    .mul_scalar(cfg.jaccard_weight);
+                        }
+                        if cfg.lovasz_weight > 0.0 {
+                            loss = loss
+                                + lovasz_softmax_loss(logits, batch.masks, ignore)?
+                                    .mul_scalar(cfg.lovasz_weight);
+                        }
                         let value: f32 = loss
                             .clone()
                             .try_into_scalar()

@@ -3,7 +3,9 @@
 
 use burn::prelude::*;
 use burn::tensor::Tolerance;
-use squeeze_segnet_train::{ConfusionMatrix, segmentation_cross_entropy, soft_jaccard_loss};
+use squeeze_segnet_train::{
+    ConfusionMatrix, lovasz_softmax_loss, segmentation_cross_entropy, soft_jaccard_loss,
+};
 
 const VOID: usize = 3;
 
@@ -258,6 +260,110 @@ fn soft_jaccard_matches_a_hand_computation() {
     for c in 0..3 {
         assert_eq!(g[c * 4 + 3], 0.0, "void pixel, class {c}");
         assert!(g[c * 4].abs() > 0.0, "labelled pixel, class {c}");
+    }
+}
+
+/// Lovász-softmax by its definition: per present class, the errors sorted in decreasing order,
+/// each weighted by how much the class's Jaccard loss `|M| / |G ∪ M|` grows when its pixel joins
+/// the mispredicted set `M` (sets counted as sets, not with running sums).
+fn lovasz_by_definition(rows: &[[f32; 3]], t: &[i64]) -> f64 {
+    let softmax = |row: [f32; 3]| log_softmax(row).map(f64::exp);
+    let labelled: Vec<usize> = (0..t.len()).filter(|&p| t[p] != VOID as i64).collect();
+    let mut sum = 0.0;
+    let mut present = 0;
+    for c in 0..3 {
+        let truth: std::collections::BTreeSet<usize> = labelled
+            .iter()
+            .copied()
+            .filter(|&p| t[p] == c as i64)
+            .collect();
+        if truth.is_empty() {
+            continue;
+        }
+        present += 1;
+        let error = |p: usize| ((t[p] == c as i64) as u8 as f64 - softmax(rows[p])[c]).abs();
+        let mut order = labelled.clone();
+        order.sort_by(|&a, &b| error(b).total_cmp(&error(a)));
+        let delta = |m: &std::collections::BTreeSet<usize>| {
+            m.len() as f64 / truth.union(m).count().max(1) as f64
+        };
+        let mut mispredicted = std::collections::BTreeSet::new();
+        let mut before = 0.0;
+        for p in order {
+            mispredicted.insert(p);
+            let after = delta(&mispredicted);
+            sum += error(p) * (after - before);
+            before = after;
+        }
+    }
+    if present == 0 {
+        0.0
+    } else {
+        sum / present as f64
+    }
+}
+
+#[test]
+fn lovasz_softmax_matches_its_definition_and_its_gradient_a_finite_difference() {
+    let device = Device::flex();
+    let lovasz = |rows: [[f32; 3]; 4], t: [i64; 4]| -> f64 {
+        lovasz_softmax_loss(logits(rows, &device), targets(t, &device), VOID)
+            .unwrap()
+            .into_scalar::<f32>() as f64
+    };
+    // Two and three classes present, one pixel void or none.
+    for t in [[0i64, 0, 1, VOID as i64], [2, 0, 1, 1], [1, 1, 1, 0]] {
+        let expected = lovasz_by_definition(&ROWS, &t);
+        let got = lovasz(ROWS, t);
+        assert!(
+            (got - expected).abs() < 1e-5,
+            "labels {t:?}: {got} vs {expected}"
+        );
+        assert!(expected > 0.05, "a non-trivial case: {expected}");
+    }
+
+    // A perfect, confident prediction scores 0; nothing labelled scores 0.
+    let t = [0i64, 0, 1, VOID as i64];
+    let sure = [
+        [30.0, 0.0, 0.0],
+        [30.0, 0.0, 0.0],
+        [0.0, 30.0, 0.0],
+        [0.0, 0.0, 0.0],
+    ];
+    assert!(lovasz(sure, t).abs() < 1e-5);
+    assert_eq!(lovasz(ROWS, [VOID as i64; 4]), 0.0);
+
+    // The gradient against central differences of the definition (no ties in the errors, so
+    // the order, and with it the weights, is the same on both sides of each step).
+    let ad = device.autodiff();
+    let z = logits(ROWS, &ad).require_grad();
+    let grads = lovasz_softmax_loss(z.clone(), targets(t, &ad), VOID)
+        .unwrap()
+        .backward();
+    let g: Vec<f32> = z
+        .grad(&grads)
+        .unwrap()
+        .into_data()
+        .try_to_vec::<f32>()
+        .unwrap();
+    let h = 1e-3f32;
+    for p in 0..4 {
+        for c in 0..3 {
+            let shifted = |d: f32| {
+                let mut rows = ROWS;
+                rows[p][c] += d;
+                lovasz_by_definition(&rows, &t)
+            };
+            let numeric = (shifted(h) - shifted(-h)) / (2.0 * h as f64);
+            let analytic = g[c * 4 + p] as f64;
+            assert!(
+                (numeric - analytic).abs() < 1e-3,
+                "pixel {p}, class {c}: {analytic} vs finite difference {numeric}"
+            );
+        }
+    }
+    for c in 0..3 {
+        assert_eq!(g[c * 4 + 3], 0.0, "void pixel, class {c}");
     }
 }
 
