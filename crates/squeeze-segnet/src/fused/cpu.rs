@@ -34,6 +34,9 @@ fn block_columns(k: usize) -> usize {
     (65_536 / k.max(1)).clamp(128, 2048)
 }
 
+/// The fewest output columns a block gets when the image has rows to spare (see `run`).
+const MIN_BLOCK_COLUMNS: usize = 64;
+
 /// A pointer the blocks share; each block writes a disjoint set of output elements.
 #[derive(Clone, Copy)]
 struct OutPtr<T>(*mut T);
@@ -75,11 +78,20 @@ fn run<T: HostFloat>(
         .map(|c| c_in * c.kernel[0] * c.kernel[1])
         .max()
         .unwrap_or(1);
-    // Rows per block: cache-sized, but at least ~4 blocks per thread when the image allows.
+    // Rows per block: cache-sized, and ~4 blocks per thread when the image allows, but not under
+    // MIN_BLOCK_COLUMNS columns: every block's GEMM packs the whole weight matrix, so small
+    // blocks pay for that packing many times over and under-fill gemm's 64-row micro-kernel
+    // (the deep layers of a 180×240 image are 14 columns wide). Few blocks come in a multiple
+    // of the thread count, of even sizes.
     let threads = rayon::current_num_threads();
     let by_cache = (block_columns(k_max) / ow.max(1)).max(1);
-    let by_threads = (oh * n / (4 * threads)).max(1);
-    let mut rows = by_cache.min(by_threads);
+    let by_threads = (oh * n / (4 * threads)).max(MIN_BLOCK_COLUMNS.div_ceil(ow.max(1)));
+    let mut rows = by_cache.min(by_threads).max(1);
+    let mut blocks = oh.div_ceil(rows);
+    if n == 1 && blocks > threads && blocks < 4 * threads {
+        blocks -= blocks % threads;
+    }
+    rows = oh.div_ceil(blocks);
     // Winograd's tiles cover two output rows: blocks of an even number of rows.
     let transformed: Vec<Option<Vec<T>>> = convs
         .iter()
