@@ -103,22 +103,13 @@ pub fn label_weight_sum<'a>(
 /// - output: `[1]` (0 when every pixel is ignored)
 pub fn soft_jaccard_loss(logits: Tensor<4>, targets: Tensor<3, Int>, ignore: usize) -> Tensor<1> {
     let [n, c, h, w] = logits.dims();
-    let device = logits.device();
     let valid = targets
         .clone()
         .not_equal_elem(ignore as i64)
         .float()
         .unsqueeze_dim::<4>(1)
         .expand([n, c, h, w]);
-    // One-hot labels: void pixels match no class.
-    let classes = Tensor::<1, Int>::arange(0..c as i64, &device)
-        .reshape([1, c, 1, 1])
-        .expand([n, c, h, w]);
-    let y = targets
-        .unsqueeze_dim::<4>(1)
-        .expand([n, c, h, w])
-        .equal(classes)
-        .float();
+    let y = one_hot(targets, c); // void pixels match no class
     let p = softmax(logits, 1).mul(valid);
     let sum = |t: Tensor<4>| t.sum_dim(0).sum_dim(2).sum_dim(3).reshape([c]);
     let intersection = sum(p.clone().mul(y.clone()));
@@ -133,6 +124,20 @@ pub fn soft_jaccard_loss(logits: Tensor<4>, targets: Tensor<3, Int>, ignore: usi
         .neg()
         .add_scalar(1.0)
         .mul(count.greater_elem(0.0).float())
+}
+
+/// One-hot labels `[batch, classes, height, width]` of `targets: [batch, height, width]`;
+/// void (any value `>= classes`) matches no class.
+fn one_hot(targets: Tensor<3, Int>, classes: usize) -> Tensor<4> {
+    let [n, h, w] = targets.dims();
+    let ids = Tensor::<1, Int>::arange(0..classes as i64, &targets.device())
+        .reshape([1, classes, 1, 1])
+        .expand([n, classes, h, w]);
+    targets
+        .unsqueeze_dim::<4>(1)
+        .expand([n, classes, h, w])
+        .equal(ids)
+        .float()
 }
 
 /// Lovász-softmax loss (Berman, Rannen Triki and Blaschko, CVPR 2018): the tight convex
@@ -170,14 +175,7 @@ pub fn lovasz_softmax_loss(
     let pixels = n * h * w;
     let readback = |e: burn::tensor::TensorReadError| TrainError::Readback(format!("{e:?}"));
     let labels: Vec<i64> = targets.clone().try_into_vec_as::<i64>().map_err(readback)?;
-    let classes = Tensor::<1, Int>::arange(0..c as i64, &device)
-        .reshape([1, c, 1, 1])
-        .expand([n, c, h, w]);
-    let y = targets
-        .unsqueeze_dim::<4>(1)
-        .expand([n, c, h, w])
-        .equal(classes)
-        .float();
+    let y = one_hot(targets, c);
     // [classes, pixels], pixels in (batch, row, column) order like `labels`.
     let errors = (y - softmax(logits, 1))
         .abs()

@@ -211,6 +211,19 @@ fn burn_metric_accumulates_over_batches_and_clears() {
     assert_eq!(m.matrix().total(), 0);
 }
 
+/// The gradient of `loss` with respect to the logits `ROWS` (on `device` with autodiff, which
+/// `loss` is given too), channel-major like `logits`.
+fn logit_gradient(device: &Device, loss: impl FnOnce(Tensor<4>, &Device) -> Tensor<1>) -> Vec<f32> {
+    let ad = device.clone().autodiff();
+    let z = logits(ROWS, &ad).require_grad();
+    let grads = loss(z.clone(), &ad).backward();
+    z.grad(&grads)
+        .unwrap()
+        .into_data()
+        .try_to_vec::<f32>()
+        .unwrap()
+}
+
 #[test]
 fn soft_jaccard_matches_a_hand_computation() {
     let device = Device::flex();
@@ -248,15 +261,7 @@ fn soft_jaccard_matches_a_hand_computation() {
     assert_eq!(none, 0.0);
 
     // Void pixels get no gradient.
-    let ad = device.autodiff();
-    let z = logits(ROWS, &ad).require_grad();
-    let grads = soft_jaccard_loss(z.clone(), targets(t, &ad), VOID).backward();
-    let g: Vec<f32> = z
-        .grad(&grads)
-        .unwrap()
-        .into_data()
-        .try_to_vec::<f32>()
-        .unwrap();
+    let g = logit_gradient(&device, |z, ad| soft_jaccard_loss(z, targets(t, ad), VOID));
     for c in 0..3 {
         assert_eq!(g[c * 4 + 3], 0.0, "void pixel, class {c}");
         assert!(g[c * 4].abs() > 0.0, "labelled pixel, class {c}");
@@ -335,17 +340,9 @@ fn lovasz_softmax_matches_its_definition_and_its_gradient_a_finite_difference() 
 
     // The gradient against central differences of the definition (no ties in the errors, so
     // the order, and with it the weights, is the same on both sides of each step).
-    let ad = device.autodiff();
-    let z = logits(ROWS, &ad).require_grad();
-    let grads = lovasz_softmax_loss(z.clone(), targets(t, &ad), VOID)
-        .unwrap()
-        .backward();
-    let g: Vec<f32> = z
-        .grad(&grads)
-        .unwrap()
-        .into_data()
-        .try_to_vec::<f32>()
-        .unwrap();
+    let g = logit_gradient(&device, |z, ad| {
+        lovasz_softmax_loss(z, targets(t, ad), VOID).unwrap()
+    });
     let h = 1e-3f32;
     for p in 0..4 {
         for c in 0..3 {
