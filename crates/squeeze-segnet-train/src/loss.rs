@@ -222,14 +222,13 @@ fn lovasz_weights(
             radix_sort(&mut order);
             let (total, mut hits, mut previous) = (total as f64, 0f64, 0f64);
             for (k, &(_, p)) in order.iter().enumerate() {
-                let p = p as usize;
-                if labels[p] == c as i64 {
+                if is_c(p) {
                     hits += 1.0;
                 }
                 let intersection = total - hits;
                 let union = total + (k as f64 + 1.0 - hits);
                 let jaccard = 1.0 - intersection / union;
-                out[p] = (jaccard - previous) as f32;
+                out[p as usize] = (jaccard - previous) as f32;
                 previous = jaccard;
             }
             1

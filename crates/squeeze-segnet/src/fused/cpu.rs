@@ -86,7 +86,7 @@ fn run<T: HostFloat>(
     let threads = rayon::current_num_threads();
     let by_cache = (block_columns(k_max) / ow.max(1)).max(1);
     let by_threads = (oh * n / (4 * threads)).max(MIN_BLOCK_COLUMNS.div_ceil(ow.max(1)));
-    let mut rows = by_cache.min(by_threads).max(1);
+    let mut rows = by_cache.min(by_threads);
     let mut blocks = oh.div_ceil(rows);
     if n == 1 && blocks > threads && blocks < 4 * threads {
         blocks -= blocks % threads;
