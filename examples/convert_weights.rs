@@ -58,10 +58,10 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     }
 
     let device = Device::flex();
-    let (model, load_in) = timed(|| config.init_from_file(&weights, &device));
+    let (model, load_in) = timed(|| config.init(&device).and_then(|m| m.load(&weights)));
     let model = model?;
     model.save_as(&out, precision)?;
-    let (converted, load_out) = timed(|| config.init_from_file(&out, &device));
+    let (converted, load_out) = timed(|| config.init(&device).and_then(|m| m.load(&out)));
     let converted = converted?;
 
     let image = decode(&camvid_sample_root().join("val/0016E5_07959.png"))?.to_rgb8();

@@ -68,7 +68,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         (None, false) => SqueezeSegNetConfig::camvid(),
     };
     let model = match &weights {
-        Some(path) => config.init_from_file(path, &device)?,
+        Some(path) => config.init(&device).and_then(|m| m.load(path))?,
         None => config.init(&device)?,
     };
     let out = args.out;

@@ -378,7 +378,8 @@ fn weights_round_trip_including_batch_norm_statistics() {
     let path = model.save(dir.join("model")).unwrap();
     assert_eq!(path, dir.join("model.bpk"));
     let loaded = SqueezeSegNetConfig::paper_with_batch_norm()
-        .init_from_file(&path, &device)
+        .init(&device)
+        .and_then(|m| m.load(&path))
         .unwrap();
     let x = image([1, 3, 40, 40], 8, &device);
     let a = host(model.forward(x.clone()).unwrap());
@@ -407,7 +408,10 @@ fn bad_weights_files_are_typed_errors_naming_the_file() {
         .unwrap();
 
     let missing = dir.join("missing.bpk");
-    let err = config.init_from_file(&missing, &device).unwrap_err();
+    let err = config
+        .init(&device)
+        .and_then(|m| m.load(&missing))
+        .unwrap_err();
     assert!(
         matches!(&err, SegNetError::Load { path, .. } if *path == missing),
         "{err}"
@@ -415,7 +419,10 @@ fn bad_weights_files_are_typed_errors_naming_the_file() {
 
     let garbage = dir.join("garbage.bpk");
     std::fs::write(&garbage, b"definitely not a burnpack file").unwrap();
-    let err = config.init_from_file(&garbage, &device).unwrap_err();
+    let err = config
+        .init(&device)
+        .and_then(|m| m.load(&garbage))
+        .unwrap_err();
     assert!(
         matches!(&err, SegNetError::Load { path, .. } if *path == garbage),
         "{err}"
@@ -425,20 +432,25 @@ fn bad_weights_files_are_typed_errors_naming_the_file() {
     let truncated = dir.join("truncated.bpk");
     let bytes = std::fs::read(&path).unwrap();
     std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
-    let err = config.init_from_file(&truncated, &device).unwrap_err();
+    let err = config
+        .init(&device)
+        .and_then(|m| m.load(&truncated))
+        .unwrap_err();
     assert!(matches!(&err, SegNetError::Load { .. }), "{err}");
 
     let err = config
         .clone()
         .with_num_classes(5)
-        .init_from_file(&path, &device)
+        .init(&device)
+        .and_then(|m| m.load(&path))
         .unwrap_err();
     assert!(
         matches!(&err, SegNetError::WeightsMismatch { path: p, .. } if *p == path),
         "{err}"
     );
     let err = SqueezeSegNetConfig::paper()
-        .init_from_file(&path, &device)
+        .init(&device)
+        .and_then(|m| m.load(&path))
         .unwrap_err();
     assert!(matches!(&err, SegNetError::WeightsMismatch { .. }), "{err}");
 }

@@ -26,7 +26,8 @@ fn reduced_files_load_back_within_their_precision_on_every_cpu_backend() {
         for kind in [BackendKind::Flex, BackendKind::NdArray] {
             let device = kind.device().unwrap();
             let loaded = SqueezeSegNetConfig::camvid()
-                .init_from_file(&path, &device)
+                .init(&device)
+                .and_then(|m| m.load(&path))
                 .unwrap();
             let got = params(&loaded);
             assert_eq!(got.len(), original.len());
@@ -77,7 +78,8 @@ fn an_int8_network_segments_like_the_f32_one() {
     let model = camvid_with_moved_statistics(11);
     let path = model.save_as(dir.join("w"), Precision::Int8).unwrap();
     let int8 = SqueezeSegNetConfig::camvid()
-        .init_from_file(&path, &device)
+        .init(&device)
+        .and_then(|m| m.load(&path))
         .unwrap();
     device.seed(12);
     let x = Tensor::<4>::random([1, 3, 64, 80], burn::tensor::Distribution::Default, &device);
@@ -195,7 +197,10 @@ fn damaged_reduced_files_are_typed_errors_naming_file_and_tensor() {
     for (file, precision, tensors, message) in cases {
         let path = dir.join(format!("{file}.bpk"));
         write_pack(&path, precision, tensors);
-        let err = config.init_from_file(&path, &device).unwrap_err();
+        let err = config
+            .init(&device)
+            .and_then(|m| m.load(&path))
+            .unwrap_err();
         let text = err.to_string();
         assert!(
             matches!(&err, SegNetError::Load { path: p, .. } if *p == path),
@@ -220,7 +225,10 @@ fn damaged_reduced_files_are_typed_errors_naming_file_and_tensor() {
     ] {
         let path = dir.join(format!("{file}.bpk"));
         write_pack(&path, "f32", tensors);
-        let err = config.init_from_file(&path, &device).unwrap_err();
+        let err = config
+            .init(&device)
+            .and_then(|m| m.load(&path))
+            .unwrap_err();
         assert!(
             matches!(&err, SegNetError::WeightsMismatch { .. }),
             "{file}: {err}"
@@ -250,6 +258,9 @@ fn damaged_reduced_files_are_typed_errors_naming_file_and_tensor() {
     let path = other
         .save_as(dir.join("paper-int8"), Precision::Int8)
         .unwrap();
-    let err = config.init_from_file(&path, &device).unwrap_err();
+    let err = config
+        .init(&device)
+        .and_then(|m| m.load(&path))
+        .unwrap_err();
     assert!(matches!(&err, SegNetError::WeightsMismatch { .. }), "{err}");
 }

@@ -60,7 +60,8 @@ fn a_round_trip_keeps_every_value_and_writes_pytorch_names() {
     assert_eq!(params(&loaded), want);
     // `load` (and so every example's --weights) reads .safetensors files too.
     let loaded = SqueezeSegNetConfig::camvid()
-        .init_from_file(&path, &device)
+        .init(&device)
+        .and_then(|m| m.load(&path))
         .unwrap();
     assert_eq!(params(&loaded), want);
 }
@@ -158,7 +159,10 @@ fn files_that_do_not_fit_are_typed_errors_naming_the_tensor() {
     for (name, edit, message) in cases {
         let path = dir.join(format!("{name}.safetensors"));
         write_like_pytorch(&path, &source, edit);
-        let err = config.init_from_file(&path, &device).unwrap_err();
+        let err = config
+            .init(&device)
+            .and_then(|m| m.load(&path))
+            .unwrap_err();
         let text = err.to_string();
         assert!(
             matches!(&err, SegNetError::WeightsMismatch { path: p, .. } if *p == path),
@@ -168,7 +172,10 @@ fn files_that_do_not_fit_are_typed_errors_naming_the_tensor() {
     }
     let garbage = dir.join("garbage.safetensors");
     std::fs::write(&garbage, b"not safetensors at all").unwrap();
-    let err = config.init_from_file(&garbage, &device).unwrap_err();
+    let err = config
+        .init(&device)
+        .and_then(|m| m.load(&garbage))
+        .unwrap_err();
     assert!(
         matches!(&err, SegNetError::Load { path, .. } if *path == garbage),
         "{err}"

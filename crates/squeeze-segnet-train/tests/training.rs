@@ -162,7 +162,7 @@ fn logits_of(path: &Path) -> TensorData {
 /// [`logits_of`] for a network other than the training recipe's default.
 fn logits_of_network(path: &Path, config: SqueezeSegNetConfig) -> TensorData {
     let device = Device::flex();
-    let model = config.init_from_file(path, &device).unwrap();
+    let model = config.init(&device).and_then(|m| m.load(path)).unwrap();
     let x = Tensor::<4>::from_data(
         TensorData::new(
             (0..3 * 64 * 80)
@@ -501,7 +501,8 @@ fn saved_weights_include_the_last_batch_norm_update() {
         .unwrap()
         .into_data();
     let loaded = SqueezeSegNetConfig::paper_with_batch_norm()
-        .init_from_file(&path, &Device::flex())
+        .init(&Device::flex())
+        .and_then(|m| m.load(&path))
         .unwrap();
     loaded
         .forward(x.inner())

@@ -92,7 +92,7 @@ impl SavedModel {
     /// # Errors
     /// As [`SqueezeSegNet::load`].
     pub fn init(&self, device: &Device) -> Result<SqueezeSegNet, SegNetError> {
-        self.config.init_from_file(&self.weights, device)
+        self.config.init(device)?.load(&self.weights)
     }
 }
 

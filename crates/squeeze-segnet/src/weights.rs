@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use burn::prelude::*;
 use burn::store::{ModuleRecord, RecordError};
 
-use crate::{SegNetError, SqueezeSegNet, SqueezeSegNetConfig};
+use crate::{SegNetError, SqueezeSegNet};
 
 /// The file Burn writes for `path`: `.bpk` is appended when `path` has no extension.
 pub fn weights_path(path: &Path) -> PathBuf {
@@ -107,27 +107,9 @@ impl SqueezeSegNet {
     }
 }
 
-impl SqueezeSegNetConfig {
-    /// Builds the network and loads its weights from `path`.
-    ///
-    /// ```no_run
-    /// use burn::prelude::*;
-    /// use squeeze_segnet::SqueezeSegNetConfig;
-    /// let model = SqueezeSegNetConfig::camvid().init_from_file("camvid.bpk", &Device::flex())?;
-    /// # Ok::<(), squeeze_segnet::SegNetError>(())
-    /// ```
-    pub fn init_from_file(
-        &self,
-        path: impl AsRef<Path>,
-        device: &Device,
-    ) -> Result<SqueezeSegNet, SegNetError> {
-        self.init(device)?.load(path)
-    }
-}
-
 /// The CamVid weights shipped with this crate (`weights/camvid/camvid.bpk` in its source
 /// folder, next to `model.json` and `config.json`, the network's and the training run's options).
-/// They are for [`SqueezeSegNetConfig::camvid`] (11 classes, batch norm, context, refinement); their
+/// They are for [`crate::SqueezeSegNetConfig::camvid`] (11 classes, batch norm, context, refinement); their
 /// training command and validation scores are in the README.
 pub fn camvid_weights_path() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("weights/camvid/camvid.bpk")

@@ -3,7 +3,7 @@
 //! ReLU on the block while it is in cache. Blocks run in parallel on Rayon's pool; the GEMM is
 //! the `gemm` crate's (the one Flex uses), single-threaded inside a block.
 
-use burn::backend::{Flex, NdArray, tensor::FloatTensor};
+use burn::backend::tensor::FloatTensor;
 use burn::tensor::{Shape, TensorData};
 use rayon::prelude::*;
 
@@ -571,106 +571,100 @@ fn conv2d_train<B: HostBackend>(
     conv2d_bias::<B>(x, weight, None, stride, padding, false)
 }
 
-macro_rules! cpu_backend {
-    ($backend:ty) => {
-        impl FusedConvOps for $backend {
-            fn seg_conv2d_bias(
-                x: FloatTensor<Self>,
-                weight: FloatTensor<Self>,
-                bias: FloatTensor<Self>,
-                stride_h: usize,
-                stride_w: usize,
-                pad_h: usize,
-                pad_w: usize,
-                relu: bool,
-            ) -> FloatTensor<Self> {
-                conv2d_bias::<Self>(
-                    x,
-                    weight,
-                    Some(bias),
-                    [stride_h, stride_w],
-                    [pad_h, pad_w],
-                    relu,
-                )
-            }
+/// NdArray's and Flex's implementation (every [`HostBackend`]): the host kernels above.
+impl<B: HostBackend> FusedConvOps for B {
+    fn seg_conv2d_bias(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        stride_h: usize,
+        stride_w: usize,
+        pad_h: usize,
+        pad_w: usize,
+        relu: bool,
+    ) -> FloatTensor<Self> {
+        conv2d_bias::<Self>(
+            x,
+            weight,
+            Some(bias),
+            [stride_h, stride_w],
+            [pad_h, pad_w],
+            relu,
+        )
+    }
 
-            fn seg_conv2d_train(
-                x: FloatTensor<Self>,
-                weight: FloatTensor<Self>,
-                stride_h: usize,
-                stride_w: usize,
-                pad_h: usize,
-                pad_w: usize,
-            ) -> FloatTensor<Self> {
-                conv2d_train::<Self>(x, weight, [stride_h, stride_w], [pad_h, pad_w])
-            }
+    fn seg_conv2d_train(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        stride_h: usize,
+        stride_w: usize,
+        pad_h: usize,
+        pad_w: usize,
+    ) -> FloatTensor<Self> {
+        conv2d_train::<Self>(x, weight, [stride_h, stride_w], [pad_h, pad_w])
+    }
 
-            fn seg_conv2d_weight_grad(
-                x: FloatTensor<Self>,
-                grad: FloatTensor<Self>,
-                kernel_h: usize,
-                kernel_w: usize,
-                stride_h: usize,
-                stride_w: usize,
-                pad_h: usize,
-                pad_w: usize,
-            ) -> FloatTensor<Self> {
-                conv2d_weight_grad::<Self>(
-                    x,
-                    grad,
-                    [kernel_h, kernel_w],
-                    [stride_h, stride_w],
-                    [pad_h, pad_w],
-                )
-            }
+    fn seg_conv2d_weight_grad(
+        x: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        kernel_h: usize,
+        kernel_w: usize,
+        stride_h: usize,
+        stride_w: usize,
+        pad_h: usize,
+        pad_w: usize,
+    ) -> FloatTensor<Self> {
+        conv2d_weight_grad::<Self>(
+            x,
+            grad,
+            [kernel_h, kernel_w],
+            [stride_h, stride_w],
+            [pad_h, pad_w],
+        )
+    }
 
-            fn seg_batch_norm_relu(
-                x: FloatTensor<Self>,
-                gamma: FloatTensor<Self>,
-                beta: FloatTensor<Self>,
-                epsilon: f64,
-            ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-                super::batch_norm::batch_norm_relu::<Self>(x, gamma, beta, epsilon)
-            }
+    fn seg_batch_norm_relu(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        super::batch_norm::batch_norm_relu::<Self>(x, gamma, beta, epsilon)
+    }
 
-            fn seg_batch_norm_relu_backward(
-                x: FloatTensor<Self>,
-                output: FloatTensor<Self>,
-                gamma: FloatTensor<Self>,
-                mean: FloatTensor<Self>,
-                variance: FloatTensor<Self>,
-                epsilon: f64,
-                grad: FloatTensor<Self>,
-            ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-                super::batch_norm::batch_norm_relu_backward::<Self>(
-                    x, output, gamma, mean, variance, epsilon, grad,
-                )
-            }
+    fn seg_batch_norm_relu_backward(
+        x: FloatTensor<Self>,
+        output: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        mean: FloatTensor<Self>,
+        variance: FloatTensor<Self>,
+        epsilon: f64,
+        grad: FloatTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        super::batch_norm::batch_norm_relu_backward::<Self>(
+            x, output, gamma, mean, variance, epsilon, grad,
+        )
+    }
 
-            fn seg_fire_expand(
-                x: FloatTensor<Self>,
-                w1: FloatTensor<Self>,
-                b1: FloatTensor<Self>,
-                w3: FloatTensor<Self>,
-                b3: FloatTensor<Self>,
-            ) -> FloatTensor<Self> {
-                expand::<Self>(x, [w1, b1, w3, b3], None)
-            }
+    fn seg_fire_expand(
+        x: FloatTensor<Self>,
+        w1: FloatTensor<Self>,
+        b1: FloatTensor<Self>,
+        w3: FloatTensor<Self>,
+        b3: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        expand::<Self>(x, [w1, b1, w3, b3], None)
+    }
 
-            fn seg_dfire(
-                x: FloatTensor<Self>,
-                w1: FloatTensor<Self>,
-                b1: FloatTensor<Self>,
-                w3: FloatTensor<Self>,
-                b3: FloatTensor<Self>,
-                ws: FloatTensor<Self>,
-                bs: FloatTensor<Self>,
-            ) -> FloatTensor<Self> {
-                expand::<Self>(x, [w1, b1, w3, b3], Some([ws, bs]))
-            }
-        }
-    };
+    fn seg_dfire(
+        x: FloatTensor<Self>,
+        w1: FloatTensor<Self>,
+        b1: FloatTensor<Self>,
+        w3: FloatTensor<Self>,
+        b3: FloatTensor<Self>,
+        ws: FloatTensor<Self>,
+        bs: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        expand::<Self>(x, [w1, b1, w3, b3], Some([ws, bs]))
+    }
 }
-
-cpu_backend!(Flex);
-cpu_backend!(NdArray);

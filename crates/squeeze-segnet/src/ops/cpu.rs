@@ -7,10 +7,8 @@
 //! I32 or I64, written in the dtype asked for (the device's int dtype). Out-of-range indices are
 //! skipped, never a panic.
 
-#![allow(deprecated)] // burn::backend::NdArray: deprecated in Burn 0.22, supported on request.
-
 use burn::backend::{
-    Flex, NdArray, TensorMetadata,
+    TensorMetadata,
     tensor::{FloatTensor, IntTensor},
 };
 use burn::tensor::{DType, IntDType, TensorData};
@@ -120,52 +118,45 @@ fn unpool_backward<B: HostBackend>(grad: FloatTensor<B>, indices: IntTensor<B>) 
     B::float_from_data(out, &device)
 }
 
-/// One `impl SegNetOps` per CPU backend, all delegating to the generic host kernels above.
-macro_rules! cpu_backend {
-    ($backend:ty) => {
-        impl SegNetOps for $backend {
-            fn seg_max_pool2d_with_indices(
-                x: FloatTensor<Self>,
-                kernel_h: usize,
-                kernel_w: usize,
-                stride_h: usize,
-                stride_w: usize,
-                indices_dtype: IntDType,
-            ) -> (FloatTensor<Self>, IntTensor<Self>) {
-                pool::<Self>(x, [kernel_h, kernel_w], [stride_h, stride_w], indices_dtype)
-            }
+/// NdArray's and Flex's implementation (every [`HostBackend`]): the generic host kernels above.
+impl<B: HostBackend> SegNetOps for B {
+    fn seg_max_pool2d_with_indices(
+        x: FloatTensor<Self>,
+        kernel_h: usize,
+        kernel_w: usize,
+        stride_h: usize,
+        stride_w: usize,
+        indices_dtype: IntDType,
+    ) -> (FloatTensor<Self>, IntTensor<Self>) {
+        pool::<Self>(x, [kernel_h, kernel_w], [stride_h, stride_w], indices_dtype)
+    }
 
-            fn seg_max_pool2d_backward(
-                grad: FloatTensor<Self>,
-                indices: IntTensor<Self>,
-                in_h: usize,
-                in_w: usize,
-                _kernel_h: usize,
-                _kernel_w: usize,
-                _stride_h: usize,
-                _stride_w: usize,
-            ) -> FloatTensor<Self> {
-                pool_backward::<Self>(grad, indices, [in_h, in_w])
-            }
+    fn seg_max_pool2d_backward(
+        grad: FloatTensor<Self>,
+        indices: IntTensor<Self>,
+        in_h: usize,
+        in_w: usize,
+        _kernel_h: usize,
+        _kernel_w: usize,
+        _stride_h: usize,
+        _stride_w: usize,
+    ) -> FloatTensor<Self> {
+        pool_backward::<Self>(grad, indices, [in_h, in_w])
+    }
 
-            fn seg_max_unpool2d(
-                x: FloatTensor<Self>,
-                indices: IntTensor<Self>,
-                out_h: usize,
-                out_w: usize,
-            ) -> FloatTensor<Self> {
-                unpool::<Self>(x, indices, [out_h, out_w])
-            }
+    fn seg_max_unpool2d(
+        x: FloatTensor<Self>,
+        indices: IntTensor<Self>,
+        out_h: usize,
+        out_w: usize,
+    ) -> FloatTensor<Self> {
+        unpool::<Self>(x, indices, [out_h, out_w])
+    }
 
-            fn seg_max_unpool2d_backward(
-                grad: FloatTensor<Self>,
-                indices: IntTensor<Self>,
-            ) -> FloatTensor<Self> {
-                unpool_backward::<Self>(grad, indices)
-            }
-        }
-    };
+    fn seg_max_unpool2d_backward(
+        grad: FloatTensor<Self>,
+        indices: IntTensor<Self>,
+    ) -> FloatTensor<Self> {
+        unpool_backward::<Self>(grad, indices)
+    }
 }
-
-cpu_backend!(Flex);
-cpu_backend!(NdArray);
