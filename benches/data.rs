@@ -1,9 +1,13 @@
-//! Decoded-and-augmented images per second at 360×480: PNG decoding, the training transform
-//! (scale-and-crop, flip, jitter, normalisation) and batching, through Burn's data loader with
-//! two worker threads — the work that must outpace training steps.
+//! Decoded-and-augmented images per second: PNG decoding, the training transform
+//! (scale-and-crop, flip, jitter, normalisation) and batching — the work that must outpace
+//! training steps — through the data crate's pipeline (`loader::EpochStream`, what the trainer
+//! runs on) and through Burn's data loader with two worker threads (`TransformedDataset`, the
+//! adapter for Burn's `DataLoader`).
 //!
 //! Uses the full CamVid when `SQUEEZE_SEGNET_CAMVID` points at it, else the embedded sample.
 //! Ids: `data/<stage>/<source>`; throughput is in images (elements) per second.
+
+use std::sync::Arc;
 
 use burn::data::dataloader::DataLoaderBuilder;
 use burn::data::dataset::Dataset;
@@ -40,6 +44,16 @@ fn bench_data(c: &mut Criterion) {
             b.iter(|| {
                 (0..n)
                     .map(|i| data.get(i).unwrap().mask.len())
+                    .sum::<usize>()
+            })
+        });
+        let cached = Arc::new(loader::CachedDataset::new(train.clone(), false));
+        let order = loader::epoch_order(n, 0, 0);
+        group.bench_function(format!("{stage}-pipeline/{source}"), |b| {
+            b.iter(|| {
+                let batches = loader::batches(&order, 4);
+                loader::EpochStream::start(cached.clone(), transform.clone(), batches, 0, 0)
+                    .map(|batch| batch.unwrap().len())
                     .sum::<usize>()
             })
         });
