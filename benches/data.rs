@@ -9,7 +9,7 @@
 
 use std::sync::Arc;
 
-use burn::data::dataloader::DataLoaderBuilder;
+use burn::data::dataloader::{DataLoaderBuilder, batcher::Batcher};
 use burn::data::dataset::Dataset;
 use burn::prelude::*;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
@@ -23,6 +23,7 @@ fn bench_data(c: &mut Criterion) {
     };
     let train = camvid(&root, "train").expect("CamVid train split");
     let n = train.len();
+    let device = Device::flex();
     let mut group = c.benchmark_group("data");
     group.sample_size(10);
     group.throughput(Throughput::Elements(n as u64));
@@ -47,25 +48,31 @@ fn bench_data(c: &mut Criterion) {
                     .sum::<usize>()
             })
         });
+        // Uncached (every epoch decodes, as a first epoch does), decoding on Rayon's pool.
         let cached = Arc::new(loader::CachedDataset::new(train.clone(), false));
         let order = loader::epoch_order(n, 0, 0);
         group.bench_function(format!("{stage}-pipeline/{source}"), |b| {
             b.iter(|| {
                 let batches = loader::batches(&order, 4);
                 loader::EpochStream::start(cached.clone(), transform.clone(), batches, 0, 0)
-                    .map(|batch| batch.unwrap().len())
+                    .map(|items| {
+                        SegmentationBatcher
+                            .batch(items.unwrap(), &device)
+                            .images
+                            .dims()[0]
+                    })
                     .sum::<usize>()
             })
         });
-        let loader = DataLoaderBuilder::new(SegmentationBatcher)
+        let burn_loader = DataLoaderBuilder::new(SegmentationBatcher)
             .batch_size(4)
             .shuffle(0)
             .num_workers(2)
-            .set_device(Device::flex())
+            .set_device(device.clone())
             .build(TransformedDataset::new(train.clone(), transform, 0).unwrap());
         group.bench_function(format!("{stage}-loader-2workers/{source}"), |b| {
             b.iter(|| {
-                loader
+                burn_loader
                     .iter()
                     .map(|batch| batch.unwrap().images.dims()[0])
                     .sum::<usize>()

@@ -164,7 +164,8 @@ impl HostData {
     }
 }
 
-/// How a CPU backend hands its tensors to the kernels.
+/// How a CPU backend hands its tensors to the kernels. Implementing it gives a backend the
+/// extension ops' host kernels (`SegNetOps` in `ops/cpu.rs`, `FusedConvOps` in `fused/cpu.rs`).
 pub(crate) trait HostBackend: Backend {
     fn float_host(x: FloatTensor<Self>) -> HostData;
     fn int_host(x: IntTensor<Self>) -> HostData;

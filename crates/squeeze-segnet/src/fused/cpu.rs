@@ -571,7 +571,7 @@ fn conv2d_train<B: HostBackend>(
     conv2d_bias::<B>(x, weight, None, stride, padding, false)
 }
 
-/// NdArray's and Flex's implementation (every [`HostBackend`]): the host kernels above.
+/// NdArray's and Flex's implementation (every `HostBackend`): the host kernels above.
 impl<B: HostBackend> FusedConvOps for B {
     fn seg_conv2d_bias(
         x: FloatTensor<Self>,

@@ -118,7 +118,7 @@ fn unpool_backward<B: HostBackend>(grad: FloatTensor<B>, indices: IntTensor<B>) 
     B::float_from_data(out, &device)
 }
 
-/// NdArray's and Flex's implementation (every [`HostBackend`]): the generic host kernels above.
+/// NdArray's and Flex's implementation (every `HostBackend`): the generic host kernels above.
 impl<B: HostBackend> SegNetOps for B {
     fn seg_max_pool2d_with_indices(
         x: FloatTensor<Self>,
