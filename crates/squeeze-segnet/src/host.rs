@@ -22,6 +22,7 @@ pub(crate) trait HostFloat:
     + std::ops::Sub<Output = Self>
     + std::ops::Mul<Output = Self>
 {
+    /// Zero, whose bits are all zero (f32's and f64's `+0.0`: buffers are zeroed by memset).
     const ZERO: Self;
     const ONE: Self;
     fn add(self, other: Self) -> Self;
