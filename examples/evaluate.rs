@@ -7,7 +7,7 @@
 //! writes the confusion matrix as CSV; `--figures N` also writes N pictures of input, ground
 //! truth and prediction side by side.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -49,7 +49,8 @@ struct Cli {
     /// Images per forward pass
     #[arg(long, value_name = "N", default_value_t = 4)]
     batch_size: usize,
-    /// Confusion-matrix CSV [default: confusion_<split>.csv next to a run's weights]
+    /// Confusion-matrix CSV [default: confusion_<split>.csv next to a run's weights; in the working
+    /// directory for the shipped weights]
     #[arg(long, value_name = "FILE")]
     csv: Option<PathBuf>,
     /// Also write N images (evenly spaced in the split) as input | ground truth | prediction
@@ -72,7 +73,14 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let (saved, size) = args.model.resolve()?;
     let weights = saved.weights.clone();
     // Outputs go next to the weights of a run; for the shipped weights, to the current folder.
-    let run_dir = if weights == squeeze_segnet::camvid_weights_path() {
+    // Outputs go next to a run's weights, but never into the crate's own weights folder (the
+    // shipped f32 and int8 files; read-only in a packaged crate): there, the working directory.
+    let folder = |path: &Path| {
+        let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+        dir.unwrap_or(Path::new(".")).canonicalize().ok()
+    };
+    let shipped = folder(&squeeze_segnet::camvid_weights_path());
+    let run_dir = if shipped.is_some() && folder(&weights) == shipped {
         PathBuf::new()
     } else {
         weights.parent().map(PathBuf::from).unwrap_or_default()

@@ -389,5 +389,22 @@ fn convert_weights_writes_an_int8_file_that_evaluate_reads() {
     let eval = run(example("evaluate").args(["--weights", out_s, "--size", "180x240"]));
     let text = String::from_utf8_lossy(&eval.stdout);
     assert!(text.contains("class average"), "{text}");
+    assert!(
+        dir.join("confusion_val.csv").is_file(),
+        "next to a run's weights"
+    );
+    // The shipped int8 file's confusion matrix goes to the working directory, not into the
+    // crate's weights folder.
+    let work = dir.join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    let int8 = squeeze_segnet::camvid_int8_weights_path();
+    run(example("evaluate").current_dir(&work).args([
+        "--weights",
+        int8.to_str().unwrap(),
+        "--size",
+        "180x240",
+    ]));
+    assert!(work.join("confusion_val.csv").is_file());
+    assert!(!int8.with_file_name("confusion_val.csv").exists());
     let _ = std::fs::remove_dir_all(&dir);
 }
