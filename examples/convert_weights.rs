@@ -7,7 +7,7 @@
 //! ```
 //! Prints both files' sizes and how far the converted network's logits move on a sample image.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use burn::prelude::*;
@@ -58,10 +58,12 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     }
 
     let device = Device::flex();
-    let (model, load_in) = timed(|| config.init(&device).and_then(|m| m.load(&weights)));
+    // The same network read from either file (the output has no model.json beside it).
+    let load = |path: &Path| config.init(&device).and_then(|m| m.load(path));
+    let (model, load_in) = timed(|| load(&weights));
     let model = model?;
     model.save_as(&out, precision)?;
-    let (converted, load_out) = timed(|| config.init(&device).and_then(|m| m.load(&out)));
+    let (converted, load_out) = timed(|| load(&out));
     let converted = converted?;
 
     let image = decode(&camvid_sample_root().join("val/0016E5_07959.png"))?.to_rgb8();

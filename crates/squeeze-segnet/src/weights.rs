@@ -109,8 +109,8 @@ impl SqueezeSegNet {
 
 /// The CamVid weights shipped with this crate (`weights/camvid/camvid.bpk` in its source
 /// folder, next to `model.json` and `config.json`, the network's and the training run's options).
-/// They are for [`crate::SqueezeSegNetConfig::camvid`] (11 classes, batch norm, context, refinement); their
-/// training command and validation scores are in the README.
+/// They are for [`crate::SqueezeSegNetConfig::camvid`] (11 classes, batch norm, context,
+/// refinement); their training command and validation scores are in the README.
 pub fn camvid_weights_path() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("weights/camvid/camvid.bpk")
 }

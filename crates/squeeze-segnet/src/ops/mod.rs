@@ -1,6 +1,6 @@
 //! Max-pooling with indices and max-unpooling, the two operations SegNet-style decoders are
-//! built on, as a Burn backend extension: one implementation for the CPU backends (NdArray and Flex,
-//! through the crate's host layer), one for CubeCL (WGPU) and one for Autodiff.
+//! built on, as a Burn backend extension: one implementation for the CPU backends (NdArray and
+//! Flex, through the crate's host layer), one for CubeCL (WGPU) and one for Autodiff.
 //!
 //! ```text
 //! SegNetOps (this file)          the extension trait and the Tensor-level functions
