@@ -1,4 +1,5 @@
-//! Where the time goes, layer by layer, for the default network (fp32, random weights), each
+//! Where the time goes, layer by layer, for the paper's network with batch norm (the layers every
+//! preset shares; fp32, random weights), each
 //! layer timed alone on its real input:
 //!
 //! - `layers/<backend>/<nn>-<layer>`: inference (batch norm folded, the fused CPU path) at

@@ -509,6 +509,7 @@ fn folding_batch_norm_keeps_the_logits() {
         .into_scalar();
     assert!(moved > 1e-3, "the running means moved ({moved})");
     let folded = model.for_inference();
+    assert_eq!(folded.config(), eval.config().with_batch_norm(false));
     assert!(folded.conv1.norm.is_none() && folded.conv1.conv.bias.is_some());
     assert!(folded.dfire2.squeeze.norm.is_none());
     assert!(folded.refine.as_ref().unwrap().norm.is_none());
@@ -519,6 +520,83 @@ fn folding_batch_norm_keeps_the_logits() {
         .unwrap()
         .into_data()
         .assert_approx_eq::<f32>(&expected, burn::tensor::Tolerance::rel_abs(1e-3, 1e-4));
+}
+
+/// `forward` runs the layers in the order, and pools and unpools after the modules, that
+/// `summary` derives from config.rs's tables (`ENCODER_FIRES`, `POOLED_AFTER`, `DECODER_DFIRES`,
+/// `UNPOOLED_AFTER`): replaying the summary's rows one module at a time gives each row's shape
+/// and, at the end, `forward`'s logits. Moving a pooling in `forward` alone fails it.
+#[test]
+fn forward_runs_the_layers_of_the_summary_in_its_order() {
+    use squeeze_segnet::{config::POOL, ops};
+    let device = Device::flex();
+    for config in [SqueezeSegNetConfig::camvid(), SqueezeSegNetConfig::paper()] {
+        let mut model = config.init(&device).unwrap();
+        if let Some(context) = model.context.as_mut() {
+            // A fresh context adds zero; random weights make its place in the order matter.
+            let [o, i, _, _] = context.fuse.weight.dims();
+            let values: Vec<f64> = Rng::new(5).normal(o * i).iter().map(|v| 0.1 * v).collect();
+            context.fuse.weight =
+                burn::module::Param::from_tensor(float(&values, [o, i, 1, 1], &device));
+        }
+        let m = model.valid();
+        let shape = [1, 3, 61, 83];
+        let x = image(shape, 9, &device);
+        let mut pooled = std::collections::HashMap::new();
+        let mut y = x.clone();
+        let summary = config.summary(shape).unwrap();
+        for row in &summary.layers {
+            y = match row.name {
+                "conv1" => m.conv1.forward(y),
+                "fire2" => m.fire2.forward(y),
+                "fire3" => m.fire3.forward(y),
+                "fire4" => m.fire4.forward(y),
+                "fire5" => m.fire5.forward(y),
+                "fire6" => m.fire6.forward(y),
+                "fire7" => m.fire7.forward(y),
+                "fire8" => m.fire8.forward(y),
+                "fire9" => m.fire9.forward(y),
+                "conv10" => m.conv10.forward(y),
+                "context" => m.context.as_ref().unwrap().forward(y),
+                "conv10_d" => m.conv10_d.forward(y),
+                "dfire9" => m.dfire9.forward(y),
+                "dfire8" => m.dfire8.forward(y),
+                "dfire7" => m.dfire7.forward(y),
+                "dfire6" => m.dfire6.forward(y),
+                "dfire5" => m.dfire5.forward(y),
+                "dfire4" => m.dfire4.forward(y),
+                "dfire3" => m.dfire3.forward(y),
+                "dfire2" => m.dfire2.forward(y),
+                "refine" => m.refine.as_ref().unwrap().forward(y),
+                "deconv1" => squeeze_segnet::deconv::forward(&m.deconv1, y, [61, 83]),
+                pool if row.kind.starts_with("MaxPool") => {
+                    let [_, _, h, w] = y.dims();
+                    let (v, indices) = ops::max_pool2d_with_indices(y, POOL).unwrap();
+                    pooled.insert(pool, (indices, [h, w]));
+                    v
+                }
+                unpool if row.kind.starts_with("MaxUnpool") => {
+                    // "MaxUnpool (pool5)": the pooling whose indices it takes.
+                    let pool = row
+                        .kind
+                        .trim_start_matches("MaxUnpool (")
+                        .trim_end_matches(')');
+                    let (indices, size) = pooled.remove(pool).expect(unpool);
+                    ops::max_unpool2d(y, indices, size).unwrap()
+                }
+                other => panic!("the summary names a layer the network lacks: {other}"),
+            };
+            assert_eq!(y.dims(), row.output, "{} ({})", row.name, row.kind);
+        }
+        assert!(
+            pooled.is_empty(),
+            "poolings never unpooled: {:?}",
+            pooled.keys()
+        );
+        let want = host(m.forward(x).unwrap());
+        let got = host(y);
+        assert_mostly_close(&got, &want, 1e-5, 1e-5, 1e-6, "replayed summary vs forward");
+    }
 }
 
 #[test]

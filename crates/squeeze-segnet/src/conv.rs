@@ -1,5 +1,6 @@
 //! `ConvBlock`: convolution, optional batch norm, ReLU — the unit every Fire and DFire is made of.
 
+use crate::fold::{NormStats, fold};
 use crate::fused;
 use burn::module::{Param, RunningState};
 use burn::nn::{
@@ -174,7 +175,7 @@ pub(crate) fn expand_pair(e1: &ConvBlock, e3: &ConvBlock, x: Tensor<4>) -> Tenso
 impl ConvBlock {
     /// The same function with batch norm folded into the convolution, for inference: with
     /// `s = γ / √(running_var + ε)`, the weights become `W·s` (per output channel) and the bias
-    /// `(b − running_mean)·s + β`. One pass over the activations fewer per block, the same
+    /// `(b − running_mean)·s + β` (the arithmetic of [`SqueezeSegNet::for_inference`](crate::SqueezeSegNet::for_inference) too). One pass over the activations fewer per block, the same
     /// output up to float rounding. Blocks without batch norm are returned as they are.
     ///
     /// Call it on a model in inference mode ([`Module::valid`]); the folded block cannot load
@@ -184,19 +185,15 @@ impl ConvBlock {
             return self;
         };
         let mut conv = self.conv;
-        let weight = conv.weight.val();
-        let [cout, ..] = weight.dims();
-        let device = weight.device();
-        // Running statistics may sit on another device (data-parallel training forks them).
-        let var = norm.running_var.value_sync().to_device(&device);
-        let mean = norm.running_mean.value_sync().to_device(&device);
-        let scale = norm.gamma.val().div(var.add_scalar(norm.epsilon).sqrt());
-        let bias = conv
-            .bias
-            .map(|b| b.val())
-            .unwrap_or_else(|| Tensor::zeros([cout], &device));
-        let bias = bias.sub(mean).mul(scale.clone()).add(norm.beta.val());
-        conv.weight = Param::from_tensor(weight.mul(scale.reshape([cout, 1, 1, 1])));
+        let stats = NormStats {
+            gamma: norm.gamma.val(),
+            beta: norm.beta.val(),
+            mean: norm.running_mean.value_sync(),
+            var: norm.running_var.value_sync(),
+            epsilon: norm.epsilon,
+        };
+        let (weight, bias) = fold(conv.weight.val(), conv.bias.map(|b| b.val()), stats);
+        conv.weight = Param::from_tensor(weight);
         conv.bias = Some(Param::from_tensor(bias));
         ConvBlock { conv, norm: None }
     }

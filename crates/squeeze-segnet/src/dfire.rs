@@ -53,15 +53,6 @@ impl DFireConfig {
 }
 
 impl DFire {
-    /// Batch norm folded into each convolution ([`ConvBlock::fold_batch_norm`]).
-    pub fn fold_batch_norm(self) -> Self {
-        DFire {
-            expand1x1: self.expand1x1.fold_batch_norm(),
-            expand3x3: self.expand3x3.fold_batch_norm(),
-            squeeze: self.squeeze.fold_batch_norm(),
-        }
-    }
-
     /// # Shapes
     /// - input: `[batch, input, height, width]`
     /// - output: `[batch, output, height, width]`

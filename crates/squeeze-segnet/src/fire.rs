@@ -58,15 +58,6 @@ impl FireConfig {
 }
 
 impl Fire {
-    /// Batch norm folded into each convolution ([`ConvBlock::fold_batch_norm`]).
-    pub fn fold_batch_norm(self) -> Self {
-        Fire {
-            squeeze: self.squeeze.fold_batch_norm(),
-            expand1x1: self.expand1x1.fold_batch_norm(),
-            expand3x3: self.expand3x3.fold_batch_norm(),
-        }
-    }
-
     /// # Shapes
     /// - input: `[batch, input, height, width]`
     /// - output: `[batch, 2 × expand, height, width]`

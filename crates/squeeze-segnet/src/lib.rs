@@ -93,11 +93,13 @@ mod device;
 mod dfire;
 mod error;
 mod fire;
+mod fold;
 pub mod fused;
 mod host;
 mod input;
 mod model;
 pub mod ops;
+mod params;
 mod precision;
 mod predict;
 pub mod pytorch;
@@ -119,11 +121,12 @@ pub use input::{
     photo_input,
 };
 pub use model::SqueezeSegNet;
+pub use params::{num_trainable_params, visit_float_params};
 pub use precision::{PRECISION_KEY, Precision, weights_precision};
 pub use predict::{
     logits, predict_at, predict_full_size, segment_photo, upsample_argmax, upsample_logits,
 };
 pub use saved::{MODEL_FILE, RUN_FILE, SavedModel, json_with_defaults, load_json_with_defaults};
-pub use summary::{LayerSummary, ModelSummary, num_trainable_params, visit_float_params};
+pub use summary::{LayerSummary, ModelSummary};
 pub use visualize::{colorize, overlay, side_by_side};
 pub use weights::{camvid_int8_weights_path, camvid_weights_path, weights_path};

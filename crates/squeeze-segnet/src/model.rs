@@ -15,6 +15,7 @@ use crate::context::{PyramidContext, PyramidContextConfig};
 use crate::conv::{ConvBlock, ConvBlockConfig};
 use crate::dfire::{DFire, DFireConfig};
 use crate::fire::{Fire, FireConfig};
+use crate::fold;
 use crate::ops::{max_pool2d_with_indices_unchecked, max_unpool2d_unchecked};
 use crate::{SegNetError, ops::PoolOptions};
 
@@ -264,8 +265,28 @@ impl SqueezeSegNet {
         self.deconv(x, [height, width])
     }
 
-    /// The network for fast inference: in inference mode ([`Module::valid`]), with every batch
-    /// norm folded into its convolution ([`ConvBlock::fold_batch_norm`]) — the same logits up
+    /// The configuration that builds this network's layers (read from them: batch norm is
+    /// conv1's).
+    ///
+    /// ```
+    /// use burn::prelude::*;
+    /// use squeeze_segnet::SqueezeSegNetConfig;
+    /// let config = SqueezeSegNetConfig::paper().with_num_classes(4);
+    /// assert_eq!(config.init(&Device::flex())?.config(), config);
+    /// # Ok::<(), squeeze_segnet::SegNetError>(())
+    /// ```
+    pub fn config(&self) -> SqueezeSegNetConfig {
+        SqueezeSegNetConfig::new()
+            .with_num_classes(self.num_classes)
+            .with_input_channels(self.input_channels)
+            .with_batch_norm(self.conv1.norm.is_some())
+            .with_refine(self.refine.is_some())
+            .with_context(self.context.is_some())
+    }
+
+    /// The network for fast inference: in inference mode ([`Module::valid`]), rebuilt from its
+    /// [`config`](Self::config) without batch norm, each batch norm folded into its convolution
+    /// (by record path, the arithmetic of [`ConvBlock::fold_batch_norm`]) — the same logits up
     /// to float rounding, one pass over the activations fewer per convolution. The result
     /// cannot load weight files of the unfolded network: fold after loading.
     ///
@@ -274,36 +295,26 @@ impl SqueezeSegNet {
     /// use squeeze_segnet::SqueezeSegNetConfig;
     /// let model = SqueezeSegNetConfig::paper_with_batch_norm().init(&Device::flex())?.for_inference();
     /// assert!(model.conv1.norm.is_none() && model.conv1.conv.bias.is_some());
+    /// assert!(!model.config().batch_norm);
     /// # Ok::<(), squeeze_segnet::SegNetError>(())
     /// ```
     pub fn for_inference(&self) -> Self {
-        let m = self.valid();
-        SqueezeSegNet {
-            conv1: m.conv1.fold_batch_norm(),
-            fire2: m.fire2.fold_batch_norm(),
-            fire3: m.fire3.fold_batch_norm(),
-            fire4: m.fire4.fold_batch_norm(),
-            fire5: m.fire5.fold_batch_norm(),
-            fire6: m.fire6.fold_batch_norm(),
-            fire7: m.fire7.fold_batch_norm(),
-            fire8: m.fire8.fold_batch_norm(),
-            fire9: m.fire9.fold_batch_norm(),
-            conv10: m.conv10.fold_batch_norm(),
-            context: m.context,
-            conv10_d: m.conv10_d.fold_batch_norm(),
-            dfire9: m.dfire9.fold_batch_norm(),
-            dfire8: m.dfire8.fold_batch_norm(),
-            dfire7: m.dfire7.fold_batch_norm(),
-            dfire6: m.dfire6.fold_batch_norm(),
-            dfire5: m.dfire5.fold_batch_norm(),
-            dfire4: m.dfire4.fold_batch_norm(),
-            dfire3: m.dfire3.fold_batch_norm(),
-            dfire2: m.dfire2.fold_batch_norm(),
-            refine: m.refine.map(ConvBlock::fold_batch_norm),
-            deconv1: m.deconv1,
-            input_channels: m.input_channels,
-            num_classes: m.num_classes,
-        }
+        let model = self.valid();
+        let Some(epsilon) = model.conv1.norm.as_ref().map(|norm| norm.epsilon) else {
+            return model;
+        };
+        let plain = model
+            .config()
+            .with_batch_norm(false)
+            .init(&model.conv1.conv.weight.lazy_device())
+            .expect("a built network's configuration is valid");
+        let folded = fold::folded_tensors(&model, epsilon)
+            .and_then(|t| crate::params::assign_float_params(plain, t));
+        // Every block of a network `init` builds is a convolution + (batch norm) + ReLU, so
+        // the network without batch norm has exactly the folded tensors.
+        folded
+            .expect("the network without batch norm holds the folded tensors")
+            .valid()
     }
 
     /// The network with a [`PyramidContext`] after conv10 (`Some`), or without one (`None`),

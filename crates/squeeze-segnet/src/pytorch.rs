@@ -8,13 +8,14 @@
 //! Burn has no use for. Every tensor has PyTorch's layout already (convolutions
 //! `[out, in, kh, kw]`, the transposed convolution `[in, out, kh, kw]`).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
-use burn::module::{Module, ModuleMapper, Param};
+use burn::module::Module;
 use burn::prelude::*;
 use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 
+use crate::params::FloatTensors;
 use crate::{SegNetError, SqueezeSegNet};
 
 const TRACKED: &str = "num_batches_tracked";
@@ -119,13 +120,15 @@ impl SqueezeSegNet {
         // burnpack files against), in a fixed order so the first mismatch named is stable.
         let mut expected: Vec<(String, Vec<usize>)> = crate::precision::expected_tensors(&self)
             .into_iter()
-            .map(|(path, shape)| (pytorch_name(&path), shape))
             .collect();
-        expected.sort();
-        let mut values = HashMap::new();
-        for (name, shape) in &expected {
+        expected.sort_by_cached_key(|(record_path, _)| pytorch_name(record_path));
+        let device = self.conv1.conv.weight.lazy_device();
+        let mut values = FloatTensors::new();
+        let mut names = HashSet::new();
+        for (record_path, shape) in expected {
+            let name = pytorch_name(&record_path);
             let view = file
-                .tensor(name)
+                .tensor(&name)
                 .map_err(|_| mismatch(format!("tensor '{name}' is missing")))?;
             if view.shape() != shape.as_slice() {
                 return Err(mismatch(format!(
@@ -133,22 +136,22 @@ impl SqueezeSegNet {
                     view.shape()
                 )));
             }
-            values.insert(name.clone(), to_f32(name, &view).map_err(&mismatch)?);
+            let data = to_f32(&name, &view).map_err(&mismatch)?;
+            let len = data.len();
+            let tensor = Tensor::from_data(TensorData::new(data, [len]), &device);
+            values.insert(record_path, (shape, tensor));
+            names.insert(name);
         }
         if let Some(extra) = file
             .names()
             .into_iter()
-            .find(|n| !values.contains_key(*n) && !n.ends_with(&format!(".{TRACKED}")))
+            .find(|n| !names.contains(*n) && !n.ends_with(&format!(".{TRACKED}")))
         {
             return Err(mismatch(format!(
                 "tensor '{extra}' belongs to no parameter of this network"
             )));
         }
-        let mut mapper = Assign {
-            stack: Vec::new(),
-            values,
-        };
-        Ok(self.map(&mut mapper))
+        crate::params::assign_float_params(self, values).map_err(mismatch)
     }
 }
 
@@ -175,33 +178,6 @@ fn to_f32(name: &str, view: &TensorView<'_>) -> Result<Vec<f32>, String> {
         other => return Err(format!("tensor '{name}' has dtype {other:?}, not a float")),
     };
     Ok(values)
-}
-
-/// Sets each float parameter from `values` (keyed by PyTorch name), on the parameter's device.
-struct Assign {
-    stack: Vec<String>,
-    values: HashMap<String, Vec<f32>>,
-}
-
-impl ModuleMapper for Assign {
-    fn enter_module(&mut self, name: &str, _container: &str) {
-        self.stack.push(name.to_string());
-    }
-    fn exit_module(&mut self, _name: &str, _container: &str) {
-        self.stack.pop();
-    }
-    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
-        let name = pytorch_name(&self.stack.join("."));
-        let Some(values) = self.values.remove(&name) else {
-            return param; // not reached: load_pytorch found every name first
-        };
-        param.map(|tensor| {
-            let (shape, device) = (tensor.shape(), tensor.device());
-            let data = TensorData::new(values, shape).convert_dtype(tensor.dtype());
-            let grad = tensor.is_require_grad();
-            Tensor::from_data(data, &device).set_require_grad(grad)
-        })
-    }
 }
 
 #[cfg(test)]

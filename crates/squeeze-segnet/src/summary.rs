@@ -2,9 +2,6 @@
 
 use std::fmt;
 
-use burn::module::{Module, ModuleVisitor, Param};
-use burn::prelude::*;
-
 use crate::SegNetError;
 use crate::config::{
     CONTEXT_BINS, CONTEXT_BRANCH_CHANNELS, CONV1_CHANNELS, CONV10_CHANNELS, DECODER_DFIRES,
@@ -59,73 +56,6 @@ impl ModelSummary {
     pub fn fp32_bytes(&self) -> usize {
         4 * self.total_params()
     }
-}
-
-/// Trainable parameters of any module: weights, biases, batch norm's scales and shifts — not
-/// batch norm's running statistics, which Burn's `Module::num_params` also counts.
-///
-/// ```
-/// use burn::prelude::*;
-/// use squeeze_segnet::{SqueezeSegNetConfig, num_trainable_params};
-/// let model = SqueezeSegNetConfig::paper().init(&Device::flex())?;
-/// assert_eq!(num_trainable_params(&model), 2_692_555);
-/// # Ok::<(), squeeze_segnet::SegNetError>(())
-/// ```
-pub fn num_trainable_params<M: Module>(module: &M) -> usize {
-    let mut count = 0;
-    visit_float_params(module, |path, shape, _| {
-        let buffer = matches!(
-            path.rsplit('.').next(),
-            Some("running_mean" | "running_var")
-        );
-        if !buffer {
-            count += shape.iter().product::<usize>();
-        }
-    });
-    count
-}
-
-/// Calls `f(path, shape, value)` for every float parameter and statistic of `module`, in module
-/// order: `path` is its record path (`fire2.squeeze.conv.weight`, `conv10.norm.running_mean`),
-/// `shape` its shape, read without initialising a lazy parameter, and `value()` its values
-/// flattened (which does initialise it). The one walk over module paths that summaries, weight
-/// checks and exports share.
-///
-/// ```
-/// use burn::prelude::*;
-/// use squeeze_segnet::{SqueezeSegNetConfig, visit_float_params};
-/// let model = SqueezeSegNetConfig::paper().init(&Device::flex())?;
-/// let mut names = Vec::new();
-/// visit_float_params(&model, |path, _, _| names.push(path.to_string()));
-/// assert_eq!(names[0], "conv1.conv.weight");
-/// # Ok::<(), squeeze_segnet::SegNetError>(())
-/// ```
-pub fn visit_float_params<M: Module>(
-    module: &M,
-    f: impl FnMut(&str, &[usize], &dyn Fn() -> Tensor<1>),
-) {
-    struct Walk<F> {
-        path: Vec<String>,
-        f: F,
-    }
-    impl<F: FnMut(&str, &[usize], &dyn Fn() -> Tensor<1>)> ModuleVisitor for Walk<F> {
-        fn enter_module(&mut self, name: &str, _container: &str) {
-            self.path.push(name.to_string());
-        }
-        fn exit_module(&mut self, _name: &str, _container: &str) {
-            self.path.pop();
-        }
-        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            let shape = param.lazy_shape().to_vec();
-            let len = shape.iter().product::<usize>();
-            let value = || param.val().reshape([len]);
-            (self.f)(&self.path.join("."), &shape, &value);
-        }
-    }
-    module.visit(&mut Walk {
-        path: Vec::new(),
-        f,
-    });
 }
 
 /// Parameters and MACs (per output pixel) of a k×k convolution with optional bias and batch norm.
