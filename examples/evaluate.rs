@@ -72,7 +72,6 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let split = args.split.as_str();
     let (saved, size) = args.model.resolve()?;
     let weights = saved.weights.clone();
-    // Outputs go next to the weights of a run; for the shipped weights, to the current folder.
     // Outputs go next to a run's weights, but never into the crate's own weights folder (the
     // shipped f32 and int8 files; read-only in a packaged crate): there, the working directory.
     let folder = |path: &Path| {

@@ -175,8 +175,10 @@ pub(crate) fn expand_pair(e1: &ConvBlock, e3: &ConvBlock, x: Tensor<4>) -> Tenso
 impl ConvBlock {
     /// The same function with batch norm folded into the convolution, for inference: with
     /// `s = γ / √(running_var + ε)`, the weights become `W·s` (per output channel) and the bias
-    /// `(b − running_mean)·s + β` (the arithmetic of [`SqueezeSegNet::for_inference`](crate::SqueezeSegNet::for_inference) too). One pass over the activations fewer per block, the same
-    /// output up to float rounding. Blocks without batch norm are returned as they are.
+    /// `(b − running_mean)·s + β` (the arithmetic of
+    /// [`SqueezeSegNet::for_inference`](crate::SqueezeSegNet::for_inference) too). One pass over
+    /// the activations fewer per block, the same output up to float rounding. Blocks without
+    /// batch norm are returned as they are.
     ///
     /// Call it on a model in inference mode ([`Module::valid`]); the folded block cannot load
     /// records of the unfolded one.
