@@ -92,13 +92,13 @@ fn run<T: HostFloat>(
         blocks -= blocks % threads;
     }
     rows = oh.div_ceil(blocks);
-    // Winograd's tiles cover two output rows: blocks of an even number of rows.
+    // Winograd's tiles cover four output rows: blocks of a multiple of four rows.
     let transformed: Vec<Option<Vec<T>>> = convs
         .iter()
         .map(|c| winograd::fits(c, c_in, w).then(|| winograd::weights(c.weight, c.c_out, c_in)))
         .collect();
     if transformed.iter().any(Option::is_some) {
-        rows = rows.max(2).next_multiple_of(2);
+        rows = rows.next_multiple_of(winograd::TILE);
     }
     let blocks_per_image = oh.div_ceil(rows);
     let ptr = OutPtr(out.spare_capacity_mut().as_mut_ptr().cast::<T>());

@@ -1,33 +1,41 @@
-//! 3×3, stride-1, padding-1 convolutions by Winograd's minimal filtering F(2×2, 3×3) (Lavin &
-//! Gray, *Fast Algorithms for Convolutional Neural Networks*, 2016): each 2×2 tile of output is
-//! `Aᵀ [Σ_c (G g Gᵀ) ⊙ (Bᵀ d B)] A` for its 4×4 input patch `d`, which takes 16 multiplications
-//! per input channel where the direct convolution takes 36 — the sum over channels being 16
-//! GEMMs, one per position of the 4×4 transformed tile:
+//! 3×3, stride-1, padding-1 convolutions by Winograd's minimal filtering F(4×4, 3×3) (Lavin &
+//! Gray, *Fast Algorithms for Convolutional Neural Networks*, 2016): each 4×4 tile of output is
+//! `Aᵀ [Σ_c (G g Gᵀ) ⊙ (Bᵀ d B)] A` for its 6×6 input patch `d`, which takes 36 multiplications
+//! per input channel where the direct convolution takes 144 — the sum over channels being 36
+//! GEMMs, one per position of the 6×6 transformed tile. The interpolation points are 0, ±1, ±2
+//! and ∞:
 //!
 //! ```text
-//!      ⎡1  0 −1  0⎤        ⎡ 1    0    0 ⎤
-//! Bᵀ = ⎢0  1  1  0⎥    G = ⎢1/2  1/2  1/2⎥    Aᵀ = ⎡1 1  1  0⎤
-//!      ⎢0 −1  1  0⎥        ⎢1/2 −1/2  1/2⎥         ⎣0 1 −1 −1⎦
-//!      ⎣0  1  0 −1⎦        ⎣ 0    0    1 ⎦
+//!      ⎡4  0 −5  0  1  0⎤        ⎡ 1/4     0     0 ⎤
+//!      ⎢0 −4 −4  1  1  0⎥        ⎢−1/6  −1/6  −1/6 ⎥        ⎡1  1  1  1  1  0⎤
+//! Bᵀ = ⎢0  4 −4 −1  1  0⎥    G = ⎢−1/6   1/6  −1/6 ⎥   Aᵀ = ⎢0  1 −1  2 −2  0⎥
+//!      ⎢0 −2 −1  2  1  0⎥        ⎢1/24  1/12   1/6 ⎥        ⎢0  1  1  4  4  0⎥
+//!      ⎢0  2 −1 −2  1  0⎥        ⎢1/24 −1/12   1/6 ⎥        ⎣0  1 −1  8 −8  1⎦
+//!      ⎣0  4  0 −5  0  1⎦        ⎣  0     0     1  ⎦
 //! ```
 //!
 //! In this network the 3×3 convolutions (Fire and DFire expands, `refine`) hold most of the
 //! multiply-accumulates. The fused kernel (`cpu.rs`) runs those of them that gain ([`fits`]:
 //! inference, deep inputs, wide rows — dfire5 to dfire2 and `refine` at 360×480) here, block by
-//! block: the input
-//! transform of the block's tiles, the 16 GEMMs (`gemm` crate), then the output transform with
-//! bias and ReLU straight into the block's place in the output. The transforms run over whole
-//! tile rows, so they vectorise. The rounding error is a small multiple of the direct
-//! convolution's (the tests hold it to Burn's convolution at the same tolerances).
+//! block: the input transform of the block's tiles, the 36 GEMMs (`gemm` crate), then the output
+//! transform with bias and ReLU straight into the block's place in the output. The row half of
+//! the input transform runs over whole tile rows, so it vectorises. F(4×4) replaced F(2×2)
+//! (16 multiplications per 2×2 tile: 2.25× more per output than F(4×4)'s) after a per-layer
+//! comparison in `BENCHMARKS.md`. Its rounding error is larger than the direct convolution's
+//! (the transforms' coefficients reach 8): the tests hold it to Burn's convolution at the same
+//! tolerances as every fused kernel (1e-4 in f32).
 
 use rayon::prelude::*;
 
 use super::cpu::{Conv, matmul};
 use crate::host::HostFloat;
 
+/// Output rows (and columns) of one tile: blocks of output rows come in multiples of it.
+pub(super) const TILE: usize = 4;
+
 /// Whether `conv` over `c_in` channels of rows `w` wide runs here: an inference convolution
 /// (with a bias) that is 3×3, stride 1, padding 1 (output size = input size), with at least 64
-/// input channels and rows at least 40 wide. Below those the 16 GEMMs are too small (k = c_in,
+/// input channels and rows at least 40 wide. Below those the 36 GEMMs are too small (k = c_in,
 /// n = the block's tiles) and im2col + one GEMM is faster; so is the training path's
 /// convolution (no bias) in the training step (measured in `BENCHMARKS.md`).
 pub(super) fn fits<T>(conv: &Conv<'_, T>, c_in: usize, w: usize) -> bool {
@@ -39,25 +47,72 @@ pub(super) fn fits<T>(conv: &Conv<'_, T>, c_in: usize, w: usize) -> bool {
         && w >= 40
 }
 
-/// The transformed weights `U = G g Gᵀ`, laid out `[c_out][16][c_in]` (tile position `ξ`'s
-/// GEMM left-hand matrix starts at `ξ·c_in`, rows `16·c_in` apart), from `weight: [c_out, c_in,
+/// `Bᵀ d` for one column (or row) of six inputs.
+#[inline(always)]
+fn bt6<T: HostFloat>([d0, d1, d2, d3, d4, d5]: [T; 6]) -> [T; 6] {
+    let four = T::from_f64(4.0);
+    let five = T::from_f64(5.0);
+    let two = T::from_f64(2.0);
+    let t1 = d4 - four * d2;
+    let t2 = d3 - four * d1;
+    let t3 = d4 - d2;
+    let t4 = two * (d3 - d1);
+    [
+        (four * d0 - five * d2).add(d4),
+        t1.add(t2),
+        t1 - t2,
+        t3.add(t4),
+        t3 - t4,
+        (four * d1 - five * d3).add(d5),
+    ]
+}
+
+/// `Aᵀ m` for one column (or row) of six products: four outputs.
+#[inline(always)]
+fn at6<T: HostFloat>([m0, m1, m2, m3, m4, m5]: [T; 6]) -> [T; 4] {
+    let two = T::from_f64(2.0);
+    let four = T::from_f64(4.0);
+    let eight = T::from_f64(8.0);
+    let a = m1.add(m2);
+    let b = m1 - m2;
+    let c = m3.add(m4);
+    let d = m3 - m4;
+    [
+        m0.add(a).add(c),
+        b.add(two * d),
+        a.add(four * c),
+        b.add(eight * d).add(m5),
+    ]
+}
+
+/// The transformed weights `U = G g Gᵀ`, laid out `[c_out][36][c_in]` (tile position `ξ`'s
+/// GEMM left-hand matrix starts at `ξ·c_in`, rows `36·c_in` apart), from `weight: [c_out, c_in,
 /// 3, 3]`. Computed in f64, output channels in parallel (each writes its own contiguous rows).
 pub(super) fn weights<T: HostFloat>(weight: &[T], c_out: usize, c_in: usize) -> Vec<T> {
-    let mut u = vec![T::ZERO; 16 * c_out * c_in];
-    u.par_chunks_mut(16 * c_in)
+    let mut u = vec![T::ZERO; 36 * c_out * c_in];
+    u.par_chunks_mut(36 * c_in)
         .enumerate()
         .for_each(|(co, rows)| {
             for c in 0..c_in {
                 let g: [f64; 9] = std::array::from_fn(|i| weight[(co * c_in + c) * 9 + i].to_f64());
-                // t = G g (4×3), then t Gᵀ (4×4): the same three-to-four map on rows, then
+                let expand = |a: f64, b: f64, c: f64| {
+                    [
+                        a / 4.0,
+                        -(a + b + c) / 6.0,
+                        -(a - b + c) / 6.0,
+                        (a / 4.0 + b / 2.0 + c) / 6.0,
+                        (a / 4.0 - b / 2.0 + c) / 6.0,
+                        c,
+                    ]
+                };
+                // t = G g (6×3), then t Gᵀ (6×6): the same three-to-six map on rows, then
                 // columns.
-                let expand = |a: f64, b: f64, c: f64| [a, (a + b + c) / 2.0, (a - b + c) / 2.0, c];
-                let columns: [[f64; 4]; 3] =
+                let columns: [[f64; 6]; 3] =
                     std::array::from_fn(|j| expand(g[j], g[3 + j], g[6 + j]));
-                for i in 0..4 {
+                for i in 0..6 {
                     let row = expand(columns[0][i], columns[1][i], columns[2][i]);
                     for (j, value) in row.into_iter().enumerate() {
-                        rows[(i * 4 + j) * c_in + c] = T::from_f64(value);
+                        rows[(i * 6 + j) * c_in + c] = T::from_f64(value);
                     }
                 }
             }
@@ -65,7 +120,7 @@ pub(super) fn weights<T: HostFloat>(weight: &[T], c_out: usize, c_in: usize) -> 
     u
 }
 
-/// Scratch buffers a block reuses: transformed input, GEMM output, padded input rows, and two
+/// Scratch buffers a block reuses: transformed input, GEMM output, padded input rows, and four
 /// output rows.
 pub(super) struct Buffers<T> {
     v: Vec<T>,
@@ -104,58 +159,69 @@ pub(super) unsafe fn conv3x3<T: HostFloat>(
     buffers: &mut Buffers<T>,
 ) {
     let c_out = conv.c_out;
-    let (tiles_y, tiles_x) = ((oy1 - oy0).div_ceil(2), w.div_ceil(2));
+    let (tiles_y, tiles_x) = ((oy1 - oy0).div_ceil(TILE), w.div_ceil(TILE));
     let tiles = tiles_y * tiles_x;
     let Buffers { v, m, rows, y } = buffers;
-    v.resize(16 * c_in * tiles, T::ZERO);
-    m.resize(16 * c_out * tiles, T::ZERO);
-    // Four input rows, zero-padded by one column on the left and enough on the right for the
-    // last tile: 2·tiles_x + 2 columns.
-    let width = 2 * tiles_x + 2;
-    rows.resize(4 * width, T::ZERO);
+    v.resize(36 * c_in * tiles, T::ZERO);
+    m.resize(36 * c_out * tiles, T::ZERO);
+    // Six input rows, zero-padded by one column on the left and enough on the right for the
+    // last tile: 4·tiles_x + 2 columns.
+    let width = TILE * tiles_x + 2;
+    rows.resize(6 * width, T::ZERO);
 
     // Input transform: V[ξ][c][tile] = (Bᵀ d B)[ξ].
     for c in 0..c_in {
         let channel = &image[c * h * w..][..h * w];
         for ty in 0..tiles_y {
-            for i in 0..4 {
+            for i in 0..6 {
                 let row = &mut rows[i * width..][..width];
-                row.fill(T::ZERO);
-                let iy = (oy0 + 2 * ty + i).checked_sub(1).filter(|&y| y < h);
-                if let Some(iy) = iy {
-                    row[1..1 + w].copy_from_slice(&channel[iy * w..][..w]);
+                let iy = (oy0 + TILE * ty + i).checked_sub(1).filter(|&y| y < h);
+                match iy {
+                    Some(iy) => {
+                        row[0] = T::ZERO;
+                        row[1..1 + w].copy_from_slice(&channel[iy * w..][..w]);
+                        row[1 + w..].fill(T::ZERO);
+                    }
+                    None => row.fill(T::ZERO),
                 }
             }
-            let (d0, rest) = rows.split_at_mut(width);
-            let (d1, rest) = rest.split_at_mut(width);
-            let (d2, d3) = rest.split_at_mut(width);
-            // Bᵀ d, in place, over whole rows: (d0 − d2, d1 + d2, d2 − d1, d1 − d3).
-            for k in 0..width {
-                let (a, b, c_, d) = (d0[k], d1[k], d2[k], d3[k]);
-                d0[k] = a - c_;
-                d1[k] = b.add(c_);
-                d2[k] = c_ - b;
-                d3[k] = b - d;
+            // Bᵀ d, in place, over whole rows.
+            {
+                let (d0, rest) = rows.split_at_mut(width);
+                let (d1, rest) = rest.split_at_mut(width);
+                let (d2, rest) = rest.split_at_mut(width);
+                let (d3, rest) = rest.split_at_mut(width);
+                let (d4, d5) = rest.split_at_mut(width);
+                for k in 0..width {
+                    let r = bt6([d0[k], d1[k], d2[k], d3[k], d4[k], d5[k]]);
+                    d0[k] = r[0];
+                    d1[k] = r[1];
+                    d2[k] = r[2];
+                    d3[k] = r[3];
+                    d4[k] = r[4];
+                    d5[k] = r[5];
+                }
             }
-            // · B, per tile: columns 2tx .. 2tx + 3.
+            // · B, per tile: columns 4tx .. 4tx + 5.
             let base = ty * tiles_x;
-            for (i, t) in [&*d0, &*d1, &*d2, &*d3].into_iter().enumerate() {
-                let [o0, o1, o2, o3] =
-                    [0, 1, 2, 3].map(|j| ((i * 4 + j) * c_in + c) * tiles + base);
+            for i in 0..6 {
+                let t = &rows[i * width..][..width];
+                let o: [usize; 6] =
+                    std::array::from_fn(|j| ((i * 6 + j) * c_in + c) * tiles + base);
                 for tx in 0..tiles_x {
-                    let q = &t[2 * tx..2 * tx + 4];
-                    v[o0 + tx] = q[0] - q[2];
-                    v[o1 + tx] = q[1].add(q[2]);
-                    v[o2 + tx] = q[2] - q[1];
-                    v[o3 + tx] = q[1] - q[3];
+                    let q = &t[TILE * tx..TILE * tx + 6];
+                    let r = bt6([q[0], q[1], q[2], q[3], q[4], q[5]]);
+                    for j in 0..6 {
+                        v[o[j] + tx] = r[j];
+                    }
                 }
             }
         }
     }
 
     // M[ξ] = U[ξ] · V[ξ]: [c_out, c_in] · [c_in, tiles].
-    for xi in 0..16 {
-        // SAFETY: `m`, `u` and `v` hold the 16 matrices at these offsets and strides.
+    for xi in 0..36 {
+        // SAFETY: `m`, `u` and `v` hold the 36 matrices at these offsets and strides.
         unsafe {
             let dst = m.as_mut_ptr().add(xi * c_out * tiles);
             let lhs = u.as_ptr().add(xi * c_in);
@@ -163,15 +229,15 @@ pub(super) unsafe fn conv3x3<T: HostFloat>(
             matmul(
                 [c_out, tiles, c_in],
                 (dst, tiles),
-                (lhs, 16 * c_in),
+                (lhs, 36 * c_in),
                 (rhs, tiles),
             );
         }
     }
 
-    // Output transform: Y = Aᵀ M A, then bias and ReLU, two output rows per tile row.
+    // Output transform: Y = Aᵀ M A, then bias and ReLU, four output rows per tile row.
     let out_rows = oy1 - oy0;
-    y.resize(2 * width, T::ZERO);
+    y.resize(TILE * width, T::ZERO);
     for co in 0..c_out {
         let bias = conv.bias.map_or(T::ZERO, |b| b[co]);
         let finish = |v: T| {
@@ -184,26 +250,25 @@ pub(super) unsafe fn conv3x3<T: HostFloat>(
         };
         for ty in 0..tiles_y {
             let at = |xi: usize| &m[(xi * c_out + co) * tiles + ty * tiles_x..][..tiles_x];
-            let mm: [&[T]; 16] = std::array::from_fn(at);
-            let (y0, y1) = y.split_at_mut(width);
+            let mm: [&[T]; 36] = std::array::from_fn(at);
             for tx in 0..tiles_x {
-                // Per row i of the tile: s_i = m_i0 + m_i1 + m_i2, r_i = m_i1 − m_i2 − m_i3.
-                let s = |i: usize| mm[4 * i][tx].add(mm[4 * i + 1][tx]).add(mm[4 * i + 2][tx]);
-                let r = |i: usize| mm[4 * i + 1][tx] - mm[4 * i + 2][tx] - mm[4 * i + 3][tx];
-                let (s0, s1, s2, s3) = (s(0), s(1), s(2), s(3));
-                let (r0, r1, r2, r3) = (r(0), r(1), r(2), r(3));
-                y0[2 * tx] = finish(s0.add(s1).add(s2));
-                y0[2 * tx + 1] = finish(r0.add(r1).add(r2));
-                y1[2 * tx] = finish(s1 - s2 - s3);
-                y1[2 * tx + 1] = finish(r1 - r2 - r3);
+                // Aᵀ M per column j of the tile, then · A per row r.
+                let cols: [[T; 4]; 6] =
+                    std::array::from_fn(|j| at6(std::array::from_fn(|i| mm[i * 6 + j][tx])));
+                for r in 0..TILE {
+                    let out = at6(std::array::from_fn(|j| cols[j][r]));
+                    for (s, value) in out.into_iter().enumerate() {
+                        y[r * width + TILE * tx + s] = finish(value);
+                    }
+                }
             }
-            for (dy, src) in [&*y0, &*y1].into_iter().enumerate() {
-                let oy = 2 * ty + dy;
+            for dy in 0..TILE {
+                let oy = TILE * ty + dy;
                 if oy < out_rows {
                     // SAFETY: row `oy` of channel `co` lies in the caller's target.
                     unsafe {
                         let row = dst.add(co * dst_rs + oy * w);
-                        std::ptr::copy_nonoverlapping(src.as_ptr(), row, w);
+                        std::ptr::copy_nonoverlapping(y[dy * width..].as_ptr(), row, w);
                     }
                 }
             }
