@@ -90,7 +90,8 @@ fn steps(model: &SqueezeSegNet, x: Tensor<4>) -> Vec<Step> {
     layer!("dfire2", dfire2);
     x = unpool(x, "unpool1");
     let d = model.deconv1.clone();
-    // The network's own deconvolution path (which picks the four-phase form where it is faster).
+    // The network's own deconvolution path (this crate's kernel at inference on the CPU backends,
+    // the four phases in training on NdArray, the backend's own op elsewhere).
     let _ = block(
         "deconv1",
         Box::new(move |x| squeeze_segnet::deconv::forward(&d, x, size)),

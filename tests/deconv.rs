@@ -9,6 +9,7 @@ use burn::tensor::ops::ConvTransposeOptions;
 use burn::tensor::{Distribution, Tolerance};
 use common::backends;
 use squeeze_segnet::deconv::conv_transpose2d_3x3_s2;
+use squeeze_segnet::fused;
 
 fn reference(x: Tensor<4>, w: Tensor<4>, b: Tensor<1>, out: [usize; 2]) -> Tensor<4> {
     let [_, _, h, wd] = x.dims();
@@ -107,6 +108,83 @@ fn the_fused_inference_path_matches_burns_transposed_convolution() {
                     Tolerance::<f64>::rel_abs(1e-4, 1e-4),
                 );
             }
+        }
+    }
+}
+
+/// The network's last layer at inference on the CPU backends (`fused::conv_transpose3x3_s2`:
+/// one GEMM per block of input rows for every tap, then the taps added into place) equals
+/// Burn's transposed convolution in f32 and f64, at every output padding, with single rows and
+/// columns, batches, and images of many row blocks (whose first output row takes the previous
+/// block's last input row).
+#[test]
+fn the_last_layers_kernel_matches_burns_transposed_convolution() {
+    let cases = [
+        ([2, 5, 7, 9], 3, [15, 19]),       // output padding 0 / 0, batch 2
+        ([1, 4, 6, 5], 2, [14, 11]),       // 1 / 0
+        ([3, 3, 1, 4], 4, [3, 10]),        // a single input row; 0 / 1
+        ([1, 2, 1, 1], 5, [4, 4]),         // a single pixel; 1 / 1
+        ([1, 64, 40, 27], 11, [82, 55]),   // many row blocks, the network's channels; 1 / 0
+        ([2, 64, 23, 300], 11, [47, 602]), // wide rows: blocks of a few rows; 0 / 1
+    ];
+    for (kind, device) in backends() {
+        if kind == squeeze_segnet::BackendKind::Wgpu {
+            continue;
+        }
+        for (dtype, tol) in [
+            (burn::tensor::DType::F32, 1e-4),
+            (burn::tensor::DType::F64, 1e-10),
+        ] {
+            for &(shape, c_out, out) in &cases {
+                let x = Tensor::<4>::random(shape, Distribution::Default, (&device, dtype));
+                let w = Tensor::<4>::random(
+                    [shape[1], c_out, 3, 3],
+                    Distribution::Default,
+                    (&device, dtype),
+                );
+                let b = Tensor::<1>::random([c_out], Distribution::Default, (&device, dtype));
+                assert!(squeeze_segnet::fused::applies(&x));
+                let ours = fused::conv_transpose3x3_s2(x.clone(), w.clone(), b.clone(), out);
+                let theirs = reference(x, w, b, out);
+                assert_eq!(ours.dtype(), dtype);
+                assert_eq!(ours.dims(), [shape[0], c_out, out[0], out[1]]);
+                ours.into_data().convert::<f64>().assert_approx_eq::<f64>(
+                    &theirs.into_data().convert::<f64>(),
+                    Tolerance::<f64>::rel_abs(tol, tol),
+                );
+            }
+        }
+    }
+}
+
+/// On an autodiff device the same function falls back to Burn's transposed convolution, so
+/// its gradients are Burn's.
+#[test]
+fn the_last_layers_function_keeps_its_gradients_on_autodiff_devices() {
+    for (kind, device) in backends() {
+        if kind == squeeze_segnet::BackendKind::Wgpu {
+            continue;
+        }
+        let ad = device.autodiff();
+        let x = Tensor::<4>::random([1, 4, 5, 6], Distribution::Default, &ad).require_grad();
+        let w = Tensor::<4>::random([4, 3, 3, 3], Distribution::Default, &ad).require_grad();
+        let b = Tensor::<1>::random([3], Distribution::Default, &ad).require_grad();
+        let g = Tensor::<4>::random([1, 3, 12, 13], Distribution::Default, &ad);
+        let ours = fused::conv_transpose3x3_s2(x.clone(), w.clone(), b.clone(), [12, 13]);
+        let theirs = reference(x.clone(), w.clone(), b.clone(), [12, 13]);
+        let tol = Tolerance::<f32>::rel_abs(1e-5, 1e-5);
+        let ga = (ours * g.clone()).sum().backward();
+        let gb = (theirs * g).sum().backward();
+        for (a, b) in [
+            (x.grad(&ga), x.grad(&gb)),
+            (w.grad(&ga), w.grad(&gb)),
+            (
+                b.grad(&ga).map(|t| t.reshape([1, 1, 1, 3])),
+                b.grad(&gb).map(|t| t.reshape([1, 1, 1, 3])),
+            ),
+        ] {
+            let (a, b) = (a.expect("gradient"), b.expect("gradient"));
+            a.into_data().assert_approx_eq::<f32>(&b.into_data(), tol);
         }
     }
 }

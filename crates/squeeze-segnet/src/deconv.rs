@@ -27,8 +27,11 @@ use burn::tensor::ops::ConvTransposeOptions;
 /// that lands exactly on `[height, width]`: `2·(h − 1) + 3 + pad = height` for the network's
 /// 3×3, stride-2 layer.
 ///
-/// On NdArray, whose transposed convolution is a scalar loop, that layer runs as four ordinary
-/// convolutions ([`conv_transpose2d_3x3_s2`]; exact, and much faster there); Flex's and WGPU's own transposed convolutions are faster than the decomposition
+/// At inference on the CPU backends that layer runs on this crate's kernel
+/// ([`fused::conv_transpose3x3_s2`]: one GEMM per block of rows for every tap, then the taps
+/// added into place). In training on NdArray, whose transposed convolution is a scalar loop,
+/// it runs as four ordinary convolutions ([`conv_transpose2d_3x3_s2`]; exact, and much faster
+/// there); Flex's and WGPU's own transposed convolutions are faster than the decomposition
 /// there (measured in `BENCHMARKS.md`), as is any other layer shape.
 ///
 /// # Panics
@@ -44,8 +47,13 @@ pub fn forward(deconv: &ConvTranspose2d, x: Tensor<4>, [height, width]: [usize; 
         && deconv.padding == [0, 0]
         && deconv.dilation == [1, 1]
         && deconv.groups == 1;
-    if network_layer && BackendKind::of(&x.device()) == Some(BackendKind::NdArray) {
-        return conv_transpose2d_3x3_s2(x, weight, bias, [height, width]);
+    if network_layer {
+        if let Some(bias) = bias.clone().filter(|_| fused::applies(&x)) {
+            return fused::conv_transpose3x3_s2(x, weight, bias, [height, width]);
+        }
+        if BackendKind::of(&x.device()) == Some(BackendKind::NdArray) {
+            return conv_transpose2d_3x3_s2(x, weight, bias, [height, width]);
+        }
     }
     // The size without output padding, per dimension d: (len − 1)·s + dilation·(k − 1) + 1 − 2p.
     let natural = |len: usize, d: usize| {

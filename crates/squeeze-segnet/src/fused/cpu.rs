@@ -39,14 +39,14 @@ const MIN_BLOCK_COLUMNS: usize = 64;
 
 /// A pointer the blocks share; each block writes a disjoint set of output elements.
 #[derive(Clone, Copy)]
-struct OutPtr<T>(*mut T);
+pub(super) struct OutPtr<T>(pub(super) *mut T);
 // SAFETY: blocks write disjoint elements (distinct rows of each output plane), see `run`.
 unsafe impl<T: Send> Send for OutPtr<T> {}
 unsafe impl<T: Send> Sync for OutPtr<T> {}
 
 impl<T> OutPtr<T> {
     /// The pointer (a method, so closures capture the whole `Send` wrapper, not the field).
-    fn get(self) -> *mut T {
+    pub(super) fn get(self) -> *mut T {
         self.0
     }
 }
@@ -571,6 +571,42 @@ fn conv2d_train<B: HostBackend>(
     conv2d_bias::<B>(x, weight, None, stride, padding, false)
 }
 
+/// The network's last layer at inference (`conv_transpose.rs`): `x: [n, c_in, h, w]`,
+/// `weight: [c_in, c_out, 3, 3]`, `bias: [c_out]` → `[n, c_out, oh, ow]`.
+fn conv_transpose3x3_s2<B: HostBackend>(
+    x: FloatTensor<B>,
+    weight: FloatTensor<B>,
+    bias: FloatTensor<B>,
+    [oh, ow]: [usize; 2],
+) -> FloatTensor<B> {
+    let device = burn::backend::TensorMetadata::device(&x);
+    let (x, weight, bias) = (B::float_host(x), B::float_host(weight), B::float_host(bias));
+    let [n, c_in, h, w] = dims4(&x.shape());
+    let c_out = dims4(&weight.shape())[1];
+    expect_shape(
+        "conv_transpose3x3_s2 weight",
+        &weight.shape(),
+        &[c_in, c_out, 3, 3],
+    );
+    expect_shape("conv_transpose3x3_s2 bias", &bias.shape(), &[c_out]);
+    assert!(
+        (2 * h + 1..=2 * h + 2).contains(&oh) && (2 * w + 1..=2 * w + 2).contains(&ow),
+        "conv_transpose3x3_s2: output size {oh}×{ow} is not 2·{h}+1 or +2 by 2·{w}+1 or +2"
+    );
+    let data = with_float_type!("conv_transpose3x3_s2", x, |T| {
+        let out = super::conv_transpose::conv_transpose3x3_s2(
+            slice::<T>(&x, "x"),
+            [n, c_in, h, w],
+            slice::<T>(&weight, "weight"),
+            slice::<T>(&bias, "bias"),
+            c_out,
+            [oh, ow],
+        );
+        TensorData::new(out, [n, c_out, oh, ow])
+    });
+    B::float_from_data(data, &device)
+}
+
 /// NdArray's and Flex's implementation (every `HostBackend`): the host kernels above.
 impl<B: HostBackend> FusedConvOps for B {
     fn seg_conv2d_bias(
@@ -666,5 +702,15 @@ impl<B: HostBackend> FusedConvOps for B {
         bs: FloatTensor<Self>,
     ) -> FloatTensor<Self> {
         expand::<Self>(x, [w1, b1, w3, b3], Some([ws, bs]))
+    }
+
+    fn seg_conv_transpose3x3_s2(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        out_h: usize,
+        out_w: usize,
+    ) -> FloatTensor<Self> {
+        conv_transpose3x3_s2::<Self>(x, weight, bias, [out_h, out_w])
     }
 }

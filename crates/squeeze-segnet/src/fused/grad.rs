@@ -256,6 +256,19 @@ impl<B: Backend + FusedConvOps, C: CheckpointStrategy> FusedConvOps for Autodiff
         expand::<Self>(x, w1, b1, w3, b3)
     }
 
+    fn seg_conv_transpose3x3_s2(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        out_h: usize,
+        out_w: usize,
+    ) -> FloatTensor<Self> {
+        let [_, _, h, w] = dims4(&x.shape());
+        let padding_out = [out_h - (2 * h + 1), out_w - (2 * w + 1)];
+        let options = ConvTransposeOptions::new([2, 2], [0, 0], padding_out, [1, 1], 1);
+        Self::conv_transpose2d(x, weight, Some(bias), options)
+    }
+
     fn seg_dfire(
         x: FloatTensor<Self>,
         w1: FloatTensor<Self>,

@@ -4,6 +4,8 @@
 //! ```text
 //! fused/mod.rs    FusedConvOps (the extension trait), the Tensor-level functions, when they apply
 //! fused/cpu.rs    host kernels: row blocks of im2col (none for 1×1) → GEMM (`gemm` crate) → bias + ReLU
+//! fused/winograd.rs    F(4×4, 3×3) for the deep, wide 3×3 layers
+//! fused/conv_transpose.rs  the last layer, the 3×3 stride-2 transposed convolution
 //! fused/grad.rs   the training path: Autodiff with hand-written gradients
 //! fused/batch_norm.rs  host kernels of training-mode batch norm + ReLU and its gradient
 //! ```
@@ -32,13 +34,14 @@
 #![allow(clippy::too_many_arguments)]
 
 mod batch_norm;
+mod conv_transpose;
 mod cpu;
 mod grad;
 mod winograd;
 
 use burn::backend::{Backend, Dispatch, backend_extension, tensor::FloatTensor};
 use burn::prelude::*;
-use burn::tensor::ops::ConvOptions;
+use burn::tensor::ops::{ConvOptions, ConvTransposeOptions};
 use burn::tensor::{DType, activation};
 
 use crate::BackendKind;
@@ -90,6 +93,19 @@ pub trait FusedConvOps: Backend {
         b3: FloatTensor<Self>,
         ws: FloatTensor<Self>,
         bs: FloatTensor<Self>,
+    ) -> FloatTensor<Self>;
+
+    /// The network's last layer: `conv_transpose2d(x, weight) + bias` for a 3×3 kernel, stride 2,
+    /// no padding, with the output padding (0 or 1 per side) that gives `[out_h, out_w]`.
+    ///
+    /// `x: [n, c_in, h, w]`, `weight: [c_in, c_out, 3, 3]`, `bias: [c_out]` →
+    /// `[n, c_out, out_h, out_w]`, `out_h` = `2h + 1` or `2h + 2`, `out_w` = `2w + 1` or `2w + 2`.
+    fn seg_conv_transpose3x3_s2(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        out_h: usize,
+        out_w: usize,
     ) -> FloatTensor<Self>;
 
     /// `conv2d(x, weight)`, symmetric zero padding, no bias — the training path's convolution,
@@ -384,4 +400,46 @@ pub fn batch_norm_relu_train(
         Tensor::from_dispatch(mean),
         Tensor::from_dispatch(variance),
     )
+}
+
+/// The network's last layer, `conv_transpose2d(x, weight) + bias` for a 3×3 kernel, stride 2, no
+/// padding, dilation 1 and one group, with the output padding (0 or 1 per side) that lands on
+/// `size`: one GEMM per block of input rows (every pixel's nine taps for every output channel)
+/// and a pass that adds the taps into place, on inference devices of the CPU backends
+/// ([`applies`]); Burn's transposed convolution elsewhere.
+///
+/// # Shapes
+/// - `x`: `[n, c_in, h, w]`, `weight`: `[c_in, c_out, 3, 3]` (Burn's and PyTorch's
+///   transposed-convolution layout), `bias`: `[c_out]`
+/// - output: `[n, c_out, size[0], size[1]]`, `size` = `2h + 1` or `2h + 2` by `2w + 1` or `2w + 2`
+///
+/// # Panics
+/// When the kernel is not 3×3 or `size` is not one of those.
+pub fn conv_transpose3x3_s2(
+    x: Tensor<4>,
+    weight: Tensor<4>,
+    bias: Tensor<1>,
+    [out_h, out_w]: [usize; 2],
+) -> Tensor<4> {
+    let [_, c_in, h, w] = x.dims();
+    let [weight_c_in, _, kh, kw] = weight.dims();
+    assert!(
+        [kh, kw] == [3, 3]
+            && (2 * h + 1..=2 * h + 2).contains(&out_h)
+            && (2 * w + 1..=2 * w + 2).contains(&out_w),
+        "conv_transpose3x3_s2: a {kh}×{kw} kernel to {out_h}×{out_w} from {h}×{w} (3×3 to 2·{h}+1 \
+         or +2 by 2·{w}+1 or +2 expected)"
+    );
+    if weight_c_in != c_in || !inference_operands(&x, &[&weight], &[&bias]) {
+        let padding_out = [out_h - (2 * h + 1), out_w - (2 * w + 1)];
+        let options = ConvTransposeOptions::new([2, 2], [0, 0], padding_out, [1, 1], 1);
+        return burn::tensor::module::conv_transpose2d(x, weight, Some(bias), options);
+    }
+    Tensor::from_dispatch(Dispatch::seg_conv_transpose3x3_s2(
+        x.into_dispatch(),
+        weight.into_dispatch(),
+        bias.into_dispatch(),
+        out_h,
+        out_w,
+    ))
 }

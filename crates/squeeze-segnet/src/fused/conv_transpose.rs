@@ -1,0 +1,131 @@
+//! Host kernel of the network's last layer at inference: the 3×3, stride-2 transposed
+//! convolution (`deconv1`: 64 channels up to the classes at twice the size), with its bias.
+//!
+//! A transposed convolution adds `x[ci][i][j] · w[ci][co][ky][kx]` into `y[co][2i + ky][2j + kx]`.
+//! Per block of input rows, one GEMM computes every input pixel's nine taps for every class,
+//! `P[t][co][pixel] = Σ_ci w[ci][co][t] · x[ci][pixel]` (m = 9·c_out, k = c_in, n = the block's
+//! pixels: a GEMM as wide as the image rather than one with m = c_out, 11 rows, which fills a
+//! fraction of the GEMM's micro-kernel), and the taps are then added into the output rows they
+//! land on, after the bias. Each block writes the output rows `2·i0 .. 2·i1` of its input rows
+//! `i0 .. i1` (the last block up to the output's last row); row `2·i0` also takes the `ky = 2`
+//! taps of input row `i0 − 1`, which a second, three-times smaller GEMM computes for that one
+//! row. The multiply-accumulates are exactly the transposed convolution's.
+
+use rayon::prelude::*;
+
+use super::cpu::{OutPtr, matmul};
+use crate::host::HostFloat;
+
+/// Input pixels a block aims at: its taps (`9·c_out × pixels`, 792 KiB in f32 for the 11
+/// CamVid classes) stay in a core's L2 cache between the GEMM that writes them and the pass
+/// that adds them up.
+const BLOCK_PIXELS: usize = 2048;
+
+/// `conv_transpose2d(x, weight) + bias` for a 3×3 kernel, stride 2, no padding, dilation 1 and
+/// one group, with output padding `[oh − (2h + 1), ow − (2w + 1)]` (0 or 1 per side; the
+/// caller checks): `x: [n, c_in, h, w]`, `weight: [c_in, c_out, 3, 3]`, `bias: [c_out]` →
+/// `[n, c_out, oh, ow]`.
+pub(super) fn conv_transpose3x3_s2<T: HostFloat>(
+    x: &[T],
+    [n, c_in, h, w]: [usize; 4],
+    weight: &[T],
+    bias: &[T],
+    c_out: usize,
+    [oh, ow]: [usize; 2],
+) -> Vec<T> {
+    debug_assert!((2 * h + 1..=2 * h + 2).contains(&oh) && (2 * w + 1..=2 * w + 2).contains(&ow));
+    let plane = oh * ow;
+    let len = n * c_out * plane;
+    let mut out = Vec::with_capacity(len);
+    if len == 0 {
+        return out;
+    }
+    // The GEMM's left-hand side, row `t·c_out + co` = tap t of class co over the input channels
+    // (taps first, so that the `ky = 2` taps are the last 3·c_out rows: the halo's GEMM).
+    let m = 9 * c_out;
+    let mut lhs = vec![T::ZERO; m * c_in];
+    for ci in 0..c_in {
+        for co in 0..c_out {
+            for t in 0..9 {
+                lhs[(t * c_out + co) * c_in + ci] = weight[(ci * c_out + co) * 9 + t];
+            }
+        }
+    }
+    // Blocks of whole input rows, at least two per thread when the image has the rows.
+    let threads = rayon::current_num_threads();
+    let rows = (BLOCK_PIXELS / w.max(1))
+        .min((n * h).div_ceil(2 * threads))
+        .clamp(1, h.max(1));
+    let blocks = h.div_ceil(rows);
+    let ptr = OutPtr(out.spare_capacity_mut().as_mut_ptr().cast::<T>());
+    (0..n * blocks).into_par_iter().for_each_init(
+        || (Vec::new(), Vec::new()),
+        |(taps, halo), task| {
+            let (b, block) = (task / blocks, task % blocks);
+            let (i0, i1) = (block * rows, ((block + 1) * rows).min(h));
+            let image = &x[b * c_in * h * w..][..c_in * h * w];
+            let pixels = (i1 - i0) * w;
+            taps.resize(m * pixels, T::ZERO);
+            // SAFETY: `taps` holds m × pixels; `lhs` m × c_in; the input's rows i0..i1 of
+            // every channel are `pixels` elements from `i0·w`, channels `h·w` apart.
+            unsafe {
+                matmul(
+                    [m, pixels, c_in],
+                    (taps.as_mut_ptr(), pixels),
+                    (lhs.as_ptr(), c_in),
+                    (image[i0 * w..].as_ptr(), h * w),
+                );
+            }
+            if i0 > 0 {
+                halo.resize(3 * c_out * w, T::ZERO);
+                // SAFETY: as above, for the last 3·c_out rows of `lhs` and input row i0 − 1.
+                unsafe {
+                    matmul(
+                        [3 * c_out, w, c_in],
+                        (halo.as_mut_ptr(), w),
+                        (lhs[6 * c_out * c_in..].as_ptr(), c_in),
+                        (image[(i0 - 1) * w..].as_ptr(), h * w),
+                    );
+                }
+            }
+            // Tap t = 3·ky + kx of class co for input row `row`, a row of w values.
+            let tap = |t: usize, co: usize, row: usize| -> &[T] {
+                if row + 1 == i0 {
+                    &halo[((t - 6) * c_out + co) * w..][..w]
+                } else {
+                    &taps[(t * c_out + co) * pixels + (row - i0) * w..][..w]
+                }
+            };
+            let last = if i1 == h { oh } else { 2 * i1 };
+            for co in 0..c_out {
+                for r in 2 * i0..last {
+                    // SAFETY: output row r of class co of image b: this block's rows, which
+                    // no other task writes, inside `out`.
+                    let dst = unsafe {
+                        std::slice::from_raw_parts_mut(
+                            ptr.get().add((b * c_out + co) * plane + r * ow),
+                            ow,
+                        )
+                    };
+                    dst.fill(bias[co]);
+                    // The input rows i with 2i + ky = r.
+                    for ky in (r % 2..3).step_by(2).filter(|&ky| ky <= r) {
+                        let i = (r - ky) / 2;
+                        if i >= h {
+                            continue; // the output padding's row: the bias only
+                        }
+                        for kx in 0..3 {
+                            let src = tap(3 * ky + kx, co, i);
+                            for (o, v) in dst[kx..].iter_mut().step_by(2).zip(src) {
+                                *o = o.add(*v);
+                            }
+                        }
+                    }
+                }
+            }
+        },
+    );
+    // SAFETY: the blocks' output rows tile 0..oh for every class of every image.
+    unsafe { out.set_len(len) };
+    out
+}
