@@ -157,34 +157,137 @@ fn the_last_layers_kernel_matches_burns_transposed_convolution() {
     }
 }
 
-/// On an autodiff device the same function falls back to Burn's transposed convolution, so
-/// its gradients are Burn's.
+/// In training (autodiff devices of NdArray and Flex) the same function has this crate's
+/// gradients (`fused::conv_transpose3x3_s2`'s backward: the output gradient gathered at every
+/// pixel's taps, then two GEMMs): the same as Burn's gradients of its transposed convolution
+/// for the input, the weight and the bias, in f32 and f64, over the shapes above.
 #[test]
-fn the_last_layers_function_keeps_its_gradients_on_autodiff_devices() {
+fn the_last_layers_gradients_match_burns() {
+    let cases = [
+        ([2, 5, 7, 9], 3, [15, 19]),
+        ([3, 3, 1, 4], 4, [3, 10]),
+        ([1, 2, 1, 1], 5, [4, 4]),
+        ([1, 64, 40, 27], 11, [82, 55]),
+        ([2, 16, 23, 300], 11, [47, 602]),
+    ];
     for (kind, device) in backends() {
         if kind == squeeze_segnet::BackendKind::Wgpu {
             continue;
         }
         let ad = device.autodiff();
-        let x = Tensor::<4>::random([1, 4, 5, 6], Distribution::Default, &ad).require_grad();
-        let w = Tensor::<4>::random([4, 3, 3, 3], Distribution::Default, &ad).require_grad();
-        let b = Tensor::<1>::random([3], Distribution::Default, &ad).require_grad();
-        let g = Tensor::<4>::random([1, 3, 12, 13], Distribution::Default, &ad);
-        let ours = fused::conv_transpose3x3_s2(x.clone(), w.clone(), b.clone(), [12, 13]);
-        let theirs = reference(x.clone(), w.clone(), b.clone(), [12, 13]);
-        let tol = Tolerance::<f32>::rel_abs(1e-5, 1e-5);
-        let ga = (ours * g.clone()).sum().backward();
-        let gb = (theirs * g).sum().backward();
-        for (a, b) in [
-            (x.grad(&ga), x.grad(&gb)),
-            (w.grad(&ga), w.grad(&gb)),
-            (
-                b.grad(&ga).map(|t| t.reshape([1, 1, 1, 3])),
-                b.grad(&gb).map(|t| t.reshape([1, 1, 1, 3])),
-            ),
+        for (dtype, tol) in [
+            (burn::tensor::DType::F32, 1e-4),
+            (burn::tensor::DType::F64, 1e-10),
         ] {
-            let (a, b) = (a.expect("gradient"), b.expect("gradient"));
-            a.into_data().assert_approx_eq::<f32>(&b.into_data(), tol);
+            for &(shape, c_out, out) in &cases {
+                let on = (&ad, dtype);
+                let x = Tensor::<4>::random(shape, Distribution::Default, on).require_grad();
+                let w = Tensor::<4>::random([shape[1], c_out, 3, 3], Distribution::Default, on)
+                    .require_grad();
+                let b = Tensor::<1>::random([c_out], Distribution::Default, on).require_grad();
+                let g = Tensor::<4>::random(
+                    [shape[0], c_out, out[0], out[1]],
+                    Distribution::Default,
+                    on,
+                );
+                let ours = fused::conv_transpose3x3_s2(x.clone(), w.clone(), b.clone(), out);
+                let theirs = reference(x.clone(), w.clone(), b.clone(), out);
+                let ga = (ours * g.clone()).sum().backward();
+                let gb = (theirs * g).sum().backward();
+                let tol = Tolerance::<f64>::rel_abs(tol, tol);
+                let check = |name: &str, a: Option<Tensor<4>>, b: Option<Tensor<4>>| {
+                    eprintln!("{kind} {dtype:?} {shape:?} -> {out:?}: d/d{name}");
+                    let (a, b) = (a.expect("gradient"), b.expect("gradient"));
+                    assert_eq!(a.dtype(), dtype);
+                    a.into_data()
+                        .convert::<f64>()
+                        .assert_approx_eq::<f64>(&b.into_data().convert::<f64>(), tol);
+                };
+                check("x", x.grad(&ga), x.grad(&gb));
+                check("weight", w.grad(&ga), w.grad(&gb));
+                let bias = |g: Option<Tensor<1>>| g.map(|t| t.reshape([1, 1, 1, c_out]));
+                check("bias", bias(b.grad(&ga)), bias(b.grad(&gb)));
+            }
+        }
+    }
+}
+
+/// The same gradients against central differences of `Σ y · g` in f64, on a small case with
+/// output padding on one side, for a few elements of the input, the weight and the bias.
+#[test]
+fn the_last_layers_gradients_match_finite_differences() {
+    for (kind, device) in backends() {
+        if kind == squeeze_segnet::BackendKind::Wgpu {
+            continue;
+        }
+        let ad = device.autodiff();
+        let on = (&ad, burn::tensor::DType::F64);
+        let (shape, c_out, out) = ([2, 3, 4, 5], 2, [10, 11]);
+        let x = Tensor::<4>::random(shape, Distribution::Default, on).require_grad();
+        let w = Tensor::<4>::random([3, c_out, 3, 3], Distribution::Default, on).require_grad();
+        let b = Tensor::<1>::random([c_out], Distribution::Default, on).require_grad();
+        let g = Tensor::<4>::random([2, c_out, out[0], out[1]], Distribution::Default, on);
+        let loss = |x: Tensor<4>, w: Tensor<4>, b: Tensor<1>| -> f64 {
+            let y = fused::conv_transpose3x3_s2(x, w, b, out);
+            (y * g.clone()).sum().into_scalar::<f64>()
+        };
+        let grads = (fused::conv_transpose3x3_s2(x.clone(), w.clone(), b.clone(), out) * g.clone())
+            .sum()
+            .backward();
+        let host = |t: Tensor<4>| t.into_data().convert::<f64>().try_to_vec::<f64>().unwrap();
+        let (dx, dw) = (host(x.grad(&grads).unwrap()), host(w.grad(&grads).unwrap()));
+        let db = b
+            .grad(&grads)
+            .unwrap()
+            .into_data()
+            .convert::<f64>()
+            .try_to_vec::<f64>()
+            .unwrap();
+        let (x0, w0, b0) = (x.clone().detach(), w.clone().detach(), b.clone().detach());
+        let eps = 1e-6;
+        let bump = |t: &Tensor<4>, i: usize, d: f64| -> Tensor<4> {
+            let mut v = host(t.clone());
+            v[i] += d;
+            Tensor::from_data(burn::tensor::TensorData::new(v, t.dims()), on)
+        };
+        for i in [0, 17, 59, 119] {
+            let num = (loss(bump(&x0, i, eps), w0.clone(), b0.clone())
+                - loss(bump(&x0, i, -eps), w0.clone(), b0.clone()))
+                / (2.0 * eps);
+            assert!(
+                (num - dx[i]).abs() < 1e-6,
+                "{kind} dx[{i}]: {} vs {num}",
+                dx[i]
+            );
+        }
+        for i in [0, 13, 26, 53] {
+            let num = (loss(x0.clone(), bump(&w0, i, eps), b0.clone())
+                - loss(x0.clone(), bump(&w0, i, -eps), b0.clone()))
+                / (2.0 * eps);
+            assert!(
+                (num - dw[i]).abs() < 1e-6,
+                "{kind} dW[{i}]: {} vs {num}",
+                dw[i]
+            );
+        }
+        for i in 0..c_out {
+            let mut v = b0
+                .clone()
+                .into_data()
+                .convert::<f64>()
+                .try_to_vec::<f64>()
+                .unwrap();
+            v[i] += eps;
+            let up = Tensor::from_data(burn::tensor::TensorData::new(v.clone(), [c_out]), on);
+            v[i] -= 2.0 * eps;
+            let down = Tensor::from_data(burn::tensor::TensorData::new(v, [c_out]), on);
+            let num = (loss(x0.clone(), w0.clone(), up) - loss(x0.clone(), w0.clone(), down))
+                / (2.0 * eps);
+            assert!(
+                (num - db[i]).abs() < 1e-6,
+                "{kind} db[{i}]: {} vs {num}",
+                db[i]
+            );
         }
     }
 }

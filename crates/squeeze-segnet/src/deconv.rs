@@ -27,12 +27,12 @@ use burn::tensor::ops::ConvTransposeOptions;
 /// that lands exactly on `[height, width]`: `2·(h − 1) + 3 + pad = height` for the network's
 /// 3×3, stride-2 layer.
 ///
-/// At inference on the CPU backends that layer runs on this crate's kernel
-/// ([`fused::conv_transpose3x3_s2`]: one GEMM per block of rows for every tap, then the taps
-/// added into place). In training on NdArray, whose transposed convolution is a scalar loop,
-/// it runs as four ordinary convolutions ([`conv_transpose2d_3x3_s2`]; exact, and much faster
-/// there); Flex's and WGPU's own transposed convolutions are faster than the decomposition
-/// there (measured in `BENCHMARKS.md`), as is any other layer shape.
+/// On NdArray and Flex, in inference and training, that layer runs on this crate's kernel and
+/// gradients ([`fused::conv_transpose3x3_s2`]: one GEMM per block of rows for every tap, then
+/// the taps added into place; faster than either backend's own, in `BENCHMARKS.md`). Without
+/// a bias on NdArray, whose transposed convolution is a scalar loop, it runs as four ordinary
+/// convolutions ([`conv_transpose2d_3x3_s2`]; exact, and much faster there); WGPU and any
+/// other layer shape get the backend's own transposed convolution.
 ///
 /// # Panics
 /// When `[height, width]` is not the layer's natural output size plus an output padding
@@ -48,7 +48,7 @@ pub fn forward(deconv: &ConvTranspose2d, x: Tensor<4>, [height, width]: [usize; 
         && deconv.dilation == [1, 1]
         && deconv.groups == 1;
     if network_layer {
-        if let Some(bias) = bias.clone().filter(|_| fused::applies(&x)) {
+        if let Some(bias) = bias.clone().filter(|_| fused::trains(&x)) {
             return fused::conv_transpose3x3_s2(x, weight, bias, [height, width]);
         }
         if BackendKind::of(&x.device()) == Some(BackendKind::NdArray) {

@@ -10,10 +10,16 @@
 //! `i0 .. i1` (the last block up to the output's last row); row `2·i0` also takes the `ky = 2`
 //! taps of input row `i0 − 1`, which a second, three-times smaller GEMM computes for that one
 //! row. The multiply-accumulates are exactly the transposed convolution's.
+//!
+//! In training the gradients come from the same layout ([`conv_transpose3x3_s2_backward`]):
+//! per block of input rows, the output gradient's values at each pixel's nine taps are gathered
+//! into `G[t][co][pixel] = dy[co][2i + ky][2j + kx]`; then `dx = W · G` (m = c_in, k = 9·c_out)
+//! straight into the block's rows of `dx`, and `dW += x · Gᵀ` (k = the block's pixels), summed
+//! per group of consecutive blocks and the groups in a fixed order.
 
 use rayon::prelude::*;
 
-use super::cpu::{OutPtr, matmul};
+use super::cpu::{OutPtr, gemm_strided, matmul};
 use crate::host::HostFloat;
 
 /// Input pixels a block aims at: its taps (`9·c_out × pixels`, 792 KiB in f32 for the 11
@@ -51,12 +57,7 @@ pub(super) fn conv_transpose3x3_s2<T: HostFloat>(
             }
         }
     }
-    // Blocks of whole input rows, at least two per thread when the image has the rows.
-    let threads = rayon::current_num_threads();
-    let rows = (BLOCK_PIXELS / w.max(1))
-        .min((n * h).div_ceil(2 * threads))
-        .clamp(1, h.max(1));
-    let blocks = h.div_ceil(rows);
+    let (rows, blocks) = row_blocks(n, h, w);
     let ptr = OutPtr(out.spare_capacity_mut().as_mut_ptr().cast::<T>());
     (0..n * blocks).into_par_iter().for_each_init(
         || (Vec::new(), Vec::new()),
@@ -128,4 +129,118 @@ pub(super) fn conv_transpose3x3_s2<T: HostFloat>(
     // SAFETY: the blocks' output rows tile 0..oh for every class of every image.
     unsafe { out.set_len(len) };
     out
+}
+
+/// Input rows per block and blocks per image: about [`BLOCK_PIXELS`] pixels a block, and at
+/// least two blocks per thread when the images have the rows.
+fn row_blocks(n: usize, h: usize, w: usize) -> (usize, usize) {
+    let threads = rayon::current_num_threads();
+    let rows = (BLOCK_PIXELS / w.max(1))
+        .min((n * h).div_ceil(2 * threads))
+        .clamp(1, h.max(1));
+    (rows, h.div_ceil(rows))
+}
+
+/// The gradients of [`conv_transpose3x3_s2`] (bias included) given its output gradient `grad:
+/// [n, c_out, oh, ow]`: `(dx [n, c_in, h, w], dW [c_in, c_out, 3, 3], db [c_out])`.
+pub(super) fn conv_transpose3x3_s2_backward<T: HostFloat>(
+    x: &[T],
+    [n, c_in, h, w]: [usize; 4],
+    weight: &[T],
+    grad: &[T],
+    c_out: usize,
+    [oh, ow]: [usize; 2],
+) -> (Vec<T>, Vec<T>, Vec<T>) {
+    debug_assert!((2 * h + 1..=2 * h + 2).contains(&oh) && (2 * w + 1..=2 * w + 2).contains(&ow));
+    let m = 9 * c_out;
+    // dx's GEMM left-hand side: the weight as [c_in, 9·c_out], column t·c_out + co.
+    let mut wm = vec![T::ZERO; c_in * m];
+    for ci in 0..c_in {
+        for co in 0..c_out {
+            for t in 0..9 {
+                wm[ci * m + t * c_out + co] = weight[(ci * c_out + co) * 9 + t];
+            }
+        }
+    }
+    let (rows, blocks) = row_blocks(n, h, w);
+    let tasks = n * blocks;
+    let groups = rayon::current_num_threads().min(tasks).max(1);
+    let mut dx = Vec::with_capacity(n * c_in * h * w);
+    let dx_ptr = OutPtr(dx.spare_capacity_mut().as_mut_ptr().cast::<T>());
+    // Per group of consecutive blocks: dWᵀ-shaped sums [c_in][t·c_out + co].
+    let sums: Vec<Vec<T>> = (0..groups)
+        .into_par_iter()
+        .map(|g| {
+            let mut acc = vec![T::ZERO; c_in * m];
+            let mut taps = Vec::new();
+            for task in g * tasks / groups..(g + 1) * tasks / groups {
+                let (b, block) = (task / blocks, task % blocks);
+                let (i0, i1) = (block * rows, ((block + 1) * rows).min(h));
+                let pixels = (i1 - i0) * w;
+                taps.resize(m * pixels, T::ZERO);
+                // G[t·c_out + co][(i − i0)·w + j] = grad[b][co][2i + ky][2j + kx]; 2i + ky ≤ 2h
+                // and 2j + kx ≤ 2w lie inside the output.
+                for t in 0..9 {
+                    let (ky, kx) = (t / 3, t % 3);
+                    for co in 0..c_out {
+                        let plane = &grad[(b * c_out + co) * oh * ow..][..oh * ow];
+                        for i in i0..i1 {
+                            let src = &plane[(2 * i + ky) * ow + kx..];
+                            let dst = &mut taps[(t * c_out + co) * pixels + (i - i0) * w..][..w];
+                            for (d, s) in dst.iter_mut().zip(src.iter().step_by(2)) {
+                                *d = *s;
+                            }
+                        }
+                    }
+                }
+                let image = &x[b * c_in * h * w..][..c_in * h * w];
+                // SAFETY: `acc` holds c_in × m; the input's rows i0..i1 are `pixels` elements
+                // from i0·w, channels h·w apart; `taps` holds m × pixels, read transposed.
+                unsafe {
+                    gemm_strided(
+                        [c_in, m, pixels],
+                        [m, 1],
+                        acc.as_mut_ptr(),
+                        [h * w, 1],
+                        image[i0 * w..].as_ptr(),
+                        [1, pixels],
+                        taps.as_ptr(),
+                        true,
+                    );
+                }
+                // SAFETY: rows i0..i1 of every channel of image b in `dx`: this task's alone.
+                unsafe {
+                    matmul(
+                        [c_in, pixels, m],
+                        (dx_ptr.get().add(b * c_in * h * w + i0 * w), h * w),
+                        (wm.as_ptr(), m),
+                        (taps.as_ptr(), pixels),
+                    );
+                }
+            }
+            acc
+        })
+        .collect();
+    // SAFETY: the tasks' rows tile every channel of every image.
+    unsafe { dx.set_len(n * c_in * h * w) };
+    let mut dw = vec![T::ZERO; c_in * c_out * 9];
+    for acc in &sums {
+        for ci in 0..c_in {
+            for co in 0..c_out {
+                for t in 0..9 {
+                    let d = &mut dw[(ci * c_out + co) * 9 + t];
+                    *d = d.add(acc[ci * m + t * c_out + co]);
+                }
+            }
+        }
+    }
+    let db = (0..c_out)
+        .map(|co| {
+            (0..n).fold(T::ZERO, |s, b| {
+                let plane = &grad[(b * c_out + co) * oh * ow..][..oh * ow];
+                plane.iter().fold(s, |s, v| s.add(*v))
+            })
+        })
+        .collect();
+    (dx, dw, db)
 }

@@ -196,21 +196,52 @@ pub(super) unsafe fn matmul<T: HostFloat>(
     (rhs, rhs_rs): (*const T, usize),
 ) {
     unsafe {
+        gemm_strided(
+            [m, n, k],
+            [dst_rs, 1],
+            dst,
+            [lhs_rs, 1],
+            lhs,
+            [rhs_rs, 1],
+            rhs,
+            false,
+        )
+    }
+}
+
+/// `dst = lhs · rhs`, or `dst += lhs · rhs` when `accumulate`, for `[m, n, k]`, each operand
+/// given with its `[row, column]` strides (a transposed operand is one with its strides
+/// swapped). One single-threaded `gemm` call.
+///
+/// # Safety
+/// Each pointer must be valid for its matrix at its strides (`dst` for reads and writes).
+#[allow(clippy::too_many_arguments)]
+pub(super) unsafe fn gemm_strided<T: HostFloat>(
+    [m, n, k]: [usize; 3],
+    [dst_rs, dst_cs]: [usize; 2],
+    dst: *mut T,
+    [lhs_rs, lhs_cs]: [usize; 2],
+    lhs: *const T,
+    [rhs_rs, rhs_cs]: [usize; 2],
+    rhs: *const T,
+    accumulate: bool,
+) {
+    unsafe {
         gemm::gemm(
             m,
             n,
             k,
             dst,
-            1,
+            dst_cs as isize,
             dst_rs as isize,
-            false,
+            accumulate,
             lhs,
-            1,
+            lhs_cs as isize,
             lhs_rs as isize,
             rhs,
-            1,
+            rhs_cs as isize,
             rhs_rs as isize,
-            T::ZERO,
+            T::ONE,
             T::ONE,
             false,
             false,
@@ -607,6 +638,52 @@ fn conv_transpose3x3_s2<B: HostBackend>(
     B::float_from_data(data, &device)
 }
 
+/// The gradients of [`conv_transpose3x3_s2`] (`conv_transpose.rs`): `(dx, dweight, dbias)`.
+fn conv_transpose3x3_s2_backward<B: HostBackend>(
+    x: FloatTensor<B>,
+    weight: FloatTensor<B>,
+    grad: FloatTensor<B>,
+) -> (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>) {
+    let device = burn::backend::TensorMetadata::device(&x);
+    let [x, weight, grad] = [x, weight, grad].map(B::float_host);
+    let [n, c_in, h, w] = dims4(&x.shape());
+    let [_, c_out, oh, ow] = dims4(&grad.shape());
+    expect_shape(
+        "conv_transpose3x3_s2 weight",
+        &weight.shape(),
+        &[c_in, c_out, 3, 3],
+    );
+    expect_shape(
+        "conv_transpose3x3_s2 grad",
+        &grad.shape(),
+        &[n, c_out, oh, ow],
+    );
+    assert!(
+        (2 * h + 1..=2 * h + 2).contains(&oh) && (2 * w + 1..=2 * w + 2).contains(&ow),
+        "conv_transpose3x3_s2: output size {oh}×{ow} is not 2·{h}+1 or +2 by 2·{w}+1 or +2"
+    );
+    let [dx, dw, db] = with_float_type!("conv_transpose3x3_s2_backward", x, |T| {
+        let (dx, dw, db) = super::conv_transpose::conv_transpose3x3_s2_backward(
+            slice::<T>(&x, "x"),
+            [n, c_in, h, w],
+            slice::<T>(&weight, "weight"),
+            slice::<T>(&grad, "grad"),
+            c_out,
+            [oh, ow],
+        );
+        [
+            TensorData::new(dx, [n, c_in, h, w]),
+            TensorData::new(dw, [c_in, c_out, 3, 3]),
+            TensorData::new(db, [c_out]),
+        ]
+    });
+    (
+        B::float_from_data(dx, &device),
+        B::float_from_data(dw, &device),
+        B::float_from_data(db, &device),
+    )
+}
+
 /// NdArray's and Flex's implementation (every `HostBackend`): the host kernels above.
 impl<B: HostBackend> FusedConvOps for B {
     fn seg_conv2d_bias(
@@ -712,5 +789,13 @@ impl<B: HostBackend> FusedConvOps for B {
         out_w: usize,
     ) -> FloatTensor<Self> {
         conv_transpose3x3_s2::<Self>(x, weight, bias, [out_h, out_w])
+    }
+
+    fn seg_conv_transpose3x3_s2_backward(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        conv_transpose3x3_s2_backward::<Self>(x, weight, grad)
     }
 }

@@ -100,6 +100,26 @@ impl<B: Backend + FusedConvOps> Backward<B, 3> for BatchNormReluBackward {
     }
 }
 
+#[derive(Debug)]
+struct ConvTransposeBackward;
+
+impl<B: Backend + FusedConvOps> Backward<B, 3> for ConvTransposeBackward {
+    /// Input and weight.
+    type State = (FloatTensor<B>, FloatTensor<B>);
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node_x, node_w, node_b] = ops.parents;
+        let grad = grads.consume::<B>(&ops.node);
+        let (x, weight) = ops.state;
+        let (dx, dw, db) = B::seg_conv_transpose3x3_s2_backward(x, weight, grad);
+        for (node, g) in [(node_x, dx), (node_w, dw), (node_b, db)] {
+            if let Some(node) = node {
+                grads.register::<B>(node.id, g);
+            }
+        }
+    }
+}
+
 impl<B: Backend + FusedConvOps, C: CheckpointStrategy> FusedConvOps for Autodiff<B, C> {
     fn seg_conv2d_train(
         x: FloatTensor<Self>,
@@ -229,6 +249,70 @@ impl<B: Backend + FusedConvOps, C: CheckpointStrategy> FusedConvOps for Autodiff
         )
     }
 
+    fn seg_conv_transpose3x3_s2(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        out_h: usize,
+        out_w: usize,
+    ) -> FloatTensor<Self> {
+        let (x, gx) = x.into_parts();
+        let (weight, gw) = weight.into_parts();
+        let (bias, gb) = bias.into_parts();
+        match ConvTransposeBackward
+            .prepare::<C>([gx, gw, gb])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let y = B::seg_conv_transpose3x3_s2(x.clone(), weight.clone(), bias, out_h, out_w);
+                prep.finish((x, weight), y)
+            }
+            OpsKind::UnTracked(prep) => {
+                prep.finish(B::seg_conv_transpose3x3_s2(x, weight, bias, out_h, out_w))
+            }
+        }
+    }
+
+    fn seg_conv_transpose3x3_s2_backward(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        if x.is_tracked() || weight.is_tracked() || grad.is_tracked() {
+            // Differentiated again (double backward): Burn's gradients of its transposed
+            // convolution, in the autodiff backend's differentiable ops.
+            let [_, _, h, w] = dims4(&x.shape());
+            let [_, c_out, oh, ow] = dims4(&grad.shape());
+            let padding_out = [oh - (2 * h + 1), ow - (2 * w + 1)];
+            let options = ConvTransposeOptions::new([2, 2], [0, 0], padding_out, [1, 1], 1);
+            let bias = Self::float_zeros(Shape::new([c_out]), &x.device(), x.dtype().into());
+            let dx = <Self as ModuleOps<Self>>::conv_transpose2d_x_backward(
+                weight.clone(),
+                grad.clone(),
+                options.clone(),
+            );
+            let dw = <Self as ModuleOps<Self>>::conv_transpose2d_weight_backward(
+                x.clone(),
+                weight,
+                grad.clone(),
+                options,
+            );
+            let db = <Self as ModuleOps<Self>>::conv_transpose2d_bias_backward(x, bias, grad);
+            return (dx, dw, db);
+        }
+        let (dx, dw, db) = B::seg_conv_transpose3x3_s2_backward(
+            x.into_primitive(),
+            weight.into_primitive(),
+            grad.into_primitive(),
+        );
+        (
+            Self::from_inner(dx),
+            Self::from_inner(dw),
+            Self::from_inner(db),
+        )
+    }
+
     // The inference-only ops: the Tensor-level entry points never send autodiff tensors here,
     // but the trait methods are public, so a direct call computes the same function from the
     // autodiff backend's own differentiable ops — tracked inputs get their gradients.
@@ -254,19 +338,6 @@ impl<B: Backend + FusedConvOps, C: CheckpointStrategy> FusedConvOps for Autodiff
         b3: FloatTensor<Self>,
     ) -> FloatTensor<Self> {
         expand::<Self>(x, w1, b1, w3, b3)
-    }
-
-    fn seg_conv_transpose3x3_s2(
-        x: FloatTensor<Self>,
-        weight: FloatTensor<Self>,
-        bias: FloatTensor<Self>,
-        out_h: usize,
-        out_w: usize,
-    ) -> FloatTensor<Self> {
-        let [_, _, h, w] = dims4(&x.shape());
-        let padding_out = [out_h - (2 * h + 1), out_w - (2 * w + 1)];
-        let options = ConvTransposeOptions::new([2, 2], [0, 0], padding_out, [1, 1], 1);
-        Self::conv_transpose2d(x, weight, Some(bias), options)
     }
 
     fn seg_dfire(

@@ -108,6 +108,17 @@ pub trait FusedConvOps: Backend {
         out_w: usize,
     ) -> FloatTensor<Self>;
 
+    /// The gradients of [`seg_conv_transpose3x3_s2`](FusedConvOps::seg_conv_transpose3x3_s2)
+    /// with respect to `x`, `weight` and `bias`, given its input, weight and output gradient.
+    ///
+    /// `x: [n, c_in, h, w]`, `weight: [c_in, c_out, 3, 3]`, `grad: [n, c_out, out_h, out_w]` →
+    /// `(dx [n, c_in, h, w], dweight [c_in, c_out, 3, 3], dbias [c_out])`.
+    fn seg_conv_transpose3x3_s2_backward(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
+
     /// `conv2d(x, weight)`, symmetric zero padding, no bias — the training path's convolution,
     /// differentiable on autodiff devices (`grad.rs`).
     ///
@@ -405,8 +416,8 @@ pub fn batch_norm_relu_train(
 /// The network's last layer, `conv_transpose2d(x, weight) + bias` for a 3×3 kernel, stride 2, no
 /// padding, dilation 1 and one group, with the output padding (0 or 1 per side) that lands on
 /// `size`: one GEMM per block of input rows (every pixel's nine taps for every output channel)
-/// and a pass that adds the taps into place, on inference devices of the CPU backends
-/// ([`applies`]); Burn's transposed convolution elsewhere.
+/// and a pass that adds the taps into place, with this crate's gradients on autodiff devices,
+/// on NdArray and Flex ([`trains`]); Burn's transposed convolution elsewhere.
 ///
 /// # Shapes
 /// - `x`: `[n, c_in, h, w]`, `weight`: `[c_in, c_out, 3, 3]` (Burn's and PyTorch's
@@ -430,7 +441,13 @@ pub fn conv_transpose3x3_s2(
         "conv_transpose3x3_s2: a {kh}×{kw} kernel to {out_h}×{out_w} from {h}×{w} (3×3 to 2·{h}+1 \
          or +2 by 2·{w}+1 or +2 expected)"
     );
-    if weight_c_in != c_in || !inference_operands(&x, &[&weight], &[&bias]) {
+    let fits = weight_c_in == c_in
+        && trains(&x)
+        && trains(&weight)
+        && trains(&bias)
+        && same_place(&x, &weight)
+        && same_place(&x, &bias);
+    if !fits {
         let padding_out = [out_h - (2 * h + 1), out_w - (2 * w + 1)];
         let options = ConvTransposeOptions::new([2, 2], [0, 0], padding_out, [1, 1], 1);
         return burn::tensor::module::conv_transpose2d(x, weight, Some(bias), options);
