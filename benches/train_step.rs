@@ -1,7 +1,9 @@
 //! One training step of the default Squeeze-SegNet (batch norm in training mode): forward,
 //! class-weighted pixel-wise cross-entropy with void ignored (the training crate's loss),
-//! backward, SGD with momentum — at batch 4, on the CPU backends.
-//! Ids: `train_step/<backend>/<H>x<W>/b4`.
+//! backward, SGD with momentum — at batch 4, on the CPU backends; and of the shipped CamVid
+//! network (`SqueezeSegNetConfig::camvid`, with the pyramid context and the 3×3 refinement) on
+//! Flex at 180×240, the step `train_camvid` takes with its defaults.
+//! Ids: `train_step/<backend>/<H>x<W>/b4` and `train_step-camvid/flex/180x240/b4`.
 
 use burn::optim::momentum::MomentumConfig;
 use burn::optim::{GradientsParams, SgdConfig};
@@ -51,8 +53,8 @@ fn train_step(c: &mut Criterion) {
     group.sample_size(10);
     for kind in [BackendKind::Flex, BackendKind::NdArray] {
         let device = kind.device().expect("CPU backend");
-        // NdArray's backward is slow (about 10 s a step at 180x240): its 360x480 step would
-        // take minutes per sample, so only the smaller size runs there.
+        // NdArray's step is about twice Flex's: only the smaller size runs there, to keep the
+        // bench short.
         let sizes: &[[usize; 2]] = match kind {
             BackendKind::NdArray => &[[180, 240]],
             _ => &[[180, 240], [360, 480]],
@@ -75,6 +77,18 @@ fn train_step(c: &mut Criterion) {
         &mut group,
         id,
         SqueezeSegNetConfig::paper(),
+        &device,
+        [180, 240],
+    );
+    group.finish();
+
+    let mut group = c.benchmark_group("train_step-camvid");
+    group.sample_size(10);
+    let id = BenchmarkId::new("flex", "180x240/b4");
+    bench_step(
+        &mut group,
+        id,
+        SqueezeSegNetConfig::camvid(),
         &device,
         [180, 240],
     );

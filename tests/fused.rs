@@ -278,6 +278,7 @@ fn training_convolution_matches_burns_value_and_gradients() {
         ([2, 3, 31, 45], 8, [3, 3], [2, 2], [0, 0]),  // conv1: 3×3, stride 2, no padding
         ([1, 5, 12, 11], 4, [3, 3], [2, 3], [1, 1]),  // uneven strides, padded
         ([1, 2, 6, 7], 3, [1, 1], [1, 1], [1, 1]),    // padding as large as the kernel
+        ([1, 64, 9, 41], 64, [3, 3], [1, 1], [1, 1]), // Winograd, value and dx (refine's shape)
     ];
     for (kind, device) in cpu_backends() {
         let ad = device.clone().autodiff();

@@ -16,9 +16,10 @@
 //!
 //! In this network the 3×3 convolutions (Fire and DFire expands, `refine`) hold most of the
 //! multiply-accumulates. The fused kernel (`cpu.rs`) runs those of them that gain ([`fits`]:
-//! inference, deep inputs, wide rows — dfire5 to dfire2 and `refine` at 360×480) here, block by
-//! block: the input transform of the block's tiles, the 36 GEMMs (`gemm` crate), then the output
-//! transform with bias and ReLU straight into the block's place in the output. The row half of
+//! deep inputs, wide rows — dfire5 to dfire2 and `refine` at 360×480 in inference, `refine` in
+//! training) here, block by block: the input transform of the block's tiles, the 36 GEMMs
+//! (`gemm` crate), then the output transform with bias and ReLU straight into the block's place
+//! in the output. The row half of
 //! the input transform runs over whole tile rows, so it vectorises. F(4×4) replaced F(2×2)
 //! (16 multiplications per 2×2 tile: 2.25× more per output than F(4×4)'s) after a per-layer
 //! comparison in `BENCHMARKS.md`. Its rounding error is larger than the direct convolution's
@@ -33,16 +34,18 @@ use crate::host::HostFloat;
 /// Output rows (and columns) of one tile: blocks of output rows come in multiples of it.
 pub(super) const TILE: usize = 4;
 
-/// Whether `conv` over `c_in` channels of rows `w` wide runs here: an inference convolution
-/// (with a bias) that is 3×3, stride 1, padding 1 (output size = input size), with at least 64
-/// input channels and rows at least 40 wide. Below those the 36 GEMMs are too small (k = c_in,
-/// n = the block's tiles) and im2col + one GEMM is faster; so is the training path's
-/// convolution (no bias) in the training step (measured in `BENCHMARKS.md`).
+/// Whether `conv` over `c_in` channels of rows `w` wide runs here: a convolution that is 3×3,
+/// stride 1, padding 1 (output size = input size), with at least 64 input channels and rows at
+/// least 40 wide, and in training (no bias: the convolutions followed by batch norm, and the
+/// input gradients' convolutions) at least 64 output channels too. Below those the 36 GEMMs are
+/// too small (k = c_in, m = c_out, n = the block's tiles) and im2col + one GEMM is faster
+/// (measured in `BENCHMARKS.md`): in training that leaves `camvid()`'s `refine` (64 → 64
+/// channels at half the input size) and its input gradient.
 pub(super) fn fits<T>(conv: &Conv<'_, T>, c_in: usize, w: usize) -> bool {
     conv.kernel == [3, 3]
         && conv.stride == [1, 1]
         && conv.padding == [1, 1]
-        && conv.bias.is_some()
+        && (conv.bias.is_some() || conv.c_out >= 64)
         && c_in >= 64
         && w >= 40
 }
