@@ -77,48 +77,14 @@ fn matches_burns_transposed_convolution_with_gradients() {
     }
 }
 
-/// At inference on the CPU backends the phases run on the fused convolution kernels
-/// (`squeeze_segnet::fused`): the same values as Burn's transposed convolution, f32 and f64.
+/// At inference on the CPU backends both of this crate's forms of the last layer equal Burn's
+/// transposed convolution in f32 and f64: its kernel (`fused::conv_transpose3x3_s2`: one GEMM
+/// per block of input rows for every tap, then the taps added into place) and the four phases
+/// (on the fused convolution kernels); at every output padding, with single rows and columns,
+/// batches, and images of many row blocks (whose first output row takes the previous block's
+/// last input row).
 #[test]
-fn the_fused_inference_path_matches_burns_transposed_convolution() {
-    let cases = [
-        ([2, 5, 7, 9], 3, [15, 19]),
-        ([1, 8, 11, 12], 11, [24, 26]),
-        ([1, 64, 20, 27], 11, [42, 56]),
-    ];
-    for (kind, device) in backends() {
-        if kind == squeeze_segnet::BackendKind::Wgpu {
-            continue;
-        }
-        for dtype in [burn::tensor::DType::F32, burn::tensor::DType::F64] {
-            for &(shape, c_out, out) in &cases {
-                let x = Tensor::<4>::random(shape, Distribution::Default, (&device, dtype));
-                let w = Tensor::<4>::random(
-                    [shape[1], c_out, 3, 3],
-                    Distribution::Default,
-                    (&device, dtype),
-                );
-                let b = Tensor::<1>::random([c_out], Distribution::Default, (&device, dtype));
-                assert!(squeeze_segnet::fused::applies(&x));
-                let ours = conv_transpose2d_3x3_s2(x.clone(), w.clone(), Some(b.clone()), out);
-                let theirs = reference(x, w, b, out);
-                assert_eq!(ours.dtype(), dtype);
-                ours.into_data().convert::<f64>().assert_approx_eq::<f64>(
-                    &theirs.into_data().convert::<f64>(),
-                    Tolerance::<f64>::rel_abs(1e-4, 1e-4),
-                );
-            }
-        }
-    }
-}
-
-/// The network's last layer at inference on the CPU backends (`fused::conv_transpose3x3_s2`:
-/// one GEMM per block of input rows for every tap, then the taps added into place) equals
-/// Burn's transposed convolution in f32 and f64, at every output padding, with single rows and
-/// columns, batches, and images of many row blocks (whose first output row takes the previous
-/// block's last input row).
-#[test]
-fn the_last_layers_kernel_matches_burns_transposed_convolution() {
+fn the_last_layers_kernels_match_burns_transposed_convolution() {
     let cases = [
         ([2, 5, 7, 9], 3, [15, 19]),       // output padding 0 / 0, batch 2
         ([1, 4, 6, 5], 2, [14, 11]),       // 1 / 0
@@ -144,14 +110,16 @@ fn the_last_layers_kernel_matches_burns_transposed_convolution() {
                 );
                 let b = Tensor::<1>::random([c_out], Distribution::Default, (&device, dtype));
                 assert!(squeeze_segnet::fused::applies(&x));
-                let ours = fused::conv_transpose3x3_s2(x.clone(), w.clone(), b.clone(), out);
-                let theirs = reference(x, w, b, out);
-                assert_eq!(ours.dtype(), dtype);
-                assert_eq!(ours.dims(), [shape[0], c_out, out[0], out[1]]);
-                ours.into_data().convert::<f64>().assert_approx_eq::<f64>(
-                    &theirs.into_data().convert::<f64>(),
-                    Tolerance::<f64>::rel_abs(tol, tol),
-                );
+                let kernel = fused::conv_transpose3x3_s2(x.clone(), w.clone(), b.clone(), out);
+                let phases = conv_transpose2d_3x3_s2(x.clone(), w.clone(), Some(b.clone()), out);
+                let theirs = reference(x, w, b, out).into_data().convert::<f64>();
+                for ours in [kernel, phases] {
+                    assert_eq!(ours.dtype(), dtype);
+                    assert_eq!(ours.dims(), [shape[0], c_out, out[0], out[1]]);
+                    ours.into_data()
+                        .convert::<f64>()
+                        .assert_approx_eq::<f64>(&theirs, Tolerance::<f64>::rel_abs(tol, tol));
+                }
             }
         }
     }

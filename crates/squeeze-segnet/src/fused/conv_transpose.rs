@@ -46,17 +46,11 @@ pub(super) fn conv_transpose3x3_s2<T: HostFloat>(
     if len == 0 {
         return out;
     }
-    // The GEMM's left-hand side, row `t·c_out + co` = tap t of class co over the input channels
-    // (taps first, so that the `ky = 2` taps are the last 3·c_out rows: the halo's GEMM).
+    // The GEMM's left-hand side is `wm` read transposed: row `t·c_out + co` = tap t of class co
+    // over the input channels (taps first, so that the `ky = 2` taps are the last 3·c_out rows:
+    // the halo's GEMM).
     let m = 9 * c_out;
-    let mut lhs = vec![T::ZERO; m * c_in];
-    for ci in 0..c_in {
-        for co in 0..c_out {
-            for t in 0..9 {
-                lhs[(t * c_out + co) * c_in + ci] = weight[(ci * c_out + co) * 9 + t];
-            }
-        }
-    }
+    let wm = tap_matrix(weight, c_in, c_out);
     let (rows, blocks) = row_blocks(n, h, w);
     let ptr = OutPtr(out.spare_capacity_mut().as_mut_ptr().cast::<T>());
     (0..n * blocks).into_par_iter().for_each_init(
@@ -67,25 +61,34 @@ pub(super) fn conv_transpose3x3_s2<T: HostFloat>(
             let image = &x[b * c_in * h * w..][..c_in * h * w];
             let pixels = (i1 - i0) * w;
             taps.resize(m * pixels, T::ZERO);
-            // SAFETY: `taps` holds m × pixels; `lhs` m × c_in; the input's rows i0..i1 of
-            // every channel are `pixels` elements from `i0·w`, channels `h·w` apart.
+            // SAFETY: `taps` holds m × pixels; `wm` c_in × m, read transposed; the input's
+            // rows i0..i1 of every channel are `pixels` elements from `i0·w`, channels `h·w`
+            // apart.
             unsafe {
-                matmul(
+                gemm_strided(
                     [m, pixels, c_in],
-                    (taps.as_mut_ptr(), pixels),
-                    (lhs.as_ptr(), c_in),
-                    (image[i0 * w..].as_ptr(), h * w),
+                    [pixels, 1],
+                    taps.as_mut_ptr(),
+                    [1, m],
+                    wm.as_ptr(),
+                    [h * w, 1],
+                    image[i0 * w..].as_ptr(),
+                    false,
                 );
             }
             if i0 > 0 {
                 halo.resize(3 * c_out * w, T::ZERO);
-                // SAFETY: as above, for the last 3·c_out rows of `lhs` and input row i0 − 1.
+                // SAFETY: as above, for the last 3·c_out columns of `wm` and input row i0 − 1.
                 unsafe {
-                    matmul(
+                    gemm_strided(
                         [3 * c_out, w, c_in],
-                        (halo.as_mut_ptr(), w),
-                        (lhs[6 * c_out * c_in..].as_ptr(), c_in),
-                        (image[(i0 - 1) * w..].as_ptr(), h * w),
+                        [w, 1],
+                        halo.as_mut_ptr(),
+                        [1, m],
+                        wm[6 * c_out..].as_ptr(),
+                        [h * w, 1],
+                        image[(i0 - 1) * w..].as_ptr(),
+                        false,
                     );
                 }
             }
@@ -131,6 +134,21 @@ pub(super) fn conv_transpose3x3_s2<T: HostFloat>(
     out
 }
 
+/// The weight `[c_in, c_out, 3, 3]` as `[c_in, 9·c_out]`, column `t·c_out + co` = tap `t = 3·ky +
+/// kx` of output channel `co`.
+fn tap_matrix<T: HostFloat>(weight: &[T], c_in: usize, c_out: usize) -> Vec<T> {
+    let m = 9 * c_out;
+    let mut wm = vec![T::ZERO; c_in * m];
+    for ci in 0..c_in {
+        for co in 0..c_out {
+            for t in 0..9 {
+                wm[ci * m + t * c_out + co] = weight[(ci * c_out + co) * 9 + t];
+            }
+        }
+    }
+    wm
+}
+
 /// Input rows per block and blocks per image: about [`BLOCK_PIXELS`] pixels a block, and at
 /// least two blocks per thread when the images have the rows.
 fn row_blocks(n: usize, h: usize, w: usize) -> (usize, usize) {
@@ -153,15 +171,8 @@ pub(super) fn conv_transpose3x3_s2_backward<T: HostFloat>(
 ) -> (Vec<T>, Vec<T>, Vec<T>) {
     debug_assert!((2 * h + 1..=2 * h + 2).contains(&oh) && (2 * w + 1..=2 * w + 2).contains(&ow));
     let m = 9 * c_out;
-    // dx's GEMM left-hand side: the weight as [c_in, 9·c_out], column t·c_out + co.
-    let mut wm = vec![T::ZERO; c_in * m];
-    for ci in 0..c_in {
-        for co in 0..c_out {
-            for t in 0..9 {
-                wm[ci * m + t * c_out + co] = weight[(ci * c_out + co) * 9 + t];
-            }
-        }
-    }
+    // dx's GEMM left-hand side.
+    let wm = tap_matrix(weight, c_in, c_out);
     let (rows, blocks) = row_blocks(n, h, w);
     let tasks = n * blocks;
     let groups = rayon::current_num_threads().min(tasks).max(1);
