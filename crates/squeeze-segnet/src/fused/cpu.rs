@@ -602,8 +602,17 @@ fn conv2d_train<B: HostBackend>(
     conv2d_bias::<B>(x, weight, None, stride, padding, false)
 }
 
-/// The network's last layer at inference (`conv_transpose.rs`): `x: [n, c_in, h, w]`,
-/// `weight: [c_in, c_out, 3, 3]`, `bias: [c_out]` → `[n, c_out, oh, ow]`.
+/// Panics unless `[oh, ow]` is a size the last layer produces from `[h, w]`: `2h + 1` or
+/// `2h + 2` by `2w + 1` or `2w + 2` (output padding 0 or 1 per side).
+fn expect_doubled([h, w]: [usize; 2], [oh, ow]: [usize; 2]) {
+    assert!(
+        (2 * h + 1..=2 * h + 2).contains(&oh) && (2 * w + 1..=2 * w + 2).contains(&ow),
+        "conv_transpose3x3_s2: output size {oh}×{ow} is not 2·{h}+1 or +2 by 2·{w}+1 or +2"
+    );
+}
+
+/// The network's last layer (`conv_transpose.rs`): `x: [n, c_in, h, w]`, `weight: [c_in,
+/// c_out, 3, 3]`, `bias: [c_out]` → `[n, c_out, oh, ow]`.
 fn conv_transpose3x3_s2<B: HostBackend>(
     x: FloatTensor<B>,
     weight: FloatTensor<B>,
@@ -620,10 +629,7 @@ fn conv_transpose3x3_s2<B: HostBackend>(
         &[c_in, c_out, 3, 3],
     );
     expect_shape("conv_transpose3x3_s2 bias", &bias.shape(), &[c_out]);
-    assert!(
-        (2 * h + 1..=2 * h + 2).contains(&oh) && (2 * w + 1..=2 * w + 2).contains(&ow),
-        "conv_transpose3x3_s2: output size {oh}×{ow} is not 2·{h}+1 or +2 by 2·{w}+1 or +2"
-    );
+    expect_doubled([h, w], [oh, ow]);
     let data = with_float_type!("conv_transpose3x3_s2", x, |T| {
         let out = super::conv_transpose::conv_transpose3x3_s2(
             slice::<T>(&x, "x"),
@@ -658,10 +664,7 @@ fn conv_transpose3x3_s2_backward<B: HostBackend>(
         &grad.shape(),
         &[n, c_out, oh, ow],
     );
-    assert!(
-        (2 * h + 1..=2 * h + 2).contains(&oh) && (2 * w + 1..=2 * w + 2).contains(&ow),
-        "conv_transpose3x3_s2: output size {oh}×{ow} is not 2·{h}+1 or +2 by 2·{w}+1 or +2"
-    );
+    expect_doubled([h, w], [oh, ow]);
     let [dx, dw, db] = with_float_type!("conv_transpose3x3_s2_backward", x, |T| {
         let (dx, dw, db) = super::conv_transpose::conv_transpose3x3_s2_backward(
             slice::<T>(&x, "x"),

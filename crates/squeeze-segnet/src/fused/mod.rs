@@ -1,5 +1,6 @@
-//! The CPU fast path of the inference forward pass: convolution + bias + ReLU in one pass over
-//! NCHW data, as a backend extension for NdArray and Flex.
+//! The CPU fast path, as a backend extension for NdArray and Flex: in inference, convolution +
+//! bias + ReLU in one pass over NCHW data; in training, the convolutions, batch norm + ReLU and
+//! the last layer with hand-written gradients.
 //!
 //! ```text
 //! fused/mod.rs    FusedConvOps (the extension trait), the Tensor-level functions, when they apply
