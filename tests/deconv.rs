@@ -125,6 +125,28 @@ fn the_last_layers_kernels_match_burns_transposed_convolution() {
     }
 }
 
+/// An input without rows or columns gives an output of the output padding alone: every element
+/// its channel's bias.
+#[test]
+fn the_last_layers_kernel_gives_the_bias_alone_for_an_empty_input() {
+    for (kind, device) in backends() {
+        if kind == squeeze_segnet::BackendKind::Wgpu {
+            continue;
+        }
+        for (shape, out) in [([2, 3, 0, 4], [2, 9]), ([1, 3, 2, 0], [5, 1])] {
+            let x = Tensor::<4>::zeros(shape, &device);
+            let w = Tensor::<4>::random([3, 2, 3, 3], Distribution::Default, &device);
+            let b = Tensor::<1>::from_floats([0.5, -2.0], &device);
+            let y = fused::conv_transpose3x3_s2(x, w, b.clone(), out);
+            assert_eq!(y.dims(), [shape[0], 2, out[0], out[1]]);
+            let want = b
+                .reshape([1, 2, 1, 1])
+                .expand([shape[0], 2, out[0], out[1]]);
+            y.into_data().assert_eq(&want.into_data(), true);
+        }
+    }
+}
+
 /// In training (autodiff devices of NdArray and Flex) the same function has this crate's
 /// gradients (`fused::conv_transpose3x3_s2`'s backward: the output gradient gathered at every
 /// pixel's taps, then two GEMMs): the same as Burn's gradients of its transposed convolution

@@ -1,4 +1,4 @@
-//! Host kernel of the network's last layer at inference: the 3×3, stride-2 transposed
+//! Host kernels of the network's last layer, forward and backward: the 3×3, stride-2 transposed
 //! convolution (`deconv1`: 64 channels up to the classes at twice the size), with its bias.
 //!
 //! A transposed convolution adds `x[ci][i][j] · w[ci][co][ky][kx]` into `y[co][2i + ky][2j + kx]`.
@@ -42,10 +42,11 @@ pub(super) fn conv_transpose3x3_s2<T: HostFloat>(
     debug_assert!((2 * h + 1..=2 * h + 2).contains(&oh) && (2 * w + 1..=2 * w + 2).contains(&ow));
     let plane = oh * ow;
     let len = n * c_out * plane;
-    let mut out = Vec::with_capacity(len);
-    if len == 0 {
-        return out;
+    if h == 0 || w == 0 {
+        // No input pixel: every output element is its channel's bias.
+        return (0..len).map(|i| bias[i / plane % c_out]).collect();
     }
+    let mut out = Vec::with_capacity(len);
     // The GEMM's left-hand side is `wm` read transposed: row `t·c_out + co` = tap t of class co
     // over the input channels (taps first, so that the `ky = 2` taps are the last 3·c_out rows:
     // the halo's GEMM).
