@@ -76,6 +76,10 @@ struct Cli {
     /// Add W x Lovász-softmax (a tighter IoU surrogate) to the cross-entropy [default: 0]
     #[arg(long, value_name = "W", allow_negative_numbers = true)]
     lovasz: Option<f64>,
+    /// Add W x the same cross-entropy on the encoder's output, through a 1x1 head trained
+    /// alongside (deep supervision; the head is not saved with the weights) [default: 0]
+    #[arg(long, value_name = "W", allow_negative_numbers = true)]
+    aux_loss: Option<f64>,
     /// Validate and save a moving average of the weights, decaying by DECAY per step (e.g.
     /// 0.998) [default: off]
     #[arg(long, value_name = "DECAY", allow_negative_numbers = true)]
@@ -284,6 +288,7 @@ fn new_config(args: &Cli) -> TrainingConfig {
     c.schedule = args.schedule;
     c.jaccard_weight = args.jaccard.unwrap_or(0.0);
     c.lovasz_weight = args.lovasz.unwrap_or(0.0);
+    c.aux_weight = args.aux_loss.unwrap_or(0.0);
     c.ema_decay = args.ema.unwrap_or(0.0);
     c.class_weighting = args.class_weights.clone();
     if let Some((lo, hi)) = args.scale {

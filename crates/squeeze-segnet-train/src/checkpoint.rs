@@ -120,6 +120,8 @@ pub struct CheckpointFiles {
     pub optim: PathBuf,
     /// The moving average of the weights (only in runs with `ema_decay > 0`).
     pub ema: PathBuf,
+    /// The auxiliary head (only in runs with `aux_weight > 0`).
+    pub aux: PathBuf,
     /// [`TrainState`] as JSON.
     pub state: PathBuf,
 }
@@ -130,6 +132,7 @@ impl CheckpointFiles {
             model: dir.join("model.bpk"),
             optim: dir.join("optim.bpk"),
             ema: dir.join("ema.bpk"),
+            aux: dir.join("aux.bpk"),
             state: dir.join("state.json"),
             dir,
         }

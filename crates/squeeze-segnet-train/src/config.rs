@@ -108,6 +108,13 @@ pub struct TrainingConfig {
     /// Single-device training only. Default: 0.
     #[config(default = 0.0)]
     pub lovasz_weight: f64,
+    /// Weight `α` of an auxiliary cross-entropy on the encoder's output ([`crate::AuxHead`]:
+    /// deep supervision, as in PSPNet's training): `α` × the same weighted cross-entropy of a
+    /// 1×1 head's logits at a sixteenth of the size. The head is trained with the network and
+    /// kept in the checkpoints, not in the published weights. Single-device training only.
+    /// Default: 0 (off).
+    #[config(default = 0.0)]
+    pub aux_weight: f64,
     /// Decay per step of an exponential moving average of the weights ([`crate::Ema`]); the
     /// average is what gets validated and saved (`best.bpk`, `last.bpk`). 0 turns it off; 0.998
     /// averages over about 500 steps. Default: 0.
@@ -205,6 +212,12 @@ impl TrainingConfig {
         }
         if !(self.lovasz_weight >= 0.0 && self.lovasz_weight.is_finite()) {
             return bad(format!("lovasz weight {} must be >= 0", self.lovasz_weight));
+        }
+        if !(self.aux_weight >= 0.0 && self.aux_weight.is_finite()) {
+            return bad(format!(
+                "auxiliary loss weight {} must be >= 0",
+                self.aux_weight
+            ));
         }
         if !(0.0..1.0).contains(&self.ema_decay) {
             return bad(format!("EMA decay {} must be in [0, 1)", self.ema_decay));

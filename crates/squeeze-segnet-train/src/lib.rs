@@ -34,6 +34,7 @@
 #![warn(missing_docs)]
 
 mod adjust;
+mod aux;
 mod burn_metric;
 mod chart;
 pub mod checkpoint;
@@ -49,6 +50,7 @@ mod progress;
 mod trainer;
 
 pub use adjust::{CLASS_STATS_FILE, logit_adjustment};
+pub use aux::{AuxHead, AuxHeadConfig, cell_centres};
 pub use burn_metric::{Score, SegmentationMetric, SegmentationMetricInput};
 pub use chart::{render as render_chart, write_chart};
 pub use config::{ClassWeighting, OptimizerKind, Schedule, TrainingConfig};

@@ -34,8 +34,9 @@ use crate::checkpoint::{CheckpointDir, RunFingerprint, TrainState, write_atomic}
 use crate::parallel::DataParallel;
 use crate::progress::ProgressBar;
 use crate::{
-    CLASS_STATS_FILE, ClassWeighting, Ema, OptimizerKind, SegmentationScores, TrainError,
-    TrainingConfig, lovasz_softmax_loss, segmentation_cross_entropy, soft_jaccard_loss,
+    AuxHead, AuxHeadConfig, CLASS_STATS_FILE, ClassWeighting, Ema, OptimizerKind,
+    SegmentationScores, TrainError, TrainingConfig, lovasz_softmax_loss,
+    segmentation_cross_entropy, soft_jaccard_loss,
 };
 use squeeze_segnet_data::loader::{CachedDataset, EpochStream, batches, epoch_order};
 
@@ -157,10 +158,13 @@ impl Trainer {
                 "data-parallel training needs at least one device".into(),
             ));
         }
-        if self.config.jaccard_weight > 0.0 || self.config.lovasz_weight > 0.0 {
+        if self.config.jaccard_weight > 0.0
+            || self.config.lovasz_weight > 0.0
+            || self.config.aux_weight > 0.0
+        {
             return Err(TrainError::Config(
-                "the soft-Jaccard and Lovász terms (jaccard_weight, lovasz_weight > 0) need \
-                 single-device training"
+                "the soft-Jaccard, Lovász and auxiliary terms (jaccard_weight, lovasz_weight, \
+                 aux_weight > 0) need single-device training"
                     .into(),
             ));
         }
@@ -196,13 +200,20 @@ impl Trainer {
         self.device.seed(cfg.seed);
         let model = cfg.model.init(&ad)?;
         initialize_now(&model);
+        let aux = (cfg.aux_weight > 0.0).then(|| {
+            // The encoder's output channels: conv10's.
+            let channels = model.conv10.conv.weight.dims()[0];
+            let head = AuxHeadConfig::new(channels, cfg.model.num_classes).init(&ad);
+            initialize_now(&head);
+            head
+        });
         let optim = self.optimizer();
         let ema_of = |m: &SqueezeSegNet| -> Result<Option<Ema>, TrainError> {
             (cfg.ema_decay > 0.0)
                 .then(|| Ema::new(&cfg.model, &m.valid(), cfg.ema_decay))
                 .transpose()
         };
-        let (mut model, mut optim, mut state, mut ema) = match (options.resume, latest) {
+        let (mut model, mut aux, mut optim, mut state, mut ema) = match (options.resume, latest) {
             (true, Some((files, mut state))) => {
                 self.check_resume_dependencies(&state)?;
                 self.check_resume_config()?;
@@ -221,13 +232,23 @@ impl Trainer {
                 } else {
                     None
                 };
+                let aux = match aux {
+                    Some(_) if !files.aux.is_file() => {
+                        return Err(TrainError::Checkpoint {
+                            path: files.aux.clone(),
+                            reason: "missing (the run has an auxiliary loss)".into(),
+                        });
+                    }
+                    Some(head) => Some(head.load(&files.aux)?),
+                    None => None,
+                };
                 let optim = optim
                     .load(&files.optim)
                     .map_err(|e| TrainError::Checkpoint {
                         path: files.optim.clone(),
                         reason: format!("{e:?}"),
                     })?;
-                (model, optim, state, ema)
+                (model, aux, optim, state, ema)
             }
             (true, None) => return Err(TrainError::NothingToResume(self.dir.clone())),
             (false, Some(_)) => return Err(TrainError::RunExists(self.dir.clone())),
@@ -249,7 +270,7 @@ impl Trainer {
                     depends_on: Some(RunFingerprint::new(&cfg.to_string(), self.train.dataset())?),
                 };
                 let ema = ema_of(&model)?;
-                (model, optim, state, ema)
+                (model, aux, optim, state, ema)
             }
         };
         let class_weights = self.class_weights()?;
@@ -290,13 +311,19 @@ impl Trainer {
                     Some(parallel) => parallel.gradients(&model, items)?,
                     None => {
                         let batch = SegmentationBatcher.batch(items, &ad);
-                        let logits = model.forward(batch.images)?;
+                        let (logits, features) = model.forward_with_features(batch.images)?;
                         let mut loss = segmentation_cross_entropy(
                             logits.clone(),
                             batch.masks.clone(),
                             weights.clone(),
                             ignore,
                         );
+                        if let Some(head) = &aux {
+                            loss = loss
+                                + head
+                                    .loss(features, batch.masks.clone(), weights.clone(), ignore)
+                                    .mul_scalar(cfg.aux_weight);
+                        }
                         if cfg.jaccard_weight > 0.0 {
                             loss = loss
                                 + soft_jaccard_loss(logits.clone(), batch.masks.clone(), ignore)
@@ -311,7 +338,16 @@ impl Trainer {
                             .clone()
                             .try_into_scalar()
                             .map_err(|e| TrainError::Readback(format!("{e:?}")))?;
-                        (GradientsParams::from_grads(loss.backward(), &model), value)
+                        let mut grads = loss.backward();
+                        if let Some(head) = aux.take() {
+                            let head_grads = GradientsParams::from_module(&mut grads, &head);
+                            aux = Some(optim.step(
+                                cfg.learning_rate(state.step, warmup, total_steps),
+                                head,
+                                head_grads,
+                            ));
+                        }
+                        (GradientsParams::from_grads(grads, &model), value)
                     }
                 };
                 if !value.is_finite() {
@@ -343,7 +379,7 @@ impl Trainer {
             }
             bar.finish();
             if interrupted {
-                self.checkpoint(&ckpts, &model, &optim, ema.as_ref(), &state)?;
+                self.checkpoint(&ckpts, &model, aux.as_ref(), &optim, ema.as_ref(), &state)?;
                 if options.verbose {
                     eprintln!(
                         "stopped in epoch {} after batch {}/{}; checkpoint saved, continue with --resume",
@@ -385,7 +421,7 @@ impl Trainer {
             crate::checkpoint::fault_point(&self.dir.join("last.bpk"));
             published.save(self.dir.join("last.bpk"))?;
             self.write_logs(&state.history)?;
-            self.checkpoint(&ckpts, &model, &optim, ema.as_ref(), &state)?;
+            self.checkpoint(&ckpts, &model, aux.as_ref(), &optim, ema.as_ref(), &state)?;
             if self.stop.load(Ordering::SeqCst) && state.epoch < last_epoch {
                 interrupted = true;
                 break;
@@ -448,6 +484,7 @@ impl Trainer {
         &self,
         ckpts: &CheckpointDir,
         model: &SqueezeSegNet,
+        aux: Option<&AuxHead>,
         optim: &ModuleOptimizer,
         ema: Option<&Ema>,
         state: &TrainState,
@@ -455,6 +492,10 @@ impl Trainer {
         let files = ckpts.prepare(state.epoch, state.batch)?;
         crate::checkpoint::fault_point(&files.model);
         model.save(&files.model)?;
+        if let Some(aux) = aux {
+            crate::checkpoint::fault_point(&files.aux);
+            aux.save(&files.aux)?;
+        }
         if let Some(ema) = ema {
             crate::checkpoint::fault_point(&files.ema);
             ema.model().save(&files.ema)?;

@@ -1,10 +1,12 @@
-//! The loss against hand computations (void pixels contribute nothing), and the metrics against
-//! confusion matrices counted by hand; scoring refuses a model of other classes than the data.
+//! The loss against hand computations (void pixels contribute nothing), the auxiliary head's loss
+//! and label sampling likewise, and the metrics against confusion matrices counted by hand;
+//! scoring refuses a model of other classes than the data.
 
 use burn::prelude::*;
 use burn::tensor::Tolerance;
 use squeeze_segnet_train::{
-    ConfusionMatrix, lovasz_softmax_loss, segmentation_cross_entropy, soft_jaccard_loss,
+    AuxHeadConfig, ConfusionMatrix, cell_centres, lovasz_softmax_loss, segmentation_cross_entropy,
+    soft_jaccard_loss,
 };
 
 const VOID: usize = 3;
@@ -61,6 +63,74 @@ fn weighted_loss_matches_a_hand_computation() {
     assert!(
         (got - expected).abs() < 1e-5,
         "loss {got}, expected {expected}"
+    );
+}
+
+/// Labels `10·row + column` of a `rows × cols` map, batch 1.
+fn numbered(rows: usize, cols: usize, device: &Device) -> Tensor<3, Int> {
+    let data: Vec<i64> = (0..rows * cols)
+        .map(|i| (10 * (i / cols) + i % cols) as i64)
+        .collect();
+    Tensor::from_data(TensorData::new(data, [1, rows, cols]), device)
+}
+
+/// Shape and values of an integer tensor, whatever the backend's integer type.
+fn ints(t: Tensor<3, Int>) -> ([usize; 3], Vec<i64>) {
+    (t.dims(), t.into_data().convert::<i64>().try_to_vec().unwrap())
+}
+
+#[test]
+fn cell_centres_sample_the_middle_of_each_cell() {
+    let device = Device::flex();
+    let centres = ([1, 2, 3], vec![11, 13, 15, 31, 33, 35]);
+    // 4×6 into 2×3 cells of 2×2: centres at rows 1, 3 and columns 1, 3, 5.
+    assert_eq!(ints(cell_centres(numbered(4, 6, &device), [2, 3])), centres);
+    // 5×7 into 2×3: rows ⌊5/4⌋ = 1, ⌊15/4⌋ = 3; columns ⌊7/6⌋ = 1, ⌊21/6⌋ = 3, ⌊35/6⌋ = 5.
+    assert_eq!(ints(cell_centres(numbered(5, 7, &device), [2, 3])), centres);
+    // One cell: the middle pixel; as many cells as pixels: the map itself.
+    assert_eq!(
+        ints(cell_centres(numbered(3, 3, &device), [1, 1])),
+        ([1, 1, 1], vec![11])
+    );
+    let map = numbered(3, 4, &device);
+    assert_eq!(ints(cell_centres(map.clone(), [3, 4])), ints(map));
+}
+
+#[test]
+fn the_auxiliary_loss_is_the_weighted_loss_at_the_cell_centres() {
+    let device = Device::flex();
+    // An identity head: the features are the logits.
+    let mut head = AuxHeadConfig::new(3, 3).init(&device);
+    let eye: Vec<f32> = (0..9).map(|i| if i % 4 == 0 { 1.0 } else { 0.0 }).collect();
+    head.conv.weight = burn::module::Param::from_tensor(Tensor::from_data(
+        TensorData::new(eye, [3, 3, 1, 1]),
+        &device,
+    ));
+    head.conv.bias = None;
+    // 4×4 labels; the 2×2 cells' centres (rows and columns 1 and 3) hold [0, 2, 1, void], the
+    // rest is filled with labels that would change the loss if they were read.
+    let mut labels = vec![1i64; 16];
+    for (p, &t) in [0i64, 2, 1, VOID as i64].iter().enumerate() {
+        labels[(1 + 2 * (p / 2)) * 4 + 1 + 2 * (p % 2)] = t;
+    }
+    let w = [0.5f32, 2.0, 1.0];
+    let loss: f32 = head
+        .loss(
+            logits(ROWS, &device),
+            Tensor::from_data(TensorData::new(labels, [1, 4, 4]), &device),
+            Tensor::from_floats(w, &device),
+            VOID,
+        )
+        .into_scalar();
+    let (mut num, mut den) = (0.0f64, 0.0f64);
+    for (p, y) in [0usize, 2, 1].into_iter().enumerate() {
+        num -= w[y] as f64 * log_softmax(ROWS[p])[y];
+        den += w[y] as f64;
+    }
+    let expected = (num / den) as f32;
+    assert!(
+        (loss - expected).abs() < 1e-5,
+        "loss {loss}, expected {expected}"
     );
 }
 

@@ -178,17 +178,61 @@ fn logits_of_network(path: &Path, config: SqueezeSegNetConfig) -> TensorData {
 #[test]
 fn a_resumed_run_matches_an_uninterrupted_one() {
     let _serial = serial();
-    let config = || small_config().with_epochs(2).with_batch_size(2);
+    let split =
+        resumed_matches_uninterrupted(|| small_config().with_epochs(2).with_batch_size(2), "plain");
+    let _ = std::fs::remove_dir_all(&split);
+}
+
+/// The auxiliary head is trained and checkpointed with the network: a resumed run that started
+/// it afresh, or lost its optimiser state, would not land on the uninterrupted run's weights.
+#[test]
+fn a_resumed_run_with_an_auxiliary_loss_matches_an_uninterrupted_one() {
+    let _serial = serial();
+    let config = || small_config().with_epochs(2).with_aux_weight(0.4);
+    let split = resumed_matches_uninterrupted(config, "aux");
+    let ckpts = CheckpointDir::new(&split, 2);
+    let (files, _) = ckpts.latest().unwrap().expect("a committed checkpoint");
+    assert!(files.aux.is_file(), "{} is missing", files.aux.display());
+    let _ = std::fs::remove_dir_all(&split);
+
+    // A checkpoint without the head cannot be resumed as if it had one.
+    let dir = tmp_dir("aux-missing");
+    let t = Trainer::new(config(), Device::flex(), sample(2), None, &dir).unwrap();
+    t.run(RunOptions {
+        stop_after_epochs: Some(1),
+        ..Default::default()
+    })
+    .unwrap();
+    let (files, _) = CheckpointDir::new(&dir, 2).latest().unwrap().unwrap();
+    std::fs::remove_file(&files.aux).unwrap();
+    let t = Trainer::new(config(), Device::flex(), sample(2), None, &dir).unwrap();
+    let err = t
+        .run(RunOptions {
+            resume: true,
+            ..Default::default()
+        })
+        .unwrap_err();
+    assert!(
+        matches!(&err, TrainError::Checkpoint { path, .. } if path == &files.aux),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Trains `config()` straight through and in three sittings (stopped inside epoch 1, after epoch
+/// 1, then to the end) and checks both end on the same weights and history. Returns the
+/// three-sittings run's folder (the straight one is removed).
+fn resumed_matches_uninterrupted(config: impl Fn() -> TrainingConfig, name: &str) -> PathBuf {
     let val = || Some(sample(2));
 
-    let straight = tmp_dir("straight");
+    let straight = tmp_dir(&format!("straight-{name}"));
     Trainer::new(config(), Device::flex(), sample(4), val(), &straight)
         .unwrap()
         .run(RunOptions::default())
         .unwrap();
 
     // Stop after the first batch (as Ctrl-C would), resume, stop after epoch 1, resume again.
-    let split = tmp_dir("split");
+    let split = tmp_dir(&format!("split-{name}"));
     let t = Trainer::new(config(), Device::flex(), sample(4), val(), &split).unwrap();
     t.stop_flag().store(true, Ordering::SeqCst);
     let o = t.run(RunOptions::default()).unwrap();
@@ -241,7 +285,7 @@ fn a_resumed_run_matches_an_uninterrupted_one() {
         assert!((va.mean_iou - vb.mean_iou).abs() < 1e-3);
     }
     let _ = std::fs::remove_dir_all(&straight);
-    let _ = std::fs::remove_dir_all(&split);
+    split
 }
 
 #[test]

@@ -225,8 +225,33 @@ impl SqueezeSegNet {
     /// error.
     pub fn forward_unchecked(&self, x: Tensor<4>) -> Tensor<4> {
         let [_, _, height, width] = x.dims();
+        let (features, pools) = self.encode(x);
+        self.decode(features, pools, [height, width])
+    }
 
-        // Encoder: SqueezeNet 1.1, keeping the pooling indices.
+    /// The logits and the encoder's output (conv10's, after the context when configured): for an
+    /// auxiliary loss on the encoder, as PSPNet's training uses.
+    ///
+    /// # Shapes
+    /// - input: `[batch, input_channels, height, width]`
+    /// - output: logits `[batch, num_classes, height, width]` and features `[batch, 512, h, w]`,
+    ///   `h` and `w` the sizes after conv1 and three poolings (about a sixteenth of the input's)
+    ///
+    /// # Errors
+    /// As [`forward`](Self::forward).
+    pub fn forward_with_features(
+        &self,
+        x: Tensor<4>,
+    ) -> Result<(Tensor<4>, Tensor<4>), SegNetError> {
+        self.check_input(x.dims())?;
+        let [_, _, height, width] = x.dims();
+        let (features, pools) = self.encode(x);
+        let logits = self.decode(features.clone(), pools, [height, width]);
+        Ok((logits, features))
+    }
+
+    /// Encoder: SqueezeNet 1.1, keeping the pooling indices, then the context.
+    fn encode(&self, x: Tensor<4>) -> (Tensor<4>, [Pooled; 3]) {
         let x = self.conv1.forward(x);
         let (x, pool1) = pool(x, POOL);
         let x = self.fire2.forward(x);
@@ -244,8 +269,17 @@ impl SqueezeSegNet {
             Some(context) => context.forward(x),
             None => x,
         };
+        (x, [pool1, pool3, pool5])
+    }
 
-        // Decoder: the mirror image, unpooling with the encoder's indices.
+    /// Decoder: the mirror image, unpooling with the encoder's indices, then the logits at
+    /// `size`.
+    fn decode(
+        &self,
+        x: Tensor<4>,
+        [pool1, pool3, pool5]: [Pooled; 3],
+        size: [usize; 2],
+    ) -> Tensor<4> {
         let x = self.conv10_d.forward(x);
         let x = self.dfire9.forward(x);
         let x = self.dfire8.forward(x);
@@ -262,7 +296,7 @@ impl SqueezeSegNet {
             Some(refine) => refine.forward(x),
             None => x,
         };
-        self.deconv(x, [height, width])
+        self.deconv(x, size)
     }
 
     /// The configuration that builds this network's layers (read from them: batch norm is
