@@ -80,6 +80,10 @@ struct Cli {
     /// alongside (deep supervision; the head is not saved with the weights) [default: 0]
     #[arg(long, value_name = "W", allow_negative_numbers = true)]
     aux_loss: Option<f64>,
+    /// ClassMix: with probability P, paste half the classes of the next image in the batch onto
+    /// a training image, labels with them [default: 0]
+    #[arg(long, value_name = "P", allow_negative_numbers = true)]
+    class_mix: Option<f64>,
     /// Validate and save a moving average of the weights, decaying by DECAY per step (e.g.
     /// 0.998) [default: off]
     #[arg(long, value_name = "DECAY", allow_negative_numbers = true)]
@@ -289,6 +293,7 @@ fn new_config(args: &Cli) -> TrainingConfig {
     c.jaccard_weight = args.jaccard.unwrap_or(0.0);
     c.lovasz_weight = args.lovasz.unwrap_or(0.0);
     c.aux_weight = args.aux_loss.unwrap_or(0.0);
+    c.class_mix = args.class_mix.unwrap_or(0.0);
     c.ema_decay = args.ema.unwrap_or(0.0);
     c.class_weighting = args.class_weights.clone();
     if let Some((lo, hi)) = args.scale {

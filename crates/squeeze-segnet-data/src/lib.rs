@@ -13,6 +13,7 @@
 //! - Transforms: [`TransformConfig`] (resize, scale-and-crop, flip, colour jitter,
 //!   normalisation with the model crate's [`CAMVID_MEAN`] and [`CAMVID_STD`]), seeded per
 //!   (epoch, sample) by [`loader::sample_rng`].
+//! - Batch mixing: [`class_mix`] (ClassMix: half the classes of one image pasted onto another).
 //! - The pipeline ([`loader`]): a seeded order per epoch, decoding and augmentation ahead of the
 //!   model on worker threads, batches a pure function of `(seed, epoch, batch)` (so a run
 //!   resumes exactly), an optional cache of decoded images. The training crate runs on it.
@@ -48,6 +49,7 @@ mod camvid;
 mod dataset;
 mod error;
 pub mod loader;
+mod mix;
 mod transform;
 
 pub use balance::{
@@ -62,6 +64,7 @@ pub use dataset::{
     MAX_IMAGE_SIDE, MaskEncoding, SamplePaths, SegmentationDataset, SegmentationSample, decode,
 };
 pub use error::DataError;
+pub use mix::class_mix;
 pub use transform::{
     CAMVID_MEAN, CAMVID_STD, SegmentationItem, SplitMix64, TRAIN_JITTER, TRAIN_SCALE,
     TransformConfig, TransformedDataset,

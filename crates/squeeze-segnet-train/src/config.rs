@@ -115,6 +115,11 @@ pub struct TrainingConfig {
     /// Default: 0 (off).
     #[config(default = 0.0)]
     pub aux_weight: f64,
+    /// Probability that a training image gets half the classes of the next image in its batch
+    /// pasted on ([`squeeze_segnet_data::class_mix`], ClassMix), after the augmentation. 0 turns
+    /// it off. Default: 0.
+    #[config(default = 0.0)]
+    pub class_mix: f64,
     /// Decay per step of an exponential moving average of the weights ([`crate::Ema`]); the
     /// average is what gets validated and saved (`best.bpk`, `last.bpk`). 0 turns it off; 0.998
     /// averages over about 500 steps. Default: 0.
@@ -212,6 +217,12 @@ impl TrainingConfig {
         }
         if !(self.lovasz_weight >= 0.0 && self.lovasz_weight.is_finite()) {
             return bad(format!("lovasz weight {} must be >= 0", self.lovasz_weight));
+        }
+        if !(0.0..=1.0).contains(&self.class_mix) {
+            return bad(format!(
+                "ClassMix probability {} must be in [0, 1]",
+                self.class_mix
+            ));
         }
         if !(self.aux_weight >= 0.0 && self.aux_weight.is_finite()) {
             return bad(format!(

@@ -38,7 +38,11 @@ use crate::{
     SegmentationScores, TrainError, TrainingConfig, lovasz_softmax_loss,
     segmentation_cross_entropy, soft_jaccard_loss,
 };
-use squeeze_segnet_data::loader::{CachedDataset, EpochStream, batches, epoch_order};
+use squeeze_segnet_data::class_mix;
+use squeeze_segnet_data::loader::{CachedDataset, EpochStream, batches, epoch_order, sample_rng};
+
+/// Separates the ClassMix draws of batch `b` from the augmentation draws of sample `b`.
+const CLASS_MIX_SALT: u64 = 0xC1A5_5A11_0F0B_A7C4;
 
 /// What happened in one epoch.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -305,8 +309,13 @@ impl Trainer {
             );
             let mut lr = cfg.learning_rate(state.step, warmup, total_steps);
             for items in stream {
-                let items = items?;
+                let mut items = items?;
                 let count = items.len();
+                if cfg.class_mix > 0.0 {
+                    // A pure function of (seed, epoch, batch): a resumed run mixes alike.
+                    let mut rng = sample_rng(state.seed ^ CLASS_MIX_SALT, epoch, state.batch);
+                    class_mix(&mut items, cfg.class_mix, ignore as u8, &mut rng);
+                }
                 let (grads, value) = match &parallel {
                     Some(parallel) => parallel.gradients(&model, items)?,
                     None => {

@@ -76,7 +76,10 @@ fn numbered(rows: usize, cols: usize, device: &Device) -> Tensor<3, Int> {
 
 /// Shape and values of an integer tensor, whatever the backend's integer type.
 fn ints(t: Tensor<3, Int>) -> ([usize; 3], Vec<i64>) {
-    (t.dims(), t.into_data().convert::<i64>().try_to_vec().unwrap())
+    (
+        t.dims(),
+        t.into_data().convert::<i64>().try_to_vec().unwrap(),
+    )
 }
 
 #[test]

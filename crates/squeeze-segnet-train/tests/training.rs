@@ -183,12 +183,18 @@ fn a_resumed_run_matches_an_uninterrupted_one() {
     let _ = std::fs::remove_dir_all(&split);
 }
 
-/// The auxiliary head is trained and checkpointed with the network: a resumed run that started
-/// it afresh, or lost its optimiser state, would not land on the uninterrupted run's weights.
+/// The auxiliary head is trained and checkpointed with the network, and ClassMix draws from the
+/// seed, epoch and batch: a resumed run that started the head afresh, lost its optimiser state or
+/// mixed other pairs would not land on the uninterrupted run's weights.
 #[test]
-fn a_resumed_run_with_an_auxiliary_loss_matches_an_uninterrupted_one() {
+fn a_resumed_run_with_an_auxiliary_loss_and_class_mix_matches_an_uninterrupted_one() {
     let _serial = serial();
-    let config = || small_config().with_epochs(2).with_aux_weight(0.4);
+    let config = || {
+        small_config()
+            .with_epochs(2)
+            .with_aux_weight(0.4)
+            .with_class_mix(0.5)
+    };
     let split = resumed_matches_uninterrupted(config, "aux");
     let ckpts = CheckpointDir::new(&split, 2);
     let (files, _) = ckpts.latest().unwrap().expect("a committed checkpoint");
