@@ -1,10 +1,10 @@
-//! Where the time goes, layer by layer, for the paper's network with batch norm (the layers every
-//! preset shares; fp32, random weights), each
+//! Where the time goes, layer by layer, for the shipped `camvid()` network (the paper's layers,
+//! which every preset shares, plus `27-context` and `28-refine`; fp32, random weights), each
 //! layer timed alone on its real input:
 //!
 //! - `layers/<backend>/<nn>-<layer>`: inference (batch norm folded, the fused CPU path) at
 //!   360×480, batch 1, on the CPU backends; the layer times add up to about the whole forward
-//!   (`benches/forward.rs`);
+//!   (`benches/forward.rs`: the paper network's without 27 and 28, `camvid()`'s with them);
 //! - `layers-train/flex/<nn>-<layer>`: forward and backward of the layer (autodiff, batch norm in
 //!   training mode, gradient of the sum of its output) at 180×240, batch 4 — the training step's
 //!   shape (`benches/train_step.rs`).
@@ -71,6 +71,9 @@ fn steps(model: &SqueezeSegNet, x: Tensor<4>) -> Vec<Step> {
     layer!("fire8", fire8);
     layer!("fire9", fire9);
     layer!("conv10", conv10);
+    if let Some(context) = model.context.clone() {
+        x = block("context", Box::new(move |x| context.forward(x)), x);
+    }
     layer!("conv10_d", conv10_d);
     layer!("dfire9", dfire9);
     layer!("dfire8", dfire8);
@@ -89,6 +92,9 @@ fn steps(model: &SqueezeSegNet, x: Tensor<4>) -> Vec<Step> {
     layer!("dfire3", dfire3);
     layer!("dfire2", dfire2);
     x = unpool(x, "unpool1");
+    if let Some(refine) = model.refine.clone() {
+        x = block("refine", Box::new(move |x| refine.forward(x)), x);
+    }
     let d = model.deconv1.clone();
     // The network's own deconvolution path (this crate's kernel at inference on the CPU backends,
     // the four phases in training on NdArray, the backend's own op elsewhere).
@@ -120,7 +126,7 @@ fn pooled_name(unpool: &str) -> &'static str {
     }
 }
 
-const ORDER: [&str; 27] = [
+const ORDER: [&str; 29] = [
     "conv1",
     "pool1",
     "fire2",
@@ -148,6 +154,8 @@ const ORDER: [&str; 27] = [
     "unpool1",
     "deconv1",
     "deconv1-phases",
+    "context",
+    "refine",
 ];
 
 fn step_name(step: &Step) -> &'static str {
@@ -180,7 +188,7 @@ fn layers(c: &mut Criterion) {
     group.sample_size(10);
     for kind in [BackendKind::Flex, BackendKind::NdArray] {
         let device = kind.device().expect("CPU backends always exist");
-        let model = SqueezeSegNetConfig::paper_with_batch_norm()
+        let model = SqueezeSegNetConfig::camvid()
             .init(&device)
             .expect("default config")
             .for_inference();
@@ -215,7 +223,7 @@ fn layers(c: &mut Criterion) {
     group.sample_size(10);
     let device = Device::flex();
     let ad = device.clone().autodiff();
-    let model = SqueezeSegNetConfig::paper_with_batch_norm()
+    let model = SqueezeSegNetConfig::camvid()
         .init(&device)
         .expect("default config")
         .fork(&ad)

@@ -104,6 +104,7 @@ mod precision;
 mod predict;
 pub mod pytorch;
 mod saved;
+mod simd;
 mod summary;
 mod visualize;
 mod weights;

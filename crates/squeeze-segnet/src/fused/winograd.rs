@@ -30,6 +30,7 @@ use rayon::prelude::*;
 
 use super::cpu::{Conv, matmul};
 use crate::host::HostFloat;
+use crate::simd::multiversion;
 
 /// Output rows (and columns) of one tile: blocks of output rows come in multiples of it.
 pub(super) const TILE: usize = 4;
@@ -123,24 +124,14 @@ pub(super) fn weights<T: HostFloat>(weight: &[T], c_out: usize, c_in: usize) -> 
     u
 }
 
-/// Scratch buffers a block reuses: transformed input, GEMM output, padded input rows, and four
-/// output rows.
+/// Scratch buffers a block reuses: transformed input, GEMM output, a tile row's six input rows
+/// as column phases, and the output transform's half-way products.
+#[derive(Default)]
 pub(super) struct Buffers<T> {
     v: Vec<T>,
     m: Vec<T>,
-    rows: Vec<T>,
-    y: Vec<T>,
-}
-
-impl<T> Default for Buffers<T> {
-    fn default() -> Self {
-        Self {
-            v: Vec::new(),
-            m: Vec::new(),
-            rows: Vec::new(),
-            y: Vec::new(),
-        }
-    }
+    phases: Vec<T>,
+    half: Vec<T>,
 }
 
 /// `conv` (3×3, stride 1, padding 1; [`fits`]) over output rows `oy0..oy1` of `image:
@@ -153,6 +144,36 @@ impl<T> Default for Buffers<T> {
 #[allow(clippy::too_many_arguments)]
 pub(super) unsafe fn conv3x3<T: HostFloat>(
     image: &[T],
+    dims: [usize; 3],
+    conv: &Conv<'_, T>,
+    u: &[T],
+    rows: [usize; 2],
+    dst: *mut T,
+    dst_rs: usize,
+    buffers: &mut Buffers<T>,
+) {
+    // SAFETY: the caller's contract.
+    unsafe { conv3x3_simd(image, dims, conv, u, rows, dst, dst_rs, buffers) }
+}
+
+multiversion! {
+    /// [`conv3x3`] compiled for the CPU's vector extension.
+    unsafe fn conv3x3_simd<T: HostFloat>(
+        image: &[T],
+        dims: [usize; 3],
+        conv: &Conv<'_, T>,
+        u: &[T],
+        rows: [usize; 2],
+        dst: *mut T,
+        dst_rs: usize,
+        buffers: &mut Buffers<T>,
+    ) = conv3x3_body;
+}
+
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn conv3x3_body<T: HostFloat>(
+    image: &[T],
     [c_in, h, w]: [usize; 3],
     conv: &Conv<'_, T>,
     u: &[T],
@@ -164,38 +185,65 @@ pub(super) unsafe fn conv3x3<T: HostFloat>(
     let c_out = conv.c_out;
     let (tiles_y, tiles_x) = ((oy1 - oy0).div_ceil(TILE), w.div_ceil(TILE));
     let tiles = tiles_y * tiles_x;
-    let Buffers { v, m, rows, y } = buffers;
+    let Buffers { v, m, phases, half } = buffers;
     v.resize(36 * c_in * tiles, T::ZERO);
     m.resize(36 * c_out * tiles, T::ZERO);
-    // Six input rows, zero-padded by one column on the left and enough on the right for the
-    // last tile: 4·tiles_x + 2 columns.
-    let width = TILE * tiles_x + 2;
-    rows.resize(6 * width, T::ZERO);
+    // The six input rows of a tile row, each as four column phases: phase k of row i at tx
+    // is column 4·tx + k − 1 of the input (padding 1: zero outside), tx ≤ tiles_x, so a tile's
+    // six columns 4·tx − 1 .. 4·tx + 4 are phases 0-3 at tx and 0-1 at tx + 1.
+    let stride = tiles_x + 1;
+    phases.resize(24 * stride, T::ZERO);
 
-    // Input transform: V[ξ][c][tile] = (Bᵀ d B)[ξ].
+    // Input transform: V[ξ][c][tile] = (Bᵀ d B)[ξ]. Every loop below runs over the tiles of a
+    // row, element by element with no gather, so it vectorises.
     for c in 0..c_in {
         let channel = &image[c * h * w..][..h * w];
         for ty in 0..tiles_y {
             for i in 0..6 {
-                let row = &mut rows[i * width..][..width];
+                let [p0, p1, p2, p3] = phase_rows(&mut phases[4 * i * stride..][..4 * stride]);
                 let iy = (oy0 + TILE * ty + i).checked_sub(1).filter(|&y| y < h);
-                match iy {
-                    Some(iy) => {
-                        row[0] = T::ZERO;
-                        row[1..1 + w].copy_from_slice(&channel[iy * w..][..w]);
-                        row[1 + w..].fill(T::ZERO);
+                let Some(iy) = iy else {
+                    for p in [p0, p1, p2, p3] {
+                        p.fill(T::ZERO);
                     }
-                    None => row.fill(T::ZERO),
+                    continue;
+                };
+                let row = &channel[iy * w..][..w];
+                let chunks = row.chunks_exact(TILE);
+                let tail = chunks.remainder();
+                let full = w / TILE;
+                p0[0] = T::ZERO;
+                for (tx, q) in chunks.enumerate() {
+                    p1[tx] = q[0];
+                    p2[tx] = q[1];
+                    p3[tx] = q[2];
+                    p0[tx + 1] = q[3];
+                }
+                let mut last = [T::ZERO; TILE];
+                last[..tail.len()].copy_from_slice(tail);
+                p1[full] = last[0];
+                p2[full] = last[1];
+                p3[full] = last[2];
+                if full + 1 < stride {
+                    p0[full + 1] = last[3];
+                }
+                for p in [p1, p2, p3] {
+                    p[full + 1..].fill(T::ZERO);
+                }
+                if full + 2 < stride {
+                    p0[full + 2..].fill(T::ZERO);
                 }
             }
-            // Bᵀ d, in place, over whole rows.
+            // Bᵀ d, in place, across the six rows: element by element over their phases.
             {
-                let (d0, rest) = rows.split_at_mut(width);
-                let (d1, rest) = rest.split_at_mut(width);
-                let (d2, rest) = rest.split_at_mut(width);
-                let (d3, rest) = rest.split_at_mut(width);
-                let (d4, d5) = rest.split_at_mut(width);
-                for k in 0..width {
+                let n = 4 * stride;
+                let (d0, rest) = phases.split_at_mut(n);
+                let (d1, rest) = rest.split_at_mut(n);
+                let (d2, rest) = rest.split_at_mut(n);
+                let (d3, rest) = rest.split_at_mut(n);
+                let (d4, d5) = rest.split_at_mut(n);
+                let d5 = &mut d5[..n];
+                for k in 0..n {
                     let r = bt6([d0[k], d1[k], d2[k], d3[k], d4[k], d5[k]]);
                     d0[k] = r[0];
                     d1[k] = r[1];
@@ -205,18 +253,28 @@ pub(super) unsafe fn conv3x3<T: HostFloat>(
                     d5[k] = r[5];
                 }
             }
-            // · B, per tile: columns 4tx .. 4tx + 5.
+            // · B, per tile, into six disjoint runs of `v` per row.
             let base = ty * tiles_x;
             for i in 0..6 {
-                let t = &rows[i * width..][..width];
-                let o: [usize; 6] =
-                    std::array::from_fn(|j| ((i * 6 + j) * c_in + c) * tiles + base);
+                let p = |k: usize, shift: usize| &phases[(4 * i + k) * stride + shift..][..tiles_x];
+                let (q0, q1, q2, q3, q4, q5) =
+                    (p(0, 0), p(1, 0), p(2, 0), p(3, 0), p(0, 1), p(1, 1));
+                let at = |j: usize| ((i * 6 + j) * c_in + c) * tiles + base;
+                let vp = v.as_mut_ptr();
+                // SAFETY: runs `at(j)..at(j) + tiles_x` of `v` for j < 6: distinct tile
+                // positions ξ = 6i + j, so disjoint, and inside `v` (36·c_in·tiles elements).
+                let [v0, v1, v2, v3, v4, v5]: [&mut [T]; 6] = unsafe {
+                    [0, 1, 2, 3, 4, 5]
+                        .map(|j| std::slice::from_raw_parts_mut(vp.add(at(j)), tiles_x))
+                };
                 for tx in 0..tiles_x {
-                    let q = &t[TILE * tx..TILE * tx + 6];
-                    let r = bt6([q[0], q[1], q[2], q[3], q[4], q[5]]);
-                    for j in 0..6 {
-                        v[o[j] + tx] = r[j];
-                    }
+                    let r = bt6([q0[tx], q1[tx], q2[tx], q3[tx], q4[tx], q5[tx]]);
+                    v0[tx] = r[0];
+                    v1[tx] = r[1];
+                    v2[tx] = r[2];
+                    v3[tx] = r[3];
+                    v4[tx] = r[4];
+                    v5[tx] = r[5];
                 }
             }
         }
@@ -238,43 +296,78 @@ pub(super) unsafe fn conv3x3<T: HostFloat>(
         }
     }
 
-    // Output transform: Y = Aᵀ M A, then bias and ReLU, four output rows per tile row.
+    // Output transform: Y = Aᵀ M A, then bias and ReLU, four output rows per tile row. First
+    // Aᵀ M for every column j of every tile (`half[r][j]`, a run over the tiles), then · A per
+    // output row, four columns per tile — both loops over the tiles of a row — straight into
+    // the output row (the last, partial tile through a small array).
     let out_rows = oy1 - oy0;
-    y.resize(TILE * width, T::ZERO);
+    half.resize(24 * tiles_x, T::ZERO);
+    let full = w / TILE;
     for co in 0..c_out {
         let bias = conv.bias.map_or(T::ZERO, |b| b[co]);
+        let relu = conv.relu;
         let finish = |v: T| {
             let s = v.add(bias);
-            if conv.relu && !(s > T::ZERO) {
-                T::ZERO
-            } else {
-                s
-            }
+            if relu && !(s > T::ZERO) { T::ZERO } else { s }
         };
         for ty in 0..tiles_y {
-            let at = |xi: usize| &m[(xi * c_out + co) * tiles + ty * tiles_x..][..tiles_x];
-            let mm: [&[T]; 36] = std::array::from_fn(at);
-            for tx in 0..tiles_x {
-                // Aᵀ M per column j of the tile, then · A per row r.
-                let cols: [[T; 4]; 6] =
-                    std::array::from_fn(|j| at6(std::array::from_fn(|i| mm[i * 6 + j][tx])));
-                for r in 0..TILE {
-                    let out = at6(std::array::from_fn(|j| cols[j][r]));
-                    for (s, value) in out.into_iter().enumerate() {
-                        y[r * width + TILE * tx + s] = finish(value);
-                    }
+            let mm = |xi: usize| &m[(xi * c_out + co) * tiles + ty * tiles_x..][..tiles_x];
+            for j in 0..6 {
+                let (m0, m1, m2, m3, m4, m5) = (
+                    mm(j),
+                    mm(6 + j),
+                    mm(12 + j),
+                    mm(18 + j),
+                    mm(24 + j),
+                    mm(30 + j),
+                );
+                let (h0, rest) = half[j * tiles_x..].split_at_mut(tiles_x);
+                let (h1, rest) = rest[5 * tiles_x..].split_at_mut(tiles_x);
+                let (h2, rest) = rest[5 * tiles_x..].split_at_mut(tiles_x);
+                let h3 = &mut rest[5 * tiles_x..][..tiles_x];
+                for tx in 0..tiles_x {
+                    let r = at6([m0[tx], m1[tx], m2[tx], m3[tx], m4[tx], m5[tx]]);
+                    h0[tx] = r[0];
+                    h1[tx] = r[1];
+                    h2[tx] = r[2];
+                    h3[tx] = r[3];
                 }
             }
-            for dy in 0..TILE {
-                let oy = TILE * ty + dy;
-                if oy < out_rows {
-                    // SAFETY: row `oy` of channel `co` lies in the caller's target.
-                    unsafe {
-                        let row = dst.add(co * dst_rs + oy * w);
-                        std::ptr::copy_nonoverlapping(y[dy * width..].as_ptr(), row, w);
+            for r in 0..TILE {
+                let oy = TILE * ty + r;
+                if oy >= out_rows {
+                    break;
+                }
+                let hh = |j: usize| &half[(r * 6 + j) * tiles_x..][..tiles_x];
+                let (a0, a1, a2, a3, a4, a5) = (hh(0), hh(1), hh(2), hh(3), hh(4), hh(5));
+                // SAFETY: row `oy` of channel `co` lies in the caller's target, `w` elements.
+                let out =
+                    unsafe { std::slice::from_raw_parts_mut(dst.add(co * dst_rs + oy * w), w) };
+                let (body, tail) = out.split_at_mut(TILE * full);
+                for (tx, o) in body.chunks_exact_mut(TILE).enumerate() {
+                    let q = at6([a0[tx], a1[tx], a2[tx], a3[tx], a4[tx], a5[tx]]);
+                    o[0] = finish(q[0]);
+                    o[1] = finish(q[1]);
+                    o[2] = finish(q[2]);
+                    o[3] = finish(q[3]);
+                }
+                if !tail.is_empty() {
+                    let q = at6([a0[full], a1[full], a2[full], a3[full], a4[full], a5[full]]);
+                    for (o, value) in tail.iter_mut().zip(q) {
+                        *o = finish(value);
                     }
                 }
             }
         }
     }
+}
+
+/// The four phases of one row in `phases` (`4 × stride` elements).
+#[inline(always)]
+fn phase_rows<T>(phases: &mut [T]) -> [&mut [T]; 4] {
+    let stride = phases.len() / 4;
+    let (p0, rest) = phases.split_at_mut(stride);
+    let (p1, rest) = rest.split_at_mut(stride);
+    let (p2, p3) = rest.split_at_mut(stride);
+    [p0, p1, p2, p3]
 }

@@ -1,0 +1,87 @@
+//! Run-time dispatch to the widest x86-64 vector extension the CPU has, for the host kernels'
+//! own loops (transforms, epilogues, copies). The crate is compiled for baseline x86-64, whose
+//! vectors are SSE2's four floats; a loop only gets AVX2's eight or AVX-512's sixteen inside a
+//! function compiled with those features. [`multiversion!`] writes a function three times —
+//! AVX-512, AVX2 + FMA, baseline — over one `#[inline(always)]` body, and calls the one
+//! [`level`] picks. GEMMs are the `gemm` crate's, which dispatches on its own.
+//!
+//! AVX-512 is used only with the `avx512` feature (on by default), as for `gemm`'s kernels:
+//! `--no-default-features` measures the AVX2 path on an AVX-512 machine.
+
+use std::sync::OnceLock;
+
+/// A vector extension level, in increasing width.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Level {
+    /// SSE2 (every x86-64), or another architecture.
+    Baseline,
+    /// AVX2 with FMA.
+    Avx2,
+    /// AVX-512 F, BW, VL and DQ.
+    Avx512,
+}
+
+/// The widest level this CPU supports (and this build allows), detected once.
+pub(crate) fn level() -> Level {
+    static LEVEL: OnceLock<Level> = OnceLock::new();
+    *LEVEL.get_or_init(detect)
+}
+
+fn detect() -> Level {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::is_x86_feature_detected as has;
+        if cfg!(feature = "avx512")
+            && has!("avx512f")
+            && has!("avx512bw")
+            && has!("avx512vl")
+            && has!("avx512dq")
+        {
+            return Level::Avx512;
+        }
+        if has!("avx2") && has!("fma") {
+            return Level::Avx2;
+        }
+    }
+    Level::Baseline
+}
+
+/// `multiversion! { [attributes] [pub(..)] unsafe fn name<T: Bound>(arg: Type, ...) -> Ret = body; }`
+/// defines `name`, which calls the `#[inline(always)]` function `body` (same arguments) compiled
+/// for [`level`]'s extension. Arguments must be plain identifiers.
+macro_rules! multiversion {
+    (
+        $(#[$attr:meta])*
+        $vis:vis unsafe fn $name:ident<$t:ident: $bound:path>($($arg:ident: $ty:ty),* $(,)?)
+            $(-> $ret:ty)? = $body:path;
+    ) => {
+        $(#[$attr])*
+        #[allow(clippy::too_many_arguments)]
+        $vis unsafe fn $name<$t: $bound>($($arg: $ty),*) $(-> $ret)? {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma")]
+                #[allow(clippy::too_many_arguments)]
+                unsafe fn avx512<$t: $bound>($($arg: $ty),*) $(-> $ret)? {
+                    // SAFETY: the caller's contract, passed on.
+                    unsafe { $body($($arg),*) }
+                }
+                #[target_feature(enable = "avx2,fma")]
+                #[allow(clippy::too_many_arguments)]
+                unsafe fn avx2<$t: $bound>($($arg: $ty),*) $(-> $ret)? {
+                    // SAFETY: the caller's contract, passed on.
+                    unsafe { $body($($arg),*) }
+                }
+                match $crate::simd::level() {
+                    // SAFETY: the CPU has these features (`level`).
+                    $crate::simd::Level::Avx512 => return unsafe { avx512($($arg),*) },
+                    $crate::simd::Level::Avx2 => return unsafe { avx2($($arg),*) },
+                    $crate::simd::Level::Baseline => {}
+                }
+            }
+            // SAFETY: the caller's contract, passed on.
+            unsafe { $body($($arg),*) }
+        }
+    };
+}
+pub(crate) use multiversion;
