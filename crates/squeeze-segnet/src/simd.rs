@@ -46,9 +46,9 @@ fn detect() -> Level {
     Level::Baseline
 }
 
-/// `multiversion! { [attributes] [pub(..)] unsafe fn name<T: Bound>(arg: Type, ...) -> Ret = body; }`
-/// defines `name`, which calls the `#[inline(always)]` function `body` (same arguments) compiled
-/// for [`level`]'s extension. Arguments must be plain identifiers.
+/// `multiversion! { [attributes] [pub(..)] [unsafe] fn name<T: Bound>(arg: Type, ...) -> Ret = body; }`
+/// defines `name`, which calls the `#[inline(always)]` function `body` (same arguments, `unsafe`
+/// when `name` is) compiled for [`level`]'s extension. Arguments must be plain identifiers.
 macro_rules! multiversion {
     (
         $(#[$attr:meta])*
@@ -81,6 +81,36 @@ macro_rules! multiversion {
             }
             // SAFETY: the caller's contract, passed on.
             unsafe { $body($($arg),*) }
+        }
+    };
+    (
+        $(#[$attr:meta])*
+        $vis:vis fn $name:ident<$t:ident: $bound:path>($($arg:ident: $ty:ty),* $(,)?)
+            $(-> $ret:ty)? = $body:path;
+    ) => {
+        $(#[$attr])*
+        #[allow(clippy::too_many_arguments)]
+        $vis fn $name<$t: $bound>($($arg: $ty),*) $(-> $ret)? {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma")]
+                #[allow(clippy::too_many_arguments)]
+                unsafe fn avx512<$t: $bound>($($arg: $ty),*) $(-> $ret)? {
+                    $body($($arg),*)
+                }
+                #[target_feature(enable = "avx2,fma")]
+                #[allow(clippy::too_many_arguments)]
+                unsafe fn avx2<$t: $bound>($($arg: $ty),*) $(-> $ret)? {
+                    $body($($arg),*)
+                }
+                match $crate::simd::level() {
+                    // SAFETY: the CPU has these features (`level`).
+                    $crate::simd::Level::Avx512 => return unsafe { avx512($($arg),*) },
+                    $crate::simd::Level::Avx2 => return unsafe { avx2($($arg),*) },
+                    $crate::simd::Level::Baseline => {}
+                }
+            }
+            $body($($arg),*)
         }
     };
 }

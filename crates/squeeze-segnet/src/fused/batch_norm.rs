@@ -17,7 +17,11 @@
 
 use burn::backend::tensor::FloatTensor;
 use burn::tensor::TensorData;
+use std::mem::MaybeUninit;
+
 use rayon::prelude::*;
+
+use crate::simd::multiversion;
 
 use crate::host::{
     HostBackend, HostData, HostFloat, dims4, float_slice, par_fill, with_float_type,
@@ -25,6 +29,7 @@ use crate::host::{
 
 /// `Σ_i f(i)` for `i < len`, for `K` sums at once (one pass over the operands `f` reads):
 /// eight lanes of `T` per chunk of 512, the chunks added in f64.
+#[inline(always)]
 fn chunked_sums<T: HostFloat, const K: usize>(len: usize, f: impl Fn(usize) -> [T; K]) -> [f64; K] {
     let mut total = [0.0; K];
     let mut start = 0;
@@ -69,18 +74,11 @@ fn statistics<T: HostFloat>(x: &[T], dims: [usize; 3]) -> Vec<(f64, f64)> {
     (0..c)
         .into_par_iter()
         .map(|ch| {
-            let sum: f64 = channel_planes(x, dims, ch)
-                .map(|p| chunked_sums(p.len(), |i| [p[i]])[0])
-                .sum();
+            let sum: f64 = channel_planes(x, dims, ch).map(plane_sum).sum();
             let mean = sum / count;
             let m = T::from_f64(mean);
             let squares: f64 = channel_planes(x, dims, ch)
-                .map(|p| {
-                    chunked_sums(p.len(), |i| {
-                        let d = p[i] - m;
-                        [d * d]
-                    })[0]
-                })
+                .map(|p| plane_squares(p, m))
                 .sum();
             (mean, squares / count)
         })
@@ -117,10 +115,7 @@ fn forward<T: HostFloat>(
     let chunk = plane.max(1);
     let out = par_fill(x.len(), chunk, |i, dst| {
         let (s, t) = affine[i % c];
-        for (d, v) in dst.iter_mut().zip(&x[i * chunk..]) {
-            let y = (*v * s).add(t);
-            d.write(if y > T::ZERO { y } else { T::ZERO });
-        }
+        affine_relu(dst, &x[i * chunk..], s, t);
     });
     let mean = stats.iter().map(|(m, _)| T::from_f64(*m)).collect();
     let var = stats.iter().map(|(_, v)| T::from_f64(*v)).collect();
@@ -145,7 +140,6 @@ fn backward<T: HostFloat>(
         .iter()
         .map(|v| 1.0 / (v.to_f64() + epsilon).sqrt())
         .collect();
-    let masked = |g: T, out: T| if out > T::ZERO { g } else { T::ZERO };
     // dβ = Σ g, and Σ g·(x − μ) (dγ = that · 1/σ).
     let sums: Vec<(f64, f64)> = (0..c)
         .into_par_iter()
@@ -156,10 +150,7 @@ fn backward<T: HostFloat>(
                 .zip(channel_planes(x, dims, ch));
             let (mut sum_g, mut sum_gx) = (0.0, 0.0);
             for ((g, out), xs) in planes {
-                let [a, b] = chunked_sums(g.len(), |i| {
-                    let gi = masked(g[i], out[i]);
-                    [gi, gi * (xs[i] - m)]
-                });
+                let [a, b] = gradient_sums(g, out, xs, m);
                 sum_g += a;
                 sum_gx += b;
             }
@@ -185,15 +176,101 @@ fn backward<T: HostFloat>(
         .collect();
     let chunk = plane.max(1);
     let dx = par_fill(x.len(), chunk, |i, dst| {
-        let (k, a, b, m) = coefficients[i % c];
         let start = i * chunk;
-        let (xs, out, g) = (&x[start..], &y[start..], &dy[start..]);
-        for (j, d) in dst.iter_mut().enumerate() {
-            let gj = masked(g[j], out[j]);
-            d.write((k * gj).add(a * (xs[j] - m)).add(b));
-        }
+        input_gradient(
+            dst,
+            &x[start..],
+            &y[start..],
+            &dy[start..],
+            coefficients[i % c],
+        );
     });
     (dx, dgamma, dbeta)
+}
+
+// The per-plane loops, each compiled for the CPU's vector extension (`crate::simd`).
+
+multiversion! {
+    /// `Σ p`.
+    fn plane_sum<T: HostFloat>(p: &[T]) -> f64 = plane_sum_body;
+}
+
+#[inline(always)]
+fn plane_sum_body<T: HostFloat>(p: &[T]) -> f64 {
+    chunked_sums(p.len(), |i| [p[i]])[0]
+}
+
+multiversion! {
+    /// `Σ (p − m)²`.
+    fn plane_squares<T: HostFloat>(p: &[T], m: T) -> f64 = plane_squares_body;
+}
+
+#[inline(always)]
+fn plane_squares_body<T: HostFloat>(p: &[T], m: T) -> f64 {
+    chunked_sums(p.len(), |i| {
+        let d = p[i] - m;
+        [d * d]
+    })[0]
+}
+
+multiversion! {
+    /// `dst = relu(x·s + t)` over `dst`'s length.
+    fn affine_relu<T: HostFloat>(dst: &mut [MaybeUninit<T>], x: &[T], s: T, t: T) = affine_relu_body;
+}
+
+#[inline(always)]
+fn affine_relu_body<T: HostFloat>(dst: &mut [MaybeUninit<T>], x: &[T], s: T, t: T) {
+    for (d, v) in dst.iter_mut().zip(x) {
+        let y = (*v * s).add(t);
+        d.write(if y > T::ZERO { y } else { T::ZERO });
+    }
+}
+
+/// The output gradient where the ReLU passed it (`out > 0`), else 0.
+#[inline(always)]
+fn masked<T: HostFloat>(g: T, out: T) -> T {
+    if out > T::ZERO { g } else { T::ZERO }
+}
+
+multiversion! {
+    /// `(Σ g', Σ g'·(x − m))` of one plane, `g'` the gradient through the ReLU.
+    fn gradient_sums<T: HostFloat>(g: &[T], out: &[T], xs: &[T], m: T) -> [f64; 2] = gradient_sums_body;
+}
+
+#[inline(always)]
+fn gradient_sums_body<T: HostFloat>(g: &[T], out: &[T], xs: &[T], m: T) -> [f64; 2] {
+    let (out, xs) = (&out[..g.len()], &xs[..g.len()]);
+    chunked_sums(g.len(), |i| {
+        let gi = masked(g[i], out[i]);
+        [gi, gi * (xs[i] - m)]
+    })
+}
+
+multiversion! {
+    /// `dst = k·g' + a·(x − m) + b` over `dst`'s length, `g'` the gradient through the ReLU.
+    fn input_gradient<T: HostFloat>(
+        dst: &mut [MaybeUninit<T>],
+        xs: &[T],
+        out: &[T],
+        g: &[T],
+        coefficients: (T, T, T, T),
+    ) = input_gradient_body;
+}
+
+#[inline(always)]
+fn input_gradient_body<T: HostFloat>(
+    dst: &mut [MaybeUninit<T>],
+    xs: &[T],
+    out: &[T],
+    g: &[T],
+    (k, a, b, m): (T, T, T, T),
+) {
+    let n = dst.len();
+    let (xs, out, g) = (&xs[..n], &out[..n], &g[..n]);
+    for (j, d) in dst.iter_mut().enumerate() {
+        let gj = masked(g[j], out[j]);
+        d.write((k * gj).add(a * (xs[j] - m)).add(b));
+    }
 }
 
 /// `[n, c, plane]` of an NCHW tensor.

@@ -19,6 +19,8 @@
 
 use rayon::prelude::*;
 
+use crate::simd::multiversion;
+
 use super::cpu::{OutPtr, gemm_strided, matmul};
 use crate::host::HostFloat;
 
@@ -119,12 +121,8 @@ pub(super) fn conv_transpose3x3_s2<T: HostFloat>(
                         if i >= h {
                             continue; // the output padding's row: the bias only
                         }
-                        for kx in 0..3 {
-                            let src = tap(3 * ky + kx, co, i);
-                            for (o, v) in dst[kx..].iter_mut().step_by(2).zip(src) {
-                                *o = o.add(*v);
-                            }
-                        }
+                        let t = 3 * ky;
+                        add_taps(dst, tap(t, co, i), tap(t + 1, co, i), tap(t + 2, co, i));
                     }
                 }
             }
@@ -133,6 +131,27 @@ pub(super) fn conv_transpose3x3_s2<T: HostFloat>(
     // SAFETY: the blocks' output rows tile 0..oh for every class of every image.
     unsafe { out.set_len(len) };
     out
+}
+
+multiversion! {
+    /// `dst[2j + kx] += t_kx[j]` for the three taps `kx` of one input row (`w` values each) on
+    /// an output row of at least `2w + 1`: even columns take taps 0 and 2, odd ones tap 1.
+    fn add_taps<T: HostFloat>(dst: &mut [T], t0: &[T], t1: &[T], t2: &[T]) = add_taps_body;
+}
+
+#[inline(always)]
+fn add_taps_body<T: HostFloat>(dst: &mut [T], t0: &[T], t1: &[T], t2: &[T]) {
+    let w = t0.len();
+    let (t1, t2) = (&t1[..w], &t2[..w]);
+    let (pairs, rest) = dst[..2 * w + 1].split_at_mut(2 * w);
+    // Column 2j: tap 0 of pixel j and tap 2 of pixel j − 1; column 2j + 1: tap 1 of pixel j.
+    pairs[0] = pairs[0].add(t0[0]);
+    pairs[1] = pairs[1].add(t1[0]);
+    for (j, pair) in pairs.chunks_exact_mut(2).enumerate().skip(1) {
+        pair[0] = pair[0].add(t0[j].add(t2[j - 1]));
+        pair[1] = pair[1].add(t1[j]);
+    }
+    rest[0] = rest[0].add(t2[w - 1]);
 }
 
 /// The weight `[c_in, c_out, 3, 3]` as `[c_in, 9·c_out]`, column `t·c_out + co` = tap `t = 3·ky +

@@ -10,6 +10,7 @@ use rayon::prelude::*;
 use super::FusedConvOps;
 use super::winograd;
 use crate::host::{HostBackend, HostData, HostFloat, dims4, with_float_type};
+use crate::simd::multiversion;
 
 /// One convolution of a fused call: its weights and where its channels go in the output.
 pub(super) struct Conv<'a, T> {
@@ -283,23 +284,45 @@ unsafe fn gemm_bias_act<T: HostFloat>(
         for co in 0..conv.c_out {
             let bias = conv.bias.map_or(T::ZERO, |b| b[co]);
             let row = std::slice::from_raw_parts_mut(dst.add(co * dst_rs), columns);
-            if conv.relu {
-                for v in row {
-                    let s = v.add(bias);
-                    *v = if s > T::ZERO { s } else { T::ZERO };
-                }
-            } else {
-                for v in row {
-                    *v = v.add(bias);
-                }
-            }
+            bias_act(row, bias, conv.relu);
         }
     }
 }
 
-/// im2col of output rows `oy0..oy1`: `col[(c·kh + ky)·kw + kx][(oy − oy0)·ow + ox] =
-/// x[c][oy·sh + ky − ph][ox·sw + kx − pw]`, zero outside the input.
-fn im2col<T: HostFloat>(
+multiversion! {
+    /// `row += bias`, then the ReLU when `relu`.
+    fn bias_act<T: HostFloat>(row: &mut [T], bias: T, relu: bool) = bias_act_body;
+}
+
+#[inline(always)]
+fn bias_act_body<T: HostFloat>(row: &mut [T], bias: T, relu: bool) {
+    if relu {
+        for v in row {
+            let s = v.add(bias);
+            *v = if s > T::ZERO { s } else { T::ZERO };
+        }
+    } else {
+        for v in row {
+            *v = v.add(bias);
+        }
+    }
+}
+
+multiversion! {
+    /// im2col of output rows `oy0..oy1`: `col[(c·kh + ky)·kw + kx][(oy − oy0)·ow + ox] =
+    /// x[c][oy·sh + ky − ph][ox·sw + kx − pw]`, zero outside the input.
+    fn im2col<T: HostFloat>(
+        image: &[T],
+        dims: [usize; 3],
+        conv: &Conv<'_, T>,
+        rows: [usize; 2],
+        ow: usize,
+        col: &mut [T],
+    ) = im2col_body;
+}
+
+#[inline(always)]
+fn im2col_body<T: HostFloat>(
     image: &[T],
     [c_in, h, w]: [usize; 3],
     conv: &Conv<'_, T>,
