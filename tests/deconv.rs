@@ -7,7 +7,7 @@ use burn::prelude::*;
 use burn::tensor::module::conv_transpose2d;
 use burn::tensor::ops::ConvTransposeOptions;
 use burn::tensor::{Distribution, Tolerance};
-use common::backends;
+use common::{backends, rerun_at_lower_vector_levels};
 use squeeze_segnet::deconv::conv_transpose2d_3x3_s2;
 use squeeze_segnet::fused;
 
@@ -291,4 +291,10 @@ fn backend_kind_is_read_from_the_device_autodiff_included() {
             Some(kind)
         );
     }
+}
+
+/// The last layer's kernels at the AVX2 and baseline levels too (`squeeze_segnet::SIMD_ENV`).
+#[test]
+fn every_vector_level_matches_burns_transposed_convolution() {
+    rerun_at_lower_vector_levels(&["the_last_layers_kernels_match_burns_transposed_convolution"]);
 }

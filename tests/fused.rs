@@ -684,3 +684,16 @@ fn the_batch_norm_gradient_is_differentiable() {
         );
     }
 }
+
+/// The host kernels' AVX2 and baseline code (`squeeze_segnet::SIMD_ENV`) against Burn's ops
+/// too: the kernel tests above, again in child processes capped at each level.
+#[test]
+fn every_vector_level_matches_burns_ops() {
+    rerun_at_lower_vector_levels(&[
+        "conv_bias_relu_matches_burns_ops",
+        "dfire_matches_burns_ops",
+        "training_convolution_matches_burns_value_and_gradients",
+        "batch_norm_relu_matches_burns_batch_norm_and_relu",
+        "the_batch_norm_gradient_is_differentiable",
+    ]);
+}

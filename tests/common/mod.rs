@@ -201,3 +201,31 @@ pub fn camvid_with_moved_statistics(seed: u64) -> squeeze_segnet::SqueezeSegNet 
     let _ = model.forward(x).unwrap();
     model.valid()
 }
+
+/// Runs the named tests of this test binary again in child processes, once with this crate's
+/// host kernels capped at each of the lower vector levels (`SQUEEZE_SEGNET_SIMD`: AVX2, then
+/// the baseline), and fails unless every one passes there. On an AVX-512 machine the parent
+/// process ran them with AVX-512, so every path the dispatch can take is held to the same
+/// checks. Does nothing inside such a child.
+pub fn rerun_at_lower_vector_levels(tests: &[&str]) {
+    if std::env::var_os(squeeze_segnet::SIMD_ENV).is_some() {
+        return;
+    }
+    let exe = std::env::current_exe().expect("the test binary's path");
+    for level in ["avx2", "baseline"] {
+        for test in tests {
+            let out = std::process::Command::new(&exe)
+                .args(["--exact", test, "--test-threads", "1"])
+                .env(squeeze_segnet::SIMD_ENV, level)
+                .output()
+                .expect("the test binary runs");
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                out.status.success() && stdout.contains("1 passed"),
+                "{test} at {}={level}:\n{stdout}\n{}",
+                squeeze_segnet::SIMD_ENV,
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+}

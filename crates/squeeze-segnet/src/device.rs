@@ -87,9 +87,11 @@ impl BackendKind {
     /// The device, checked: for WGPU, a tiny computation runs to make sure an adapter exists.
     ///
     /// # Errors
-    /// [`SegNetError::NoAdapter`] when WGPU finds no GPU or software driver.
+    /// [`SegNetError::NoAdapter`] when WGPU finds no GPU or software driver;
+    /// [`SegNetError::Config`] for a bad `BURN_DEVICE` or [`crate::SIMD_ENV`].
     pub fn device(self) -> Result<Device, SegNetError> {
         check_burn_device_env()?;
+        crate::simd::check_simd_env()?;
         let device = self.device_unchecked();
         if self != BackendKind::Wgpu {
             return Ok(device);

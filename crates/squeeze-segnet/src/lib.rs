@@ -128,6 +128,7 @@ pub use predict::{
     logits, predict_at, predict_full_size, segment_photo, upsample_argmax, upsample_logits,
 };
 pub use saved::{MODEL_FILE, RUN_FILE, SavedModel, json_with_defaults, load_json_with_defaults};
+pub use simd::{SIMD_ENV, check_simd_env};
 pub use summary::{LayerSummary, ModelSummary};
 pub use visualize::{colorize, overlay, side_by_side};
 pub use weights::{camvid_int8_weights_path, camvid_weights_path, weights_path};

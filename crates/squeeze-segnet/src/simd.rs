@@ -6,9 +6,13 @@
 //! [`level`] picks. GEMMs are the `gemm` crate's, which dispatches on its own.
 //!
 //! AVX-512 is used only with the `avx512` feature (on by default), as for `gemm`'s kernels:
-//! `--no-default-features` measures the AVX2 path on an AVX-512 machine.
+//! `--no-default-features` measures the AVX2 path on an AVX-512 machine. The environment
+//! variable [`SIMD_ENV`] (`avx2` or `baseline`) caps this crate's own level at run time (not
+//! `gemm`'s): how the tests run every path on one machine.
 
 use std::sync::OnceLock;
+
+use crate::SegNetError;
 
 /// A vector extension level, in increasing width.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -27,7 +31,44 @@ pub(crate) fn level() -> Level {
     *LEVEL.get_or_init(detect)
 }
 
+/// Caps this crate's vector level: `avx512`, `avx2` or `baseline` (another value is an error,
+/// reported by [`check_simd_env`]).
+pub const SIMD_ENV: &str = "SQUEEZE_SEGNET_SIMD";
+
+/// The level [`SIMD_ENV`] names, `None` when it is unset.
+///
+/// # Errors
+/// The value, when it names no level.
+pub(crate) fn env_cap() -> Result<Option<Level>, String> {
+    match std::env::var(SIMD_ENV) {
+        Err(std::env::VarError::NotPresent) => Ok(None),
+        Ok(v) if v == "avx512" => Ok(Some(Level::Avx512)),
+        Ok(v) if v == "avx2" => Ok(Some(Level::Avx2)),
+        Ok(v) if v == "baseline" => Ok(Some(Level::Baseline)),
+        Ok(v) => Err(v),
+        Err(std::env::VarError::NotUnicode(v)) => Err(v.to_string_lossy().into_owned()),
+    }
+}
+
+/// Checks [`SIMD_ENV`] (called with the Burn device check when a backend's device is made).
+///
+/// # Errors
+/// [`SegNetError::Config`] naming the variable, its value and the accepted ones.
+pub fn check_simd_env() -> Result<(), SegNetError> {
+    env_cap().map(|_| ()).map_err(|v| {
+        SegNetError::Config(format!(
+            "{SIMD_ENV}={v:?}: expected avx512, avx2 or baseline (or leave it unset)"
+        ))
+    })
+}
+
 fn detect() -> Level {
+    // A bad value falls back to the CPU's level; `check_simd_env` names it.
+    let cap = env_cap().ok().flatten().unwrap_or(Level::Avx512);
+    detect_cpu().min(cap)
+}
+
+fn detect_cpu() -> Level {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::is_x86_feature_detected as has;
