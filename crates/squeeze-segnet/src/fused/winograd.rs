@@ -134,31 +134,16 @@ pub(super) struct Buffers<T> {
     half: Vec<T>,
 }
 
-/// `conv` (3×3, stride 1, padding 1; [`fits`]) over output rows `oy0..oy1` of `image:
-/// [c_in, h, w]`, with its bias and ReLU, into `dst`: output channel `co`'s row `oy` at
-/// `dst + co·dst_rs + (oy − oy0)·w`. `u` is [`weights`] of `conv.weight`.
-///
-/// # Safety
-/// `dst` must be valid for writes of `conv.c_out` rows of `(oy1 − oy0)·w` elements at stride
-/// `dst_rs`, which no other thread writes.
-#[allow(clippy::too_many_arguments)]
-pub(super) unsafe fn conv3x3<T: HostFloat>(
-    image: &[T],
-    dims: [usize; 3],
-    conv: &Conv<'_, T>,
-    u: &[T],
-    rows: [usize; 2],
-    dst: *mut T,
-    dst_rs: usize,
-    buffers: &mut Buffers<T>,
-) {
-    // SAFETY: the caller's contract.
-    unsafe { conv3x3_simd(image, dims, conv, u, rows, dst, dst_rs, buffers) }
-}
-
 multiversion! {
-    /// [`conv3x3`] compiled for the CPU's vector extension.
-    unsafe fn conv3x3_simd<T: HostFloat>(
+    /// `conv` (3×3, stride 1, padding 1; [`fits`]) over output rows `oy0..oy1` of `image:
+    /// [c_in, h, w]`, with its bias and ReLU, into `dst`: output channel `co`'s row `oy` at
+    /// `dst + co·dst_rs + (oy − oy0)·w`. `u` is [`weights`] of `conv.weight`. Compiled for the
+    /// CPU's vector extension ([`crate::simd`]).
+    ///
+    /// # Safety
+    /// `dst` must be valid for writes of `conv.c_out` rows of `(oy1 − oy0)·w` elements at stride
+    /// `dst_rs`, which no other thread writes.
+    pub(super) unsafe fn conv3x3<T: HostFloat>(
         image: &[T],
         dims: [usize; 3],
         conv: &Conv<'_, T>,
