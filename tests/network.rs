@@ -35,6 +35,29 @@ fn output_has_the_input_size_for_odd_even_and_minimum_sizes() {
     }
 }
 
+/// The encoder's output next to the logits (for auxiliary losses): the same logits as `forward`,
+/// features of conv10's width at the encoder's size, and `forward`'s input errors.
+#[test]
+fn forward_with_features_gives_the_logits_and_the_encoder_output() {
+    let device = Device::flex();
+    let model = SqueezeSegNetConfig::camvid().init(&device).unwrap();
+    let x = image([2, 3, 64, 80], 3, &device);
+    let (logits, features) = model.forward_with_features(x.clone()).unwrap();
+    assert_close(
+        &host(logits),
+        &host(model.forward(x).unwrap()),
+        1e-6,
+        1e-6,
+        "logits",
+    );
+    // 64×80 → conv1 31×39 → pools (3×3/2, ceil) 15×19, 7×9, 3×4.
+    assert_eq!(features.dims(), [2, 512, 3, 4]);
+    let err = model
+        .forward_with_features(image([1, 4, 64, 80], 3, &device))
+        .unwrap_err();
+    assert!(matches!(err, SegNetError::InputChannels { .. }), "{err}");
+}
+
 /// The shipped network's context at the smallest inputs, where the bottleneck is 1×1 or 1×2
 /// and the 2×2, 3×3 and 6×6 grids pool a map smaller than themselves: the same finite logits
 /// on every backend as on Flex, unfolded and folded for inference.
