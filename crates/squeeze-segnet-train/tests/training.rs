@@ -20,6 +20,13 @@ use squeeze_segnet_train::{
     TrainingConfig, evaluate,
 };
 
+/// Continue the run folder's latest checkpoint to the end.
+const RESUME: RunOptions = RunOptions {
+    resume: true,
+    stop_after_epochs: None,
+    verbose: false,
+};
+
 /// The first `n` pairs of the embedded sample's training split.
 fn sample(n: usize) -> SegmentationDataset {
     let all = camvid(camvid_sample_root(), "train").unwrap();
@@ -212,12 +219,7 @@ fn a_resumed_run_with_an_auxiliary_loss_and_class_mix_matches_an_uninterrupted_o
     let (files, _) = CheckpointDir::new(&dir, 2).latest().unwrap().unwrap();
     std::fs::remove_file(&files.aux).unwrap();
     let t = Trainer::new(config(), Device::flex(), sample(2), None, &dir).unwrap();
-    let err = t
-        .run(RunOptions {
-            resume: true,
-            ..Default::default()
-        })
-        .unwrap_err();
+    let err = t.run(RESUME).unwrap_err();
     assert!(
         matches!(&err, TrainError::Checkpoint { path, .. } if path == &files.aux),
         "{err}"
@@ -257,12 +259,7 @@ fn resumed_matches_uninterrupted(config: impl Fn() -> TrainingConfig, name: &str
     assert!(o.interrupted);
     assert_eq!(o.history.len(), 1);
     let t = Trainer::new(config(), Device::flex(), sample(4), val(), &split).unwrap();
-    let o = t
-        .run(RunOptions {
-            resume: true,
-            ..Default::default()
-        })
-        .unwrap();
+    let o = t.run(RESUME).unwrap();
     assert!(!o.interrupted);
     assert_eq!(o.history.len(), 2);
 
@@ -324,12 +321,7 @@ fn a_checkpoint_cut_off_half_way_leaves_the_previous_one_usable() {
 
     // Resuming uses epoch 1's checkpoint and finishes the run.
     let t = Trainer::new(config(), Device::flex(), sample(2), None, &dir).unwrap();
-    let o = t
-        .run(RunOptions {
-            resume: true,
-            ..Default::default()
-        })
-        .unwrap();
+    let o = t.run(RESUME).unwrap();
     assert_eq!(o.history.len(), 2);
     assert!(!o.interrupted);
 
@@ -345,12 +337,7 @@ fn a_checkpoint_cut_off_half_way_leaves_the_previous_one_usable() {
         &dir,
     )
     .unwrap();
-    let err = t
-        .run(RunOptions {
-            resume: true,
-            ..Default::default()
-        })
-        .unwrap_err();
+    let err = t.run(RESUME).unwrap_err();
     assert!(err.to_string().contains("model.bpk"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -367,13 +354,7 @@ fn run_folder_misuse_is_a_clear_error() {
         &dir,
     )
     .unwrap();
-    assert!(matches!(
-        t.run(RunOptions {
-            resume: true,
-            ..Default::default()
-        }),
-        Err(TrainError::NothingToResume(_))
-    ));
+    assert!(matches!(t.run(RESUME), Err(TrainError::NothingToResume(_))));
     t.run(RunOptions::default()).unwrap();
     assert!(matches!(
         t.run(RunOptions::default()),
@@ -381,12 +362,7 @@ fn run_folder_misuse_is_a_clear_error() {
     ));
     let other = small_config().with_epochs(1).with_lr(0.01);
     let t = Trainer::new(other, Device::flex(), sample(2), None, &dir).unwrap();
-    let err = t
-        .run(RunOptions {
-            resume: true,
-            ..Default::default()
-        })
-        .unwrap_err();
+    let err = t.run(RESUME).unwrap_err();
     assert!(
         matches!(&err, TrainError::ResumeMismatch { field, .. } if field == "lr"),
         "{err}"
@@ -459,21 +435,11 @@ fn resuming_against_changed_surroundings_is_refused() {
         &dir,
     )
     .unwrap();
-    let outcome = t
-        .run(RunOptions {
-            resume: true,
-            ..Default::default()
-        })
-        .unwrap();
+    let outcome = t.run(RESUME).unwrap();
     assert!(!outcome.interrupted);
     assert_eq!(outcome.history.len(), 4);
     let t = Trainer::new(config.with_epochs(2), Device::flex(), sample(4), None, &dir).unwrap();
-    let err = t
-        .run(RunOptions {
-            resume: true,
-            ..Default::default()
-        })
-        .unwrap_err();
+    let err = t.run(RESUME).unwrap_err();
     assert!(
         matches!(&err, TrainError::ResumeMismatch { field, .. } if field == "epochs"),
         "{err}"
