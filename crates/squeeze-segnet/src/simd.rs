@@ -89,7 +89,8 @@ fn detect_cpu() -> Level {
 
 /// `multiversion! { [attributes] [pub(..)] [unsafe] fn name<T: Bound>(arg: Type, ...) -> Ret = body; }`
 /// defines `name`, which calls the `#[inline(always)]` function `body` (same arguments, `unsafe`
-/// when `name` is) compiled for [`level`]'s extension. Arguments must be plain identifiers.
+/// when `name` is) compiled for [`level`]'s extension. Arguments must be plain identifiers. The
+/// safe form is the unsafe one around a safe body.
 macro_rules! multiversion {
     (
         $(#[$attr:meta])*
@@ -97,18 +98,18 @@ macro_rules! multiversion {
             $(-> $ret:ty)? = $body:path;
     ) => {
         $(#[$attr])*
-        #[allow(clippy::too_many_arguments)]
+        #[allow(clippy::too_many_arguments, unused_unsafe)]
         $vis unsafe fn $name<$t: $bound>($($arg: $ty),*) $(-> $ret)? {
             #[cfg(target_arch = "x86_64")]
             {
                 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma")]
-                #[allow(clippy::too_many_arguments)]
+                #[allow(clippy::too_many_arguments, unused_unsafe)]
                 unsafe fn avx512<$t: $bound>($($arg: $ty),*) $(-> $ret)? {
                     // SAFETY: the caller's contract, passed on.
                     unsafe { $body($($arg),*) }
                 }
                 #[target_feature(enable = "avx2,fma")]
-                #[allow(clippy::too_many_arguments)]
+                #[allow(clippy::too_many_arguments, unused_unsafe)]
                 unsafe fn avx2<$t: $bound>($($arg: $ty),*) $(-> $ret)? {
                     // SAFETY: the caller's contract, passed on.
                     unsafe { $body($($arg),*) }
@@ -132,26 +133,11 @@ macro_rules! multiversion {
         $(#[$attr])*
         #[allow(clippy::too_many_arguments)]
         $vis fn $name<$t: $bound>($($arg: $ty),*) $(-> $ret)? {
-            #[cfg(target_arch = "x86_64")]
-            {
-                #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma")]
-                #[allow(clippy::too_many_arguments)]
-                unsafe fn avx512<$t: $bound>($($arg: $ty),*) $(-> $ret)? {
-                    $body($($arg),*)
-                }
-                #[target_feature(enable = "avx2,fma")]
-                #[allow(clippy::too_many_arguments)]
-                unsafe fn avx2<$t: $bound>($($arg: $ty),*) $(-> $ret)? {
-                    $body($($arg),*)
-                }
-                match $crate::simd::level() {
-                    // SAFETY: the CPU has these features (`level`).
-                    $crate::simd::Level::Avx512 => return unsafe { avx512($($arg),*) },
-                    $crate::simd::Level::Avx2 => return unsafe { avx2($($arg),*) },
-                    $crate::simd::Level::Baseline => {}
-                }
+            $crate::simd::multiversion! {
+                unsafe fn dispatch<$t: $bound>($($arg: $ty),*) $(-> $ret)? = $body;
             }
-            $body($($arg),*)
+            // SAFETY: `$body` is a safe function; `dispatch` only picks its compiled form.
+            unsafe { dispatch($($arg),*) }
         }
     };
 }

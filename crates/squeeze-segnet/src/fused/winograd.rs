@@ -185,7 +185,7 @@ unsafe fn conv3x3_body<T: HostFloat>(
         let channel = &image[c * h * w..][..h * w];
         for ty in 0..tiles_y {
             for i in 0..6 {
-                let [p0, p1, p2, p3] = phase_rows(&mut phases[4 * i * stride..][..4 * stride]);
+                let [p0, p1, p2, p3] = runs(&mut phases[4 * i * stride..], stride);
                 let iy = (oy0 + TILE * ty + i).checked_sub(1).filter(|&y| y < h);
                 let Some(iy) = iy else {
                     for p in [p0, p1, p2, p3] {
@@ -222,12 +222,7 @@ unsafe fn conv3x3_body<T: HostFloat>(
             // Bᵀ d, in place, across the six rows: element by element over their phases.
             {
                 let n = 4 * stride;
-                let (d0, rest) = phases.split_at_mut(n);
-                let (d1, rest) = rest.split_at_mut(n);
-                let (d2, rest) = rest.split_at_mut(n);
-                let (d3, rest) = rest.split_at_mut(n);
-                let (d4, d5) = rest.split_at_mut(n);
-                let d5 = &mut d5[..n];
+                let [d0, d1, d2, d3, d4, d5] = runs(phases, n);
                 for k in 0..n {
                     let r = bt6([d0[k], d1[k], d2[k], d3[k], d4[k], d5[k]]);
                     d0[k] = r[0];
@@ -347,12 +342,9 @@ unsafe fn conv3x3_body<T: HostFloat>(
     }
 }
 
-/// The four phases of one row in `phases` (`4 × stride` elements).
+/// The first `N` runs of `len` elements of `s`, as `N` slices.
 #[inline(always)]
-fn phase_rows<T>(phases: &mut [T]) -> [&mut [T]; 4] {
-    let stride = phases.len() / 4;
-    let (p0, rest) = phases.split_at_mut(stride);
-    let (p1, rest) = rest.split_at_mut(stride);
-    let (p2, p3) = rest.split_at_mut(stride);
-    [p0, p1, p2, p3]
+fn runs<T, const N: usize>(s: &mut [T], len: usize) -> [&mut [T]; N] {
+    let mut chunks = s.chunks_exact_mut(len);
+    std::array::from_fn(|_| chunks.next().expect("the slice holds N runs"))
 }
