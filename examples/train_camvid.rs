@@ -13,11 +13,11 @@ use std::sync::atomic::Ordering;
 use clap::{CommandFactory, Parser};
 use serde::{Deserialize, Serialize};
 use squeeze_segnet::BackendKind;
-use squeeze_segnet_data::{SegmentationDataset, camvid, camvid_sample_root};
+use squeeze_segnet_data::camvid_sample_root;
 use squeeze_segnet_train::{
     ClassWeighting, OptimizerKind, RunOptions, Schedule, Trainer, TrainingConfig,
 };
-use squeeze_segnet_workspace::cli;
+use squeeze_segnet_workspace::{cli, training_data};
 
 /// Train Squeeze-SegNet on CamVid (Ctrl-C saves a checkpoint; --resume continues).
 #[derive(Parser)]
@@ -178,7 +178,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         return Err("--data-parallel: needs at least one device".into());
     }
     let root = source.data.clone().unwrap_or_else(camvid_sample_root);
-    let (train, val) = training_data(&root, &source)?;
+    let (train, val) = training_data(&root, &source.train_splits, source.val_sequence.as_deref())?;
     // The first device keeps the model and the optimiser; a batch is split over all of them.
     let devices = source.backend.devices(parallel)?;
     let device = devices[0].clone();
@@ -249,35 +249,6 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         );
     }
     Ok(())
-}
-
-/// The training pairs and the validation pairs: the splits in `--train-splits` joined, less a
-/// held-out sequence if one is named; without one, CamVid's val split unless it is trained on.
-fn training_data(
-    root: &std::path::Path,
-    source: &RunSource,
-) -> Result<(SegmentationDataset, Option<SegmentationDataset>), Box<dyn std::error::Error>> {
-    if source.train_splits.is_empty() || source.train_splits.iter().any(|s| s.is_empty()) {
-        return Err(format!(
-            "--train-splits: '{}' names an empty split",
-            source.train_splits.join(",")
-        )
-        .into());
-    }
-    let splits = source
-        .train_splits
-        .iter()
-        .map(|s| camvid(root, s))
-        .collect::<Result<Vec<_>, _>>()?;
-    let train = SegmentationDataset::concat(&splits)?;
-    Ok(match &source.val_sequence {
-        Some(prefix) => {
-            let (train, held) = train.hold_out(prefix)?;
-            (train, Some(held))
-        }
-        None if source.train_splits.iter().any(|s| s == "val") => (train, None),
-        None => (train, Some(camvid(root, "val")?)),
-    })
 }
 
 /// A fresh run's options from the flags (checked as a whole by the trainer).

@@ -48,3 +48,46 @@ impl ModelArgs {
         Ok((saved, size))
     }
 }
+
+/// A CamVid run's training pairs and validation pairs (what `train_camvid` trains and validates
+/// on, and `average_weights` recomputes batch-norm statistics on): the `splits` of `root` joined
+/// in order, less the driving sequence `val_sequence` (file-name prefix, e.g. `0006R0`) when
+/// one is named, which is then the validation set; without one, CamVid's val split unless it
+/// is trained on.
+///
+/// # Errors
+/// An empty split name (`--train-splits` names the flag), and the data crate's errors (a missing
+/// split, a sequence no image belongs to).
+pub fn training_data(
+    root: &std::path::Path,
+    splits: &[String],
+    val_sequence: Option<&str>,
+) -> Result<
+    (
+        squeeze_segnet_data::SegmentationDataset,
+        Option<squeeze_segnet_data::SegmentationDataset>,
+    ),
+    Box<dyn std::error::Error>,
+> {
+    use squeeze_segnet_data::{SegmentationDataset, camvid};
+    if splits.is_empty() || splits.iter().any(|s| s.is_empty()) {
+        return Err(format!(
+            "--train-splits: '{}' names an empty split",
+            splits.join(",")
+        )
+        .into());
+    }
+    let parts = splits
+        .iter()
+        .map(|s| camvid(root, s))
+        .collect::<Result<Vec<_>, _>>()?;
+    let train = SegmentationDataset::concat(&parts)?;
+    Ok(match val_sequence {
+        Some(prefix) => {
+            let (train, held) = train.hold_out(prefix)?;
+            (train, Some(held))
+        }
+        None if splits.iter().any(|s| s == "val") => (train, None),
+        None => (train, Some(camvid(root, "val")?)),
+    })
+}

@@ -408,3 +408,66 @@ fn convert_weights_writes_an_int8_file_that_evaluate_reads() {
     assert!(!int8.with_file_name("confusion_val.csv").exists());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Stochastic weight averaging as a user runs it: two cycles of one run (the second started from
+/// the first's weights), averaged with batch-norm statistics from the training images less a
+/// held-out sequence; `evaluate` reads the result at the runs' size; an existing result, a single
+/// file and weights of another network are refused with one line.
+#[test]
+fn average_weights_of_two_cycles_then_evaluate() {
+    let dir = tmp("swa");
+    let (a, b, c, out) = (dir.join("a"), dir.join("b"), dir.join("c"), dir.join("avg"));
+    let tiny = [
+        "--epochs",
+        "1",
+        "--size",
+        "64x80",
+        "--val-sequence",
+        "0006R0",
+    ];
+    let s = |p: &Path| p.to_str().unwrap().to_string();
+    run(example("train_camvid").args(tiny).args(["--out", &s(&a)]));
+    let a_last = s(&a.join("last.bpk"));
+    run(example("train_camvid")
+        .args(tiny)
+        .args(["--init", &a_last, "--out", &s(&b)]));
+    let b_last = s(&b.join("last.bpk"));
+    let average = |out: &Path, weights: &[&str]| {
+        let mut cmd = example("average_weights");
+        cmd.args(["--val-sequence", "0006R0", "--out", &s(out), "--weights"])
+            .args(weights);
+        cmd
+    };
+    let printed = run(&mut average(&out, &[&a_last, &b_last]));
+    let err = String::from_utf8_lossy(&printed.stderr);
+    assert!(
+        err.contains("batch-norm statistics from 11 train images (64x80 crops, batch 4)"),
+        "{err}"
+    );
+    for f in [
+        "averaged.bpk",
+        "model.json",
+        "config.json",
+        "class_weights.json",
+    ] {
+        assert!(out.join(f).is_file(), "{f} missing");
+    }
+    let eval = run(example("evaluate").args(["--weights", &s(&out.join("averaged.bpk"))]));
+    let text = String::from_utf8_lossy(&eval.stdout);
+    assert!(
+        text.contains("class average") && text.contains("mean IoU"),
+        "{text}"
+    );
+    assert!(String::from_utf8_lossy(&eval.stderr).contains("model at 64x80"));
+
+    fails_with_one_line(&mut average(&out, &[&a_last, &b_last]), "exists");
+    fails_with_one_line(&mut average(&dir.join("one"), &[&a_last]), "--weights");
+    run(example("train_camvid")
+        .args(tiny)
+        .args(["--no-context", "--out", &s(&c)]));
+    fails_with_one_line(
+        &mut average(&dir.join("mixed"), &[&a_last, &s(&c.join("last.bpk"))]),
+        "model 1 is another network",
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -76,7 +76,7 @@ impl Ema {
     }
 
     /// `ema ← d · ema + (1 − d) · model`, after checking every shape.
-    fn blend(&mut self, model: &SqueezeSegNet, d: f64) -> Result<(), TrainError> {
+    pub(crate) fn blend(&mut self, model: &SqueezeSegNet, d: f64) -> Result<(), TrainError> {
         let mut current = Collect {
             read_values: true,
             ..Collect::default()

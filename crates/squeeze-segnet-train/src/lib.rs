@@ -12,6 +12,8 @@
 //!   optionally with flip test-time augmentation (inference itself is the model crate's:
 //!   [`squeeze_segnet::predict_at`]);
 //! - [`logit_adjustment`]: post-hoc correction of the prior shift of class-weighted training;
+//! - [`average_weights`] and [`update_batch_norm`]: stochastic weight averaging of several
+//!   runs' weights (cycle ends), batch-norm statistics recomputed on training data;
 //! - [`SegmentationMetric`]: the same scores as burn-train metrics, for Burn's `Learner`.
 //!
 //! What is Burn's: autodiff, the optimisers ([`burn::optim`]: SGD with momentum, Adam), the
@@ -47,6 +49,7 @@ mod loss;
 mod metrics;
 pub mod parallel;
 mod progress;
+mod swa;
 mod trainer;
 
 pub use adjust::{CLASS_STATS_FILE, logit_adjustment};
@@ -64,4 +67,5 @@ pub use loss::{
 };
 pub use metrics::{ConfusionMatrix, SegmentationScores};
 pub use progress::{ProgressBar, clock};
+pub use swa::{average_weights, update_batch_norm};
 pub use trainer::{EpochRecord, RunOptions, Trainer, TrainingOutcome, summary_line};
