@@ -13,7 +13,7 @@ use std::sync::atomic::Ordering;
 use clap::{CommandFactory, Parser};
 use serde::{Deserialize, Serialize};
 use squeeze_segnet::BackendKind;
-use squeeze_segnet_data::camvid_sample_root;
+use squeeze_segnet_data::{camvid, camvid_sample_root};
 use squeeze_segnet_train::{
     ClassWeighting, OptimizerKind, RunOptions, Schedule, Trainer, TrainingConfig,
 };
@@ -178,7 +178,14 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         return Err("--data-parallel: needs at least one device".into());
     }
     let root = source.data.clone().unwrap_or_else(camvid_sample_root);
-    let (train, val) = training_data(&root, &source.train_splits, source.val_sequence.as_deref())?;
+    // Validation: the held-out sequence if one is named, else CamVid's val split unless it is
+    // trained on.
+    let (train, held) = training_data(&root, &source.train_splits, source.val_sequence.as_deref())?;
+    let val = match held {
+        Some(held) => Some(held),
+        None if source.train_splits.iter().any(|s| s == "val") => None,
+        None => Some(camvid(&root, "val")?),
+    };
     // The first device keeps the model and the optimiser; a batch is split over all of them.
     let devices = source.backend.devices(parallel)?;
     let device = devices[0].clone();

@@ -49,11 +49,10 @@ impl ModelArgs {
     }
 }
 
-/// A CamVid run's training pairs and validation pairs (what `train_camvid` trains and validates
-/// on, and `average_weights` recomputes batch-norm statistics on): the `splits` of `root` joined
-/// in order, less the driving sequence `val_sequence` (file-name prefix, e.g. `0006R0`) when
-/// one is named, which is then the validation set; without one, CamVid's val split unless it
-/// is trained on.
+/// A CamVid run's training pairs (what `train_camvid` trains on and `average_weights`
+/// recomputes batch-norm statistics on): the `splits` of `root` joined in order, less the driving
+/// sequence `held_out` (a file-name prefix, e.g. `0006R0`) when one is named, whose pairs are
+/// returned second.
 ///
 /// # Errors
 /// An empty split name (`--train-splits` names the flag), and the data crate's errors (a missing
@@ -61,7 +60,7 @@ impl ModelArgs {
 pub fn training_data(
     root: &std::path::Path,
     splits: &[String],
-    val_sequence: Option<&str>,
+    held_out: Option<&str>,
 ) -> Result<
     (
         squeeze_segnet_data::SegmentationDataset,
@@ -82,12 +81,11 @@ pub fn training_data(
         .map(|s| camvid(root, s))
         .collect::<Result<Vec<_>, _>>()?;
     let train = SegmentationDataset::concat(&parts)?;
-    Ok(match val_sequence {
+    Ok(match held_out {
         Some(prefix) => {
             let (train, held) = train.hold_out(prefix)?;
             (train, Some(held))
         }
-        None if splits.iter().any(|s| s == "val") => (train, None),
-        None => (train, Some(camvid(root, "val")?)),
+        None => (train, None),
     })
 }
