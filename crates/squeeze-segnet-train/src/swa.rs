@@ -25,9 +25,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use burn::data::dataloader::batcher::Batcher;
-use burn::module::{Module, ModuleMapper, Param};
+use burn::module::Module;
 use burn::prelude::*;
-use squeeze_segnet::{SqueezeSegNet, visit_float_params};
+use squeeze_segnet::{SqueezeSegNet, map_float_params, visit_float_params};
 use squeeze_segnet_data::loader::{CachedDataset, EpochStream, batches};
 use squeeze_segnet_data::{SegmentationBatcher, TransformConfig};
 
@@ -108,7 +108,9 @@ pub fn update_batch_norm(
         let items = items?;
         let count = items.len();
         // From zero, one step of the layer's update leaves exactly `momentum × batch statistic`.
-        net = net.map(&mut SetStatistics::zeros());
+        net = map_float_params(net, |path, shape| {
+            is_statistic(path).then(|| Tensor::zeros([shape.iter().product::<usize>()], &ad))
+        });
         let batch = SegmentationBatcher.batch(items, &ad);
         drop(net.forward(batch.images)?);
         let scale = count as f64 / momentum;
@@ -122,13 +124,22 @@ pub fn update_batch_norm(
         }
         images += count;
     }
-    let means = sums
+    let mut means: HashMap<String, Tensor<1>> = sums
         .into_iter()
         .map(|(path, sum)| (path, sum.div_scalar(images as f64)))
         .collect();
-    let mut assign = SetStatistics::values(means);
-    let updated = net.valid().map(&mut assign);
-    match assign.missing {
+    let mut missing = None;
+    let updated = map_float_params(net.valid(), |path, _| {
+        if !is_statistic(path) {
+            return None;
+        }
+        let mean = means.remove(path);
+        if mean.is_none() {
+            missing.get_or_insert(path.to_string());
+        }
+        mean
+    });
+    match missing {
         Some(path) => Err(TrainError::Config(format!(
             "batch-norm update: no statistic was measured for '{path}'"
         ))),
@@ -154,63 +165,4 @@ fn statistics(model: &SqueezeSegNet) -> Vec<(String, Tensor<1>)> {
         }
     });
     out
-}
-
-/// Sets every running statistic: to zeros (`values: None`), or to `values`' tensor of its path.
-struct SetStatistics {
-    path: Vec<String>,
-    values: Option<HashMap<String, Tensor<1>>>,
-    /// The first statistic `values` had nothing for.
-    missing: Option<String>,
-}
-
-impl SetStatistics {
-    fn zeros() -> Self {
-        Self {
-            path: Vec::new(),
-            values: None,
-            missing: None,
-        }
-    }
-
-    fn values(values: HashMap<String, Tensor<1>>) -> Self {
-        Self {
-            values: Some(values),
-            ..Self::zeros()
-        }
-    }
-}
-
-impl ModuleMapper for SetStatistics {
-    fn enter_module(&mut self, name: &str, _container: &str) {
-        self.path.push(name.to_string());
-    }
-
-    fn exit_module(&mut self, _name: &str, _container: &str) {
-        self.path.pop();
-    }
-
-    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
-        let path = self.path.join(".");
-        if !is_statistic(&path) {
-            return param;
-        }
-        let value = match &mut self.values {
-            None => None,
-            Some(values) => match values.remove(&path) {
-                Some(value) => Some(value),
-                None => {
-                    self.missing.get_or_insert(path);
-                    return param;
-                }
-            },
-        };
-        param.map(|old| {
-            let shape = old.shape();
-            match value {
-                Some(value) => value.reshape(shape).to_device(&old.device()),
-                None => old.zeros_like(),
-            }
-        })
-    }
 }

@@ -122,7 +122,7 @@ pub use input::{
     photo_input,
 };
 pub use model::SqueezeSegNet;
-pub use params::{num_trainable_params, visit_float_params};
+pub use params::{map_float_params, num_trainable_params, visit_float_params};
 pub use precision::{PRECISION_KEY, Precision, weights_precision};
 pub use predict::{
     logits, predict_at, predict_full_size, segment_photo, upsample_argmax, upsample_logits,
