@@ -42,6 +42,15 @@ fn get(all: &[(String, Vec<f32>)], path: &str) -> Vec<f32> {
     all.iter().find(|(p, _)| p == path).unwrap().1.clone()
 }
 
+/// The embedded sample's 16 training pairs, resized to 48x64 without augmentation.
+fn sample_train() -> (Arc<CachedDataset>, TransformConfig) {
+    let train = camvid(camvid_sample_root(), "train").unwrap();
+    (
+        Arc::new(CachedDataset::new(train, true)),
+        TransformConfig::new([48, 64]),
+    )
+}
+
 #[test]
 fn the_average_is_the_elementwise_mean_of_every_parameter_and_statistic() {
     let models = [trained(1, 11), trained(2, 11), trained(3, 11)];
@@ -84,11 +93,7 @@ fn another_network_or_no_network_is_refused() {
 #[test]
 fn batch_norm_statistics_are_the_mean_of_the_batch_statistics() {
     let device = Device::flex();
-    let data = Arc::new(CachedDataset::new(
-        camvid(camvid_sample_root(), "train").unwrap(),
-        true,
-    ));
-    let transform = TransformConfig::new([48, 64]);
+    let (data, transform) = sample_train();
     let batch_size = 5; // 16 images: batches of 5, 5, 5 and 1, each weighted by its images
     let model = trained(5, 11);
     let updated = update_batch_norm(
@@ -151,11 +156,7 @@ fn batch_norm_statistics_are_the_mean_of_the_batch_statistics() {
 #[test]
 fn bad_batch_sizes_and_networks_without_batch_norm() {
     let device = Device::flex();
-    let data = Arc::new(CachedDataset::new(
-        camvid(camvid_sample_root(), "train").unwrap(),
-        false,
-    ));
-    let transform = TransformConfig::new([48, 64]);
+    let (data, transform) = sample_train();
     let err = update_batch_norm(
         &trained(6, 11),
         data.clone(),
