@@ -13,14 +13,17 @@ use std::sync::Arc;
 
 use burn::prelude::*;
 use clap::Parser;
-use squeeze_segnet::{BackendKind, SqueezeSegNet, colorize, photo_input, predict_at, side_by_side};
+use squeeze_segnet::{
+    BackendKind, SqueezeSegNet, TestTimeAugmentation, colorize, photo_input, predict_at,
+    side_by_side,
+};
 use squeeze_segnet_data::loader::CachedDataset;
 use squeeze_segnet_data::{
     CAMVID_CLASSES, CAMVID_PALETTE, SegmentationDataset, TransformConfig, camvid,
     camvid_sample_root,
 };
 use squeeze_segnet_train::{CLASS_STATS_FILE, TrainingConfig, evaluate, logit_adjustment};
-use squeeze_segnet_workspace::{ModelArgs, cli};
+use squeeze_segnet_workspace::{ModelArgs, TtaArgs, cli};
 
 /// Evaluate Squeeze-SegNet weights on a CamVid split.
 #[derive(Parser)]
@@ -36,9 +39,8 @@ struct Cli {
     /// flex, ndarray or wgpu
     #[arg(long, value_name = "NAME", default_value_t = BackendKind::Flex)]
     backend: BackendKind,
-    /// Flip test-time augmentation: average with the mirrored image's logits (2 forward passes)
-    #[arg(long)]
-    flip: bool,
+    #[command(flatten)]
+    tta: TtaArgs,
     /// Logit adjustment: add -T*ln(w_c) to the logits, w the class weights the run trained
     /// with (its config.json and class_weights.json)
     #[arg(long, value_name = "T", allow_negative_numbers = true)]
@@ -88,7 +90,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
 
     let device = backend.device()?;
     let mut model = saved.init(&device)?;
-    let flip = args.flip;
+    let tta = args.tta.tta();
     if let Some(tau) = args.tau {
         let dir = weights.parent().unwrap_or(std::path::Path::new(""));
         model = model.with_logit_offsets(&logit_adjustment(&trained_class_weights(dir)?, tau))?;
@@ -106,7 +108,10 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         data.len(),
         size[0],
         size[1],
-        if flip { " with flip TTA" } else { "" },
+        match tta.passes() {
+            1 => String::new(),
+            n => format!(" with test-time augmentation ({tta}: {n} passes)"),
+        },
         args.tau
             .map(|t| format!(", logits adjusted with tau {t}"))
             .unwrap_or_default(),
@@ -120,7 +125,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         data,
         TransformConfig::eval(size),
         batch,
-        flip,
+        &tta,
         &device,
     )?;
     if matrix.total() == 0 {
@@ -142,7 +147,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             .figures_out
             .clone()
             .unwrap_or_else(|| run_dir.join(format!("figures_{split}")));
-        write_figures(&model, &data, figures, size, flip, &dir, &device)?;
+        write_figures(&model, &data, figures, size, &tta, &dir, &device)?;
     }
     Ok(())
 }
@@ -165,7 +170,7 @@ fn write_figures(
     data: &SegmentationDataset,
     n: usize,
     size: [usize; 2],
-    flip: bool,
+    tta: &TestTimeAugmentation,
     dir: &std::path::Path,
     device: &Device,
 ) -> Result<(), Box<dyn std::error::Error>> {
@@ -174,7 +179,7 @@ fn write_figures(
         let sample = data.load(k * data.len() / n.min(data.len()))?;
         let (w, h) = (sample.mask.width() as usize, sample.mask.height() as usize);
         let x = photo_input(&sample.image, size, device)?;
-        let predicted: Vec<i64> = predict_at(model, x, [h, w], flip)?
+        let predicted: Vec<i64> = predict_at(model, x, [h, w], tta)?
             .into_data()
             .convert::<i64>()
             .try_into_vec::<i64>()

@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use squeeze_segnet::{BackendKind, CAMVID_PALETTE, colorize, overlay, segment_photo};
 use squeeze_segnet_data::{camvid_sample_root, decode};
-use squeeze_segnet_workspace::{ModelArgs, cli};
+use squeeze_segnet_workspace::{ModelArgs, TtaArgs, cli};
 
 /// Segment images (files or folders; default: the sample's validation images).
 #[derive(Parser)]
@@ -24,9 +24,8 @@ struct Cli {
     /// flex, ndarray or wgpu
     #[arg(long, value_name = "NAME", default_value_t = BackendKind::Flex)]
     backend: BackendKind,
-    /// Flip test-time augmentation: average with the mirrored image's logits (2 forward passes)
-    #[arg(long)]
-    flip: bool,
+    #[command(flatten)]
+    tta: TtaArgs,
     /// Images, or folders of .png/.jpg images
     #[arg(value_name = "IMAGE|DIR")]
     inputs: Vec<PathBuf>,
@@ -50,13 +49,14 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let (saved, size) = args.model.resolve()?;
     let device = backend.device()?;
     let model = saved.init(&device)?.for_inference();
+    let tta = args.tta.tta();
     std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
     for file in files {
         let image = decode(&file)?.to_rgb8();
         let (w, h) = (image.width() as usize, image.height() as usize);
         // The model runs at `size`; the classes come back at the photo's own size without
         // full-size logits (one byte a pixel at any image size).
-        let classes = segment_photo(&model, &image, size, args.flip)?;
+        let classes = segment_photo(&model, &image, size, &tta)?;
         let mask = colorize(&classes, [h, w], &CAMVID_PALETTE)?;
         let stem = file.file_stem().unwrap_or_default().to_string_lossy();
         let (mask_path, overlay_path) = (

@@ -49,6 +49,26 @@ impl ModelArgs {
     }
 }
 
+/// The flags of the examples that predict (`evaluate`, `predict`): test-time augmentation.
+#[derive(clap::Args, Debug, Clone)]
+pub struct TtaArgs {
+    /// Flip test-time augmentation: also run the mirrored image (twice the forward passes)
+    #[arg(long)]
+    pub flip: bool,
+    /// Multi-scale test-time augmentation: run the model on the input rescaled by each of these
+    /// factors of --size and sum the logits, e.g. 0.75,1,1.25 (three passes; with --flip, six)
+    /// [default: 1]
+    #[arg(long, value_name = "LIST")]
+    pub scales: Option<squeeze_segnet::TestTimeAugmentation>,
+}
+
+impl TtaArgs {
+    /// The passes these flags ask for ([`squeeze_segnet::TestTimeAugmentation::default`]: one).
+    pub fn tta(&self) -> squeeze_segnet::TestTimeAugmentation {
+        self.scales.clone().unwrap_or_default().with_flip(self.flip)
+    }
+}
+
 /// A CamVid run's training pairs (what `train_camvid` trains on and `average_weights`
 /// recomputes batch-norm statistics on): the `splits` of `root` joined in order, less the driving
 /// sequence `held_out` (a file-name prefix, e.g. `0006R0`) when one is named, whose pairs are

@@ -7,8 +7,8 @@ use std::sync::Arc;
 mod common;
 
 use squeeze_segnet::{
-    Precision, SqueezeSegNet, SqueezeSegNetConfig, camvid_int8_weights_path, camvid_weights_path,
-    weights_precision,
+    Precision, SqueezeSegNet, SqueezeSegNetConfig, TestTimeAugmentation, camvid_int8_weights_path,
+    camvid_weights_path, weights_precision,
 };
 use squeeze_segnet_data::loader::CachedDataset;
 use squeeze_segnet_data::{TransformConfig, camvid, camvid_sample_root};
@@ -35,7 +35,7 @@ fn shipped_weights_segment_the_sample_sensibly() {
         Arc::new(CachedDataset::new(val, false)),
         TransformConfig::eval(size),
         4,
-        false,
+        &TestTimeAugmentation::none(),
         &device,
     )
     .unwrap()

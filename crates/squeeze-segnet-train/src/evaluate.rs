@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use burn::data::dataloader::batcher::Batcher;
 use burn::prelude::*;
-use squeeze_segnet::{SqueezeSegNet, predict_at};
+use squeeze_segnet::{SqueezeSegNet, TestTimeAugmentation, predict_at};
 use squeeze_segnet_data::{SegmentationBatcher, SegmentationItem, TransformConfig};
 
 use crate::{ConfusionMatrix, TrainError};
@@ -12,17 +12,18 @@ use squeeze_segnet_data::loader::{CachedDataset, EpochStream};
 
 /// Scores `model` (in inference mode, batch norm folded: [`SqueezeSegNet::for_inference`]) on
 /// `data`, running it at `transform.size` and comparing with the labels at their own resolution
-/// (`transform.full_mask` should be set, as in [`TransformConfig::eval`]); `flip` as in
-/// [`predict_at`].
+/// (`transform.full_mask` should be set, as in [`TransformConfig::eval`]); `tta` as in
+/// [`predict_at`] ([`TestTimeAugmentation::default`]: the model alone).
 pub fn evaluate(
     model: &SqueezeSegNet,
     data: Arc<CachedDataset>,
     transform: TransformConfig,
     batch_size: usize,
-    flip: bool,
+    tta: &TestTimeAugmentation,
     device: &Device,
 ) -> Result<ConfusionMatrix, TrainError> {
     transform.validate()?;
+    tta.validate()?;
     let classes = data.dataset().num_classes();
     if model.num_classes != classes {
         return Err(TrainError::ClassCount {
@@ -45,7 +46,7 @@ pub fn evaluate(
                 .position(|i| i.mask_size != size)
                 .unwrap_or(items.len());
             let rest = items.split_off(split);
-            score_batch(model, items, size, ignore, flip, device, &mut matrix)?;
+            score_batch(model, items, size, ignore, tta, device, &mut matrix)?;
             items = rest;
         }
     }
@@ -57,11 +58,11 @@ fn score_batch(
     items: Vec<SegmentationItem>,
     mask_size: [usize; 2],
     ignore: usize,
-    flip: bool,
+    tta: &TestTimeAugmentation,
     device: &Device,
     matrix: &mut ConfusionMatrix,
 ) -> Result<(), TrainError> {
     let batch = SegmentationBatcher.batch(items, device);
-    let predictions = predict_at(model, batch.images, mask_size, flip)?;
+    let predictions = predict_at(model, batch.images, mask_size, tta)?;
     matrix.add_tensors(predictions, batch.masks, ignore)
 }

@@ -9,8 +9,8 @@
 //!   resolution, a progress bar, a metrics log and chart, and checkpoints that survive `kill -9`
 //!   ([`checkpoint`]) and resume exactly;
 //! - [`evaluate()`]: scoring at the labels' resolution, whatever size the model runs at,
-//!   optionally with flip test-time augmentation (inference itself is the model crate's:
-//!   [`squeeze_segnet::predict_at`]);
+//!   optionally with test-time augmentation (rescaled and mirrored passes; inference itself is
+//!   the model crate's: [`squeeze_segnet::predict_at`], [`squeeze_segnet::TestTimeAugmentation`]);
 //! - [`logit_adjustment`]: post-hoc correction of the prior shift of class-weighted training;
 //! - [`average_weights`] and [`update_batch_norm`]: stochastic weight averaging of several
 //!   runs' weights (cycle ends), batch-norm statistics recomputed on training data;

@@ -27,7 +27,7 @@ use burn::optim::{
 };
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
-use squeeze_segnet::SqueezeSegNet;
+use squeeze_segnet::{SqueezeSegNet, TestTimeAugmentation};
 use squeeze_segnet_data::{SegmentationBatcher, SegmentationDataset, class_stats};
 
 use crate::checkpoint::{CheckpointDir, RunFingerprint, TrainState, write_atomic};
@@ -483,7 +483,7 @@ impl Trainer {
             val.clone(),
             self.config.eval_transform(),
             self.config.batch_size,
-            false,
+            &TestTimeAugmentation::none(),
             &self.device,
         )?;
         Ok(Some(matrix.scores()))

@@ -439,7 +439,7 @@ fn lovasz_softmax_matches_its_definition_and_its_gradient_a_finite_difference() 
 
 #[test]
 fn scoring_a_model_on_data_with_other_classes_is_an_error() {
-    use squeeze_segnet::SqueezeSegNetConfig;
+    use squeeze_segnet::{SqueezeSegNetConfig, TestTimeAugmentation};
     use squeeze_segnet_data::loader::CachedDataset;
     use squeeze_segnet_data::{TransformConfig, camvid, camvid_sample_root};
     use squeeze_segnet_train::{TrainError, evaluate};
@@ -456,7 +456,7 @@ fn scoring_a_model_on_data_with_other_classes_is_an_error() {
             data.clone(),
             TransformConfig::eval([64, 80]),
             2,
-            false,
+            &TestTimeAugmentation::none(),
             &device,
         )
         .unwrap_err();

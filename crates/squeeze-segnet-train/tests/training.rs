@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering;
 use burn::data::dataloader::batcher::Batcher;
 use burn::prelude::*;
 use burn::tensor::Tolerance;
-use squeeze_segnet::SqueezeSegNetConfig;
+use squeeze_segnet::{SqueezeSegNetConfig, TestTimeAugmentation};
 use squeeze_segnet_data::loader::CachedDataset;
 use squeeze_segnet_data::{
     SegmentationBatcher, SegmentationDataset, TransformConfig, camvid, camvid_sample_root,
@@ -74,7 +74,7 @@ fn pixel_accuracy(model: &squeeze_segnet::SqueezeSegNet, data: SegmentationDatas
         data.clone(),
         transform.clone(),
         2,
-        false,
+        &TestTimeAugmentation::none(),
         &Device::flex(),
     )
     .unwrap();

@@ -72,8 +72,8 @@
 //! - [`ModelSummary`]: per-layer shapes, parameters and multiply-accumulates;
 //! - inference at any size: [`segment_photo`] (a photo in, its classes at its own size out),
 //!   [`photo_input`] / [`normalize_image`] (a photo as the network's input, [`CAMVID_MEAN`],
-//!   [`CAMVID_STD`]), [`predict_at`] (a batch, classes at the labels' size, optional flip
-//!   test-time augmentation), [`predict_full_size`] (one image at its own size, one byte a
+//!   [`CAMVID_STD`]), [`predict_at`] (a batch, classes at the labels' size, optional
+//!   [`TestTimeAugmentation`]: rescaled and mirrored passes), [`predict_full_size`] (one image at its own size, one byte a
 //!   pixel); pictures: [`colorize`] (with [`CAMVID_PALETTE`]; [`CAMVID_CLASSES`]), [`overlay`],
 //!   [`side_by_side`];
 //! - weights: [`SavedModel`] (a weights file with its network's `model.json` and validation
@@ -106,6 +106,7 @@ pub mod pytorch;
 mod saved;
 mod simd;
 mod summary;
+mod tta;
 mod visualize;
 mod weights;
 
@@ -130,5 +131,6 @@ pub use predict::{
 pub use saved::{MODEL_FILE, RUN_FILE, SavedModel, json_with_defaults, load_json_with_defaults};
 pub use simd::{SIMD_ENV, check_simd_env};
 pub use summary::{LayerSummary, ModelSummary};
+pub use tta::{MULTI_SCALES, TestTimeAugmentation};
 pub use visualize::{colorize, overlay, side_by_side};
 pub use weights::{camvid_int8_weights_path, camvid_weights_path, weights_path};

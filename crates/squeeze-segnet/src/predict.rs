@@ -1,4 +1,4 @@
-//! Inference at any output size: logits with optional flip test-time augmentation, class maps
+//! Inference at any output size: logits with optional test-time augmentation, class maps
 //! upsampled to the labels' or the photo's size, and a low-memory path for one large image.
 
 use burn::prelude::*;
@@ -6,44 +6,43 @@ use burn::tensor::module::interpolate;
 use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
 use image::RgbImage;
 
-use crate::{SegNetError, SqueezeSegNet, photo_input};
+use crate::{SegNetError, SqueezeSegNet, TestTimeAugmentation, photo_input};
 
 /// The class of every pixel of a photo, at the photo's own size: the photo runs through the
 /// model at `size` (`[height, width]`, resized and normalised by [`photo_input`]), then the
 /// logits are upsampled to the photo's size as in [`predict_full_size`] (one byte a pixel),
-/// with flip test-time augmentation when `flip`.
+/// with the passes of `tta` ([`TestTimeAugmentation::default`]: the model alone).
 ///
 /// ```no_run
 /// use burn::prelude::*;
-/// use squeeze_segnet::{CAMVID_PALETTE, SavedModel, colorize, segment_photo};
+/// use squeeze_segnet::{CAMVID_PALETTE, SavedModel, TestTimeAugmentation, colorize, segment_photo};
 /// let saved = SavedModel::camvid()?; // weights, network and the size they validated at
 /// let model = saved.init(&Device::flex())?.for_inference();
 /// let photo = image::open("street.png").expect("a photo").to_rgb8();
 /// let size = saved.input_size.unwrap_or([360, 480]);
-/// let classes = segment_photo(&model, &photo, size, false)?;
+/// let classes = segment_photo(&model, &photo, size, &TestTimeAugmentation::default())?;
 /// let (h, w) = (photo.height() as usize, photo.width() as usize);
 /// colorize(&classes, [h, w], &CAMVID_PALETTE)?.save("street_mask.png").expect("written");
 /// # Ok::<(), squeeze_segnet::SegNetError>(())
 /// ```
 ///
 /// # Errors
-/// [`SegNetError::Config`] for an empty photo or size; the errors of
+/// [`SegNetError::Config`] for an empty photo or size, or bad test-time scales; the errors of
 /// [`SqueezeSegNet::forward`] (e.g. a size below [`crate::min_input_len`]).
 pub fn segment_photo(
     model: &SqueezeSegNet,
     photo: &RgbImage,
     size: [usize; 2],
-    flip: bool,
+    tta: &TestTimeAugmentation,
 ) -> Result<Vec<u8>, SegNetError> {
     let x = photo_input(photo, size, &model.deconv1.weight.device())?;
     let output_size = [photo.height() as usize, photo.width() as usize];
-    predict_full_size(model, x, output_size, flip)
+    predict_full_size(model, x, output_size, tta)
 }
 
 /// Class indices for `images` at `output_size`: the logits are upsampled bilinearly (when the
-/// model runs at another size), then the best class is taken per pixel. With `flip`, the logits
-/// are averaged with those of the horizontally mirrored images, mirrored back (flip test-time
-/// augmentation: two forward passes).
+/// model runs at another size), then the best class is taken per pixel. The logits are those of
+/// [`logits`]: the model alone, or summed over the passes of `tta`.
 ///
 /// # Shapes
 /// - `images`: `[batch, 3, height, width]`
@@ -52,15 +51,22 @@ pub fn predict_at(
     model: &SqueezeSegNet,
     images: Tensor<4>,
     output_size: [usize; 2],
-    flip: bool,
+    tta: &TestTimeAugmentation,
 ) -> Result<Tensor<3, Int>, SegNetError> {
-    let logits = upsample_logits(logits(model, images, flip)?, output_size);
+    let logits = upsample_logits(logits(model, images, tta)?, output_size);
     let [n, _, h, w] = logits.dims();
     Ok(logits.argmax(1).reshape([n, h, w]))
 }
 
-/// The model's logits for `images`; with `flip`, the sum of the logits of the images and of
-/// their mirror images, mirrored back (the argmax of a sum is that of the mean).
+/// The model's logits for `images`: one forward pass when `tta` is the default, else the sum
+/// over its passes: the images rescaled by each of `tta.scales` (bilinear, corners aligned)
+/// and, with `tta.flip`, mirrored too; each pass's logits resized back to the images' size and
+/// mirrored back (the argmax of a sum is that of the mean).
+///
+/// # Errors
+/// [`SegNetError::Config`] for bad scales ([`TestTimeAugmentation::validate`],
+/// [`TestTimeAugmentation::scaled_size`]); the errors of [`SqueezeSegNet::forward`] (e.g. a
+/// scaled size below [`crate::min_input_len`]).
 ///
 /// # Shapes
 /// - `images`: `[batch, 3, height, width]`
@@ -68,13 +74,9 @@ pub fn predict_at(
 pub fn logits(
     model: &SqueezeSegNet,
     images: Tensor<4>,
-    flip: bool,
+    tta: &TestTimeAugmentation,
 ) -> Result<Tensor<4>, SegNetError> {
-    if !flip {
-        return model.forward(images);
-    }
-    let mirrored = model.forward(images.clone().flip([3]))?.flip([3]);
-    Ok(model.forward(images)? + mirrored)
+    tta.run(model, images)
 }
 
 /// Class indices of one image at `output_size`, without materialising full-size logits: the
@@ -90,9 +92,9 @@ pub fn predict_full_size(
     model: &SqueezeSegNet,
     image: Tensor<4>,
     output_size: [usize; 2],
-    flip: bool,
+    tta: &TestTimeAugmentation,
 ) -> Result<Vec<u8>, SegNetError> {
-    let logits = logits(model, image, flip)?;
+    let logits = logits(model, image, tta)?;
     let [n, c, h, w] = logits.dims();
     if n != 1 || c > 256 {
         return Err(SegNetError::Config(format!(
