@@ -102,10 +102,17 @@ fn train_stop_resume_evaluate_predict() {
         "{counts} labelled pixels counted"
     );
 
+    // Test-time augmentation: three scales, each also mirrored.
+    let tta = run(example("evaluate").args(["--weights", w, "--scales", "0.75,1,1.25", "--flip"]));
+    let log = String::from_utf8_lossy(&tta.stderr);
+    assert!(log.contains("scales 0.75,1,1.25 + flip: 6 passes"), "{log}");
+    assert!(String::from_utf8_lossy(&tta.stdout).contains("mean IoU"));
+
     let pred = tmp("pred");
     let sample = squeeze_segnet_data::camvid_sample_root().join("val/0016E5_07959.png");
     run(example("predict")
         .args(["--weights", w, "--out", pred.to_str().unwrap()])
+        .args(["--scales", "1,1.25", "--flip"])
         .arg(&sample));
     for suffix in ["mask", "overlay"] {
         let img = image::open(pred.join(format!("0016E5_07959_{suffix}.png"))).unwrap();
@@ -169,6 +176,14 @@ fn bad_arguments_fail_with_one_line() {
     fails_with_one_line(
         example("evaluate").args(["--weights", "/nonexistent/w.bpk"]),
         "/nonexistent/w.bpk",
+    );
+    fails_with_one_line(
+        example("evaluate").args(["--scales", "0.75,zero"]),
+        "test-time scale 'zero' in '0.75,zero' is not a number",
+    );
+    fails_with_one_line(
+        example("predict").args(["--scales", "1,0.01", "--out", tmp("tiny").to_str().unwrap()]),
+        "test-time scale 0.01: input of 2×3 is too small",
     );
     fails_with_one_line(
         example("evaluate").env("BURN_DEVICE", "bogus"),

@@ -264,7 +264,12 @@ fn bad_test_time_scales_are_errors_that_name_them() {
     let x = Tensor::<4>::random([1, 3, 48, 64], Distribution::Normal(0.0, 1.0), &device);
     let small = TestTimeAugmentation::multi_scale(&[1.0, 0.25]).unwrap();
     let err = logits(&model, x.clone(), &small).unwrap_err();
-    assert!(matches!(err, SegNetError::InputTooSmall { .. }), "{err}");
+    let message = err.to_string();
+    assert!(matches!(err, SegNetError::Config(_)), "{err}");
+    assert!(
+        message.contains("scale 0.25: input of 12×16 is too small"),
+        "{err}"
+    );
     let huge = TestTimeAugmentation::multi_scale(&[200.0]).unwrap();
     let err = predict_at(&model, x.clone(), [48, 64], &huge).unwrap_err();
     assert!(err.to_string().contains("scale 200"), "{err}");

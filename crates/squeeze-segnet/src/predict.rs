@@ -65,8 +65,9 @@ pub fn predict_at(
 ///
 /// # Errors
 /// [`SegNetError::Config`] for bad scales ([`TestTimeAugmentation::validate`],
-/// [`TestTimeAugmentation::scaled_size`]); the errors of [`SqueezeSegNet::forward`] (e.g. a
-/// scaled size below [`crate::min_input_len`]).
+/// [`TestTimeAugmentation::scaled_size`]) or a rescaled input the network refuses (the scale
+/// named); the errors of [`SqueezeSegNet::forward`] for the input itself (e.g. a size below
+/// [`crate::min_input_len`]).
 ///
 /// # Shapes
 /// - `images`: `[batch, 3, height, width]`

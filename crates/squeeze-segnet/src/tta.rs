@@ -128,9 +128,14 @@ impl TestTimeAugmentation {
                     InterpolateOptions::new(InterpolateMode::Bilinear).with_output_size(size),
                 )
             };
-            let mut y = model.forward(x.clone())?;
+            // A rescaled input the network refuses (e.g. below its minimum size) names the scale.
+            let named = |e: SegNetError| match size == [h, w] {
+                true => e,
+                false => SegNetError::Config(format!("test-time scale {scale}: {e}")),
+            };
+            let mut y = model.forward(x.clone()).map_err(named)?;
             if self.flip {
-                y = y + model.forward(x.flip([3]))?.flip([3]);
+                y = y + model.forward(x.flip([3])).map_err(named)?.flip([3]);
             }
             let y = upsample_logits(y, [h, w]);
             sum = Some(match sum {
