@@ -20,6 +20,9 @@ use planes::{pool_backward_planes, pool_planes, unpool_backward_planes, unpool_p
 /// Hand-vectorised pooling for the network's case: f32, column stride 2, 8 windows at a time.
 #[cfg(target_arch = "x86_64")]
 mod avx2;
+/// The same with AVX-512, 16 windows at a time.
+#[cfg(target_arch = "x86_64")]
+mod avx512;
 mod planes;
 
 fn pool<B: HostBackend>(

@@ -17,18 +17,19 @@ use std::arch::x86_64::*;
 #[target_feature(enable = "avx2")]
 pub(super) unsafe fn pool_row_f32_s2(
     input: &[f32],
-    PlaneDims {
-        h,
-        w,
-        kernel: [kh, kw],
-        stride: [sh, _],
-        ..
-    }: PlaneDims,
+    dims: PlaneDims,
     i: usize,
     start: usize,
     best: &mut [f32],
     best_index: &mut [i32],
 ) {
+    let PlaneDims {
+        h,
+        w,
+        kernel: [kh, kw],
+        stride: [sh, _],
+        ..
+    } = dims;
     let end = start + best.len();
     let (y0, y1) = (i * sh, (i * sh + kh).min(h));
     // Windows entirely inside the row: 2j + kw <= w.
@@ -95,18 +96,35 @@ pub(super) unsafe fn pool_row_f32_s2(
         scalar_from = full;
     }
     for j in scalar_from..end {
-        let k = j - start;
-        let (mut b, mut bi) = (input[y0 * w + 2 * j], y0 * w + 2 * j);
-        for y in y0..y1 {
-            for x in 2 * j..(2 * j + kw).min(w) {
-                let v = input[y * w + x];
-                #[allow(clippy::eq_op)]
-                if v > b || v != v {
-                    (b, bi) = (v, y * w + x);
-                }
+        (best[j - start], best_index[j - start]) = pool_window_f32_s2(input, dims, i, j);
+    }
+}
+
+/// Window `j` of output row `i` alone (column stride 2): its maximum and flat index, elements
+/// visited row-major, the first maximum kept on a tie, a NaN taken. The kernels' edge case.
+#[inline]
+pub(super) fn pool_window_f32_s2(
+    input: &[f32],
+    PlaneDims {
+        h,
+        w,
+        kernel: [kh, kw],
+        stride: [sh, _],
+        ..
+    }: PlaneDims,
+    i: usize,
+    j: usize,
+) -> (f32, i32) {
+    let (y0, y1) = (i * sh, (i * sh + kh).min(h));
+    let (mut b, mut bi) = (input[y0 * w + 2 * j], y0 * w + 2 * j);
+    for y in y0..y1 {
+        for x in 2 * j..(2 * j + kw).min(w) {
+            let v = input[y * w + x];
+            #[allow(clippy::eq_op)]
+            if v > b || v != v {
+                (b, bi) = (v, y * w + x);
             }
         }
-        best[k] = b;
-        best_index[k] = bi as i32;
     }
+    (b, bi as i32)
 }

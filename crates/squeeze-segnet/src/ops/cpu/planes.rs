@@ -1,11 +1,13 @@
 //! The CPU pooling and unpooling loops over contiguous NCHW planes, one plane (or one output
 //! row) per task on Rayon's thread pool, generic over the float and index element types; the
-//! AVX2 pooling row kernel (`avx2.rs`) is picked at run time. `cpu.rs` hands them NdArray's
+//! AVX-512 or AVX2 pooling row kernel (`avx512.rs`, `avx2.rs`) is picked at run time
+//! ([`crate::simd::level`], which `SQUEEZE_SEGNET_SIMD` caps). `cpu.rs` hands them NdArray's
 //! and Flex's storage.
 
 use rayon::prelude::*;
 
 use crate::host::{HostFloat, HostIndices, par_fill};
+use crate::simd::Level;
 
 /// Index element types the pooling kernel writes directly (the backend's int dtype), so no
 /// conversion pass or second buffer is needed.
@@ -48,7 +50,7 @@ pub(super) fn pool_planes<T: HostFloat, I: HostIndex>(
         stride,
         ow,
     };
-    let avx2 = has_avx2();
+    let level = crate::simd::level();
     values
         .par_chunks_mut(oh * ow)
         .zip(indices.par_chunks_mut(oh * ow))
@@ -61,7 +63,7 @@ pub(super) fn pool_planes<T: HostFloat, I: HostIndex>(
                 .zip(indices.chunks_exact_mut(ow))
                 .enumerate()
             {
-                pool_row(avx2, input, dims, i, values, &mut best_index);
+                pool_row(level, input, dims, i, values, &mut best_index);
                 indices.copy_from_slice(&best_index);
             }
         });
@@ -78,26 +80,16 @@ pub(super) struct PlaneDims {
     pub(super) ow: usize,
 }
 
-fn has_avx2() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx2")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
-}
-
 /// Output row `i` of one plane: the maximum of every window and its flat index in the plane.
 ///
 /// All windows of the row are computed together: the innermost loop runs over the output
 /// columns, which are independent, so it vectorises (the column stride is a compile-time
-/// constant for strides 1 and 2, and the AVX2 build of the loop is picked at run time). Per
+/// constant for strides 1 and 2, and the AVX2 build of the loop is picked at run time; f32 with
+/// column stride 2 has hand-written AVX2 and AVX-512 kernels, picked by `level`). Per
 /// window the elements are still visited in row-major order, so ties keep the first maximum,
 /// and a NaN replaces the maximum (PyTorch's rule; `v != v` is the NaN test).
 fn pool_row<T: HostFloat, I: HostIndex>(
-    avx2: bool,
+    level: Level,
     input: &[T],
     dims: PlaneDims,
     i: usize,
@@ -105,7 +97,7 @@ fn pool_row<T: HostFloat, I: HostIndex>(
     best_index: &mut [I],
 ) {
     #[cfg(target_arch = "x86_64")]
-    if avx2 {
+    if level >= Level::Avx2 {
         if dims.stride[1] == 2
             && dims.h * dims.w <= i32::MAX as usize
             && let (Some(input), Some(best)) = (T::as_f32(input), T::as_f32_mut(best))
@@ -113,8 +105,16 @@ fn pool_row<T: HostFloat, I: HostIndex>(
             let mut index = [0_i32; 256];
             for (start, best) in (0..dims.ow).step_by(256).zip(best.chunks_mut(256)) {
                 let index = &mut index[..best.len()];
-                // SAFETY: the CPU supports AVX2 (checked at run time by `has_avx2`).
-                unsafe { avx2::pool_row_f32_s2(input, dims, i, start, best, index) };
+                // SAFETY: the CPU supports the level's instructions (`simd::level` checks them
+                // at run time; AVX-512 comes with AVX2).
+                unsafe {
+                    match level {
+                        Level::Avx512 => {
+                            avx512::pool_row_f32_s2(input, dims, i, start, best, index)
+                        }
+                        _ => avx2::pool_row_f32_s2(input, dims, i, start, best, index),
+                    }
+                };
                 for (o, &k) in best_index[start..start + best.len()]
                     .iter_mut()
                     .zip(&*index)
@@ -124,11 +124,11 @@ fn pool_row<T: HostFloat, I: HostIndex>(
             }
             return;
         }
-        // SAFETY: the CPU supports AVX2 (checked at run time by `has_avx2`).
+        // SAFETY: the CPU supports AVX2 (`simd::level` checks it at run time).
         unsafe { pool_row_avx2(input, dims, i, best, best_index) };
         return;
     }
-    let _ = avx2;
+    let _ = level;
     pool_row_portable(input, dims, i, best, best_index);
 }
 
@@ -206,7 +206,7 @@ fn pool_row_strided<T: HostFloat, I: HostIndex, const SW: usize>(
 }
 
 #[cfg(target_arch = "x86_64")]
-use super::avx2;
+use super::{avx2, avx512};
 
 /// A new `planes × plane` buffer, zeroed and then filled by `f(plane_index, plane)`, one plane
 /// per Rayon task ([`par_fill`]): the zeroing runs in parallel too, and leaves the plane in
@@ -300,13 +300,15 @@ mod tests {
     use super::*;
     use crate::ops::pooled_len;
 
-    /// The portable row loop (what machines without AVX2 run) and the AVX2 kernel give the same
-    /// maxima and indices, ties, NaN and ceil-mode edges included; both match the reference.
+    /// The portable row loop (what machines without AVX2 run) and the AVX2 and AVX-512 kernels
+    /// (those the CPU has) give the same maxima and indices, ties, NaN and ceil-mode edges
+    /// included; all match the reference.
     #[test]
-    fn portable_and_avx2_rows_agree() {
-        if !has_avx2() {
-            return; // nothing to compare with; the portable loop is the only path here
-        }
+    fn portable_avx2_and_avx512_rows_agree() {
+        let levels: Vec<Level> = [Level::Baseline, Level::Avx2, Level::Avx512]
+            .into_iter()
+            .filter(|&l| l <= crate::simd::level())
+            .collect();
         let mut state = 7_u64;
         let mut next = move || {
             state = state
@@ -319,6 +321,9 @@ mod tests {
             (5, 601, [3, 3]),
             (9, 40, [2, 3]),
             (4, 17, [3, 2]),
+            (3, 33, [3, 3]), // exactly 16 full windows
+            (6, 65, [3, 3]), // 32: two AVX-512 blocks
+            (5, 45, [3, 3]), // 22: a block and an overlapping one
         ] {
             let input: Vec<f32> = (0..h * w)
                 .map(|_| match next() % 50 {
@@ -341,20 +346,20 @@ mod tests {
                 [1, 1, h, w],
                 crate::ops::PoolOptions::new(kernel, stride),
             );
-            for avx2 in [false, true] {
+            for &level in &levels {
                 let (mut values, mut indices) = (vec![0_f32; ow], vec![0_i32; ow]);
                 for i in 0..oh {
-                    pool_row(avx2, &input, dims, i, &mut values, &mut indices);
+                    pool_row(level, &input, dims, i, &mut values, &mut indices);
                     for j in 0..ow {
                         let (v, k) = (values[j] as f64, want_v[i * ow + j]);
                         assert!(
                             v == k || (v.is_nan() && k.is_nan()),
-                            "avx2={avx2} {h}x{w} ({i},{j})"
+                            "{level:?} {h}x{w} ({i},{j})"
                         );
                         assert_eq!(
                             indices[j] as i64,
                             want_i[i * ow + j],
-                            "avx2={avx2} {h}x{w} ({i},{j})"
+                            "{level:?} {h}x{w} ({i},{j})"
                         );
                     }
                 }
