@@ -12,6 +12,14 @@ use squeeze_segnet::{
 };
 use squeeze_segnet_data::{SplitMix64, TransformConfig, camvid, camvid_sample_root};
 
+/// The shipped network's architecture, freshly initialised, in inference mode.
+fn untrained(device: &Device) -> squeeze_segnet::SqueezeSegNet {
+    SqueezeSegNetConfig::camvid()
+        .init(device)
+        .unwrap()
+        .for_inference()
+}
+
 fn none() -> TestTimeAugmentation {
     TestTimeAugmentation::none()
 }
@@ -29,10 +37,7 @@ fn augmentations() -> [TestTimeAugmentation; 3] {
 #[test]
 fn a_photo_is_segmented_from_the_input_the_evaluation_pipeline_prepares() {
     let device = Device::flex();
-    let model = SqueezeSegNetConfig::camvid()
-        .init(&device)
-        .unwrap()
-        .for_inference();
+    let model = untrained(&device);
     let sample = camvid(camvid_sample_root(), "val")
         .unwrap()
         .load(0)
@@ -66,10 +71,7 @@ fn a_photo_is_segmented_from_the_input_the_evaluation_pipeline_prepares() {
 #[test]
 fn flip_tta_is_mirror_symmetric_and_off_by_default() {
     let device = Device::flex();
-    let model = SqueezeSegNetConfig::camvid()
-        .init(&device)
-        .unwrap()
-        .for_inference();
+    let model = untrained(&device);
     let x = Tensor::<4>::random([2, 3, 48, 64], Distribution::Normal(0.0, 1.0), &device);
     let plain = logits(&model, x.clone(), &none()).unwrap();
     plain.clone().into_data().assert_approx_eq::<f32>(
@@ -106,10 +108,7 @@ fn flip_tta_is_mirror_symmetric_and_off_by_default() {
 fn full_size_prediction_matches_upsampled_logits() {
     use squeeze_segnet::{predict_full_size, upsample_argmax};
     let device = Device::flex();
-    let model = SqueezeSegNetConfig::camvid()
-        .init(&device)
-        .unwrap()
-        .for_inference();
+    let model = untrained(&device);
     for (input, output) in [
         ([40, 56], [97, 131]),
         ([64, 80], [64, 80]),
@@ -193,10 +192,7 @@ fn resize_by_hand(x: &Tensor<4>, [oh, ow]: [usize; 2]) -> Tensor<4> {
 #[test]
 fn multi_scale_tta_sums_the_rescaled_passes() {
     let device = Device::flex();
-    let model = SqueezeSegNetConfig::camvid()
-        .init(&device)
-        .unwrap()
-        .for_inference();
+    let model = untrained(&device);
     let x = Tensor::<4>::random([2, 3, 48, 64], Distribution::Normal(0.0, 1.0), &device);
     let tta = TestTimeAugmentation::multi_scale(&[0.75, 1.0, 1.5]).unwrap();
     assert_eq!(tta.passes(), 3);
@@ -233,10 +229,7 @@ fn multi_scale_tta_sums_the_rescaled_passes() {
 #[test]
 fn bad_test_time_scales_are_errors_that_name_them() {
     let device = Device::flex();
-    let model = SqueezeSegNetConfig::camvid()
-        .init(&device)
-        .unwrap()
-        .for_inference();
+    let model = untrained(&device);
     for (text, named) in [
         ("0.75,x,1.25", "'x'"),
         ("", "''"),

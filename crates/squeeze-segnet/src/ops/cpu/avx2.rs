@@ -23,23 +23,15 @@ pub(super) unsafe fn pool_row_f32_s2(
     best: &mut [f32],
     best_index: &mut [i32],
 ) {
-    let PlaneDims {
-        h,
-        w,
-        kernel: [kh, kw],
-        stride: [sh, _],
-        ..
-    } = dims;
-    let end = start + best.len();
-    let (y0, y1) = (i * sh, (i * sh + kh).min(h));
-    // Windows entirely inside the row: 2j + kw <= w.
-    let full = if w >= kw { (w - kw) / 2 + 1 } else { 0 }.clamp(start, end);
+    let (w, kw, end) = (dims.w, dims.kernel[1], start + best.len());
+    let (y0, y1) = window_rows(dims, i);
+    let full = full_windows_s2(dims, start, end);
     let lanes = _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14);
     // The second load of a block skips its last lane (an odd column no window uses), so a
     // block of windows j..j + 8 reads row[2j + dx ..= 2j + dx + 14], inside the row since
     // window j + 7 is.
     let hi_mask = _mm256_setr_epi32(-1, -1, -1, -1, -1, -1, -1, 0);
-    let mut block = |j: usize| {
+    let block = |j: usize| {
         let k = j - start;
         // SAFETY: windows j..j + 8 lie inside the row (j + 8 <= full) and k + 8 <=
         // best.len() (full <= end).
@@ -82,17 +74,7 @@ pub(super) unsafe fn pool_row_f32_s2(
     };
     let mut scalar_from = start;
     if full - start >= 8 {
-        // Blocks of 8, the last one anchored at the end of the full windows (it may
-        // recompute a few windows of the previous block, with the same result).
-        let mut j = start;
-        loop {
-            let j0 = j.min(full - 8);
-            block(j0);
-            if j0 + 8 >= full {
-                break;
-            }
-            j += 8;
-        }
+        anchored_blocks(start, full, 8, block);
         scalar_from = full;
     }
     for j in scalar_from..end {
@@ -100,22 +82,46 @@ pub(super) unsafe fn pool_row_f32_s2(
     }
 }
 
+/// The input rows `y0..y1` of output row `i`'s windows.
+pub(super) fn window_rows(dims: PlaneDims, i: usize) -> (usize, usize) {
+    let y0 = i * dims.stride[0];
+    (y0, (y0 + dims.kernel[0]).min(dims.h))
+}
+
+/// The end of the windows of `start..end` that lie entirely inside the row (`2j + kw <= w`):
+/// those the vector kernels take in blocks.
+pub(super) fn full_windows_s2(dims: PlaneDims, start: usize, end: usize) -> usize {
+    let [_, kw] = dims.kernel;
+    let w = dims.w;
+    if w >= kw { (w - kw) / 2 + 1 } else { 0 }.clamp(start, end)
+}
+
+/// Calls `block(j)` for blocks of `width` windows covering `start..full` (at least `width`
+/// of them), the last block anchored at `full - width`: it may recompute a few windows of the
+/// previous block, with the same result.
+pub(super) fn anchored_blocks(
+    start: usize,
+    full: usize,
+    width: usize,
+    mut block: impl FnMut(usize),
+) {
+    let mut j = start;
+    loop {
+        let j0 = j.min(full - width);
+        block(j0);
+        if j0 + width >= full {
+            break;
+        }
+        j += width;
+    }
+}
+
 /// Window `j` of output row `i` alone (column stride 2): its maximum and flat index, elements
 /// visited row-major, the first maximum kept on a tie, a NaN taken. The kernels' edge case.
 #[inline]
-pub(super) fn pool_window_f32_s2(
-    input: &[f32],
-    PlaneDims {
-        h,
-        w,
-        kernel: [kh, kw],
-        stride: [sh, _],
-        ..
-    }: PlaneDims,
-    i: usize,
-    j: usize,
-) -> (f32, i32) {
-    let (y0, y1) = (i * sh, (i * sh + kh).min(h));
+pub(super) fn pool_window_f32_s2(input: &[f32], dims: PlaneDims, i: usize, j: usize) -> (f32, i32) {
+    let (w, kw) = (dims.w, dims.kernel[1]);
+    let (y0, y1) = window_rows(dims, i);
     let (mut b, mut bi) = (input[y0 * w + 2 * j], y0 * w + 2 * j);
     for y in y0..y1 {
         for x in 2 * j..(2 * j + kw).min(w) {

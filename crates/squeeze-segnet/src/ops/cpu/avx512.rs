@@ -23,26 +23,18 @@ pub(super) unsafe fn pool_row_f32_s2(
     best: &mut [f32],
     best_index: &mut [i32],
 ) {
-    let PlaneDims {
-        h,
-        w,
-        kernel: [kh, kw],
-        stride: [sh, _],
-        ..
-    } = dims;
-    let end = start + best.len();
-    let (y0, y1) = (i * sh, (i * sh + kh).min(h));
-    // Windows entirely inside the row: 2j + kw <= w.
-    let full = if w >= kw { (w - kw) / 2 + 1 } else { 0 }.clamp(start, end);
+    let full = avx2::full_windows_s2(dims, start, start + best.len());
     if full - start < 16 {
         // SAFETY: AVX-512 F implies AVX2 on every CPU that has it; same contract.
         unsafe { avx2::pool_row_f32_s2(input, dims, i, start, best, best_index) };
         return;
     }
+    let (w, kw, end) = (dims.w, dims.kernel[1], start + best.len());
+    let (y0, y1) = avx2::window_rows(dims, i);
     // The windows' first columns relative to 2j, and the permutation that gathers the even
     // elements of lo ‖ hi (lane k takes element 2k of the 32): the same sixteen numbers.
     let lanes = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-    let block = |j: usize, best: &mut [f32], best_index: &mut [i32]| {
+    let block = |j: usize| {
         let k = j - start;
         // SAFETY: windows j..j + 16 lie inside the row (j + 16 <= full), so the loads read
         // row[2j + dx ..= 2j + dx + 30] (the second load skips its last lane, an odd column
@@ -74,17 +66,7 @@ pub(super) unsafe fn pool_row_f32_s2(
             _mm512_storeu_si512(best_index.as_mut_ptr().add(k) as *mut __m512i, bi);
         }
     };
-    // Blocks of 16, the last one anchored at the end of the full windows (it may recompute a
-    // few windows of the previous block, with the same result).
-    let mut j = start;
-    loop {
-        let j0 = j.min(full - 16);
-        block(j0, best, best_index);
-        if j0 + 16 >= full {
-            break;
-        }
-        j += 16;
-    }
+    avx2::anchored_blocks(start, full, 16, block);
     for j in full..end {
         (best[j - start], best_index[j - start]) = avx2::pool_window_f32_s2(input, dims, i, j);
     }
