@@ -17,6 +17,7 @@ use squeeze_segnet_data::*;
 
 fn bench_data(c: &mut Criterion) {
     squeeze_segnet::retain_freed_memory();
+    squeeze_segnet::flush_subnormals();
     let (root, source) = match std::env::var("SQUEEZE_SEGNET_CAMVID") {
         Ok(r) => (r.into(), "camvid-train"),
         Err(_) => (camvid_sample_root(), "sample-train"),

@@ -17,6 +17,7 @@ use squeeze_segnet::{BackendKind, SqueezeSegNetConfig};
 
 fn forward(c: &mut Criterion) {
     squeeze_segnet::retain_freed_memory();
+    squeeze_segnet::flush_subnormals();
     let mut group = c.benchmark_group("forward");
     group.sample_size(10);
     for kind in BackendKind::ALL {

@@ -184,6 +184,7 @@ fn ordered(model: &SqueezeSegNet, x: Tensor<4>, backend: &str) -> Vec<(Benchmark
 
 fn layers(c: &mut Criterion) {
     squeeze_segnet::retain_freed_memory();
+    squeeze_segnet::flush_subnormals();
     let mut group = c.benchmark_group("layers");
     group.sample_size(10);
     for kind in [BackendKind::Flex, BackendKind::NdArray] {

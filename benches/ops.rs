@@ -19,6 +19,7 @@ fn label(s: [usize; 4]) -> String {
 
 fn bench_ops(c: &mut Criterion) {
     squeeze_segnet::retain_freed_memory();
+    squeeze_segnet::flush_subnormals();
     let mut group = c.benchmark_group("ops");
     group.sample_size(20);
     for kind in BackendKind::ALL {

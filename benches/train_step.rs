@@ -49,6 +49,7 @@ fn bench_step(
 
 fn train_step(c: &mut Criterion) {
     squeeze_segnet::retain_freed_memory();
+    squeeze_segnet::flush_subnormals();
     let mut group = c.benchmark_group("train_step");
     group.sample_size(10);
     for kind in [BackendKind::Flex, BackendKind::NdArray] {

@@ -65,6 +65,7 @@ struct Cli {
 
 fn main() -> ExitCode {
     squeeze_segnet::retain_freed_memory();
+    squeeze_segnet::flush_subnormals();
     cli::exit(run())
 }
 

@@ -45,6 +45,7 @@ const INPUT: [usize; 4] = [1, 3, 360, 480];
 
 fn main() -> ExitCode {
     squeeze_segnet::retain_freed_memory();
+    squeeze_segnet::flush_subnormals();
     cli::exit(run())
 }
 

@@ -47,5 +47,6 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
 
 fn main() -> ExitCode {
     squeeze_segnet::retain_freed_memory();
+    squeeze_segnet::flush_subnormals();
     squeeze_segnet_workspace::cli::exit(run())
 }

@@ -42,6 +42,7 @@ const MAX_SIDE: usize = 2048;
 
 fn main() -> ExitCode {
     squeeze_segnet::retain_freed_memory();
+    squeeze_segnet::flush_subnormals();
     cli::exit(run())
 }
 

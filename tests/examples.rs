@@ -138,7 +138,7 @@ fn bad_arguments_fail_with_one_line() {
     );
     fails_with_one_line(
         example("train_camvid").args(["--optimizer", "rmsprop"]),
-        "sgd or adam",
+        "sgd, adam or adamw",
     );
     fails_with_one_line(
         example("train_camvid").args([

@@ -14,8 +14,13 @@ use std::path::Path;
 pub enum OptimizerKind {
     /// SGD with momentum `momentum` and weight decay.
     Sgd,
-    /// Adam (β = 0.9, 0.999) with weight decay.
+    /// Adam (β = 0.9, 0.999) with weight decay as an L2 term of the gradient (which Adam then
+    /// normalises: a weight whose loss gradient vanishes, e.g. behind a dead ReLU, shrinks by
+    /// about the learning rate every step).
     Adam,
+    /// AdamW: Adam with decoupled weight decay (Loshchilov and Hutter, 2019): every step
+    /// multiplies the weights by `1 − lr · weight_decay`, whatever their gradient.
+    AdamW,
 }
 
 /// How the learning rate moves over the run (after the linear warm-up).

@@ -23,7 +23,7 @@ use burn::data::dataloader::batcher::Batcher;
 use burn::module::Module;
 use burn::optim::momentum::MomentumConfig;
 use burn::optim::{
-    AdamConfig, GradientsParams, ModuleOptimizer, SgdConfig, decay::WeightDecayConfig,
+    AdamConfig, AdamWConfig, GradientsParams, ModuleOptimizer, SgdConfig, decay::WeightDecayConfig,
 };
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -459,6 +459,9 @@ impl Trainer {
                 .with_weight_decay(decay)
                 .init(),
             OptimizerKind::Adam => AdamConfig::new().with_weight_decay(decay).init(),
+            OptimizerKind::AdamW => AdamWConfig::new()
+                .with_weight_decay(cfg.weight_decay as f32)
+                .init(),
         }
     }
 

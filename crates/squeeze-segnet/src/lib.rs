@@ -24,7 +24,7 @@
 //! row blocks of im2col and a GEMM written straight into the NCHW output), once batch norm is
 //! folded with [`SqueezeSegNet::for_inference`]. In training, the convolutions on NdArray
 //! and Flex run on the same kernels with this crate's gradients ([`fused::conv2d_train`]). WGPU
-//! uses Burn's own ops, which the tests compare both paths with. Call [`retain_freed_memory`] once at start-up so the
+//! uses Burn's own ops, which the tests compare both paths with. Call [`retain_freed_memory`] (and [`flush_subnormals`]) once at start-up so the
 //! C allocator reuses the large activation buffers instead of mapping fresh pages per layer.
 //! Measured timings, with their machines and commands, are in `BENCHMARKS.md`.
 //!
@@ -68,6 +68,8 @@
 //! - [`ops`]: pooling with indices and unpooling as backend-extension ops;
 //! - [`fused`]: the CPU inference path (fused convolution + bias + ReLU, Fire, DFire);
 //! - [`retain_freed_memory`]: the allocator setting the examples and benchmarks use;
+//!   [`flush_subnormals`]: the floating-point mode they use (subnormal numbers as zero: fast
+//!   on x86 with weights that decayed to almost nothing);
 //! - [`deconv`]: the final transposed convolution as four ordinary convolutions;
 //! - [`ModelSummary`]: per-layer shapes, parameters and multiply-accumulates;
 //! - inference at any size: [`segment_photo`] (a photo in, its classes at its own size out),
@@ -105,6 +107,7 @@ mod predict;
 pub mod pytorch;
 mod saved;
 mod simd;
+mod subnormals;
 mod summary;
 mod tta;
 mod visualize;
@@ -130,6 +133,7 @@ pub use predict::{
 };
 pub use saved::{MODEL_FILE, RUN_FILE, SavedModel, json_with_defaults, load_json_with_defaults};
 pub use simd::{SIMD_ENV, check_simd_env};
+pub use subnormals::flush_subnormals;
 pub use summary::{LayerSummary, ModelSummary};
 pub use tta::{MULTI_SCALES, TestTimeAugmentation};
 pub use visualize::{colorize, overlay, side_by_side};
