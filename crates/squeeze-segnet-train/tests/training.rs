@@ -629,3 +629,70 @@ fn data_parallel_training_matches_one_device() {
         let _ = std::fs::remove_dir_all(d);
     }
 }
+
+/// AdamW's weight decay is decoupled: after one step, the weights of a run with decay `wd`
+/// differ from those of the same run without decay by exactly `−lr · wd · θ₀` (every weight
+/// shrinks by `1 − lr · wd`, whatever its gradient). Adam's L2 decay goes through the gradient
+/// and its normalisation instead, which this test tells apart.
+#[test]
+fn adamw_decay_is_decoupled_from_the_gradient() {
+    let _serial = serial();
+    let device = Device::flex();
+    let dir = tmp_dir("adamw");
+    std::fs::create_dir_all(&dir).unwrap();
+    let start = dir.join("start.bpk");
+    let initial = small_config().model.init(&device).unwrap();
+    initial.save(&start).unwrap();
+    let (lr, wd) = (0.01, 0.5);
+    let one_step = |optimizer: OptimizerKind, decay: f64, name: &str| {
+        let config = small_config()
+            .with_epochs(1)
+            .with_optimizer(optimizer)
+            .with_lr(lr)
+            .with_weight_decay(decay)
+            .with_schedule(squeeze_segnet_train::Schedule::Constant)
+            .with_init_weights(Some(start.to_string_lossy().into_owned()));
+        let trainer =
+            Trainer::new(config, device.clone(), sample(2), None, dir.join(name)).unwrap();
+        let outcome = trainer.run(RunOptions::default()).unwrap();
+        assert_eq!(outcome.history.len(), 1);
+        outcome.model
+    };
+    let weights = |model: &squeeze_segnet::SqueezeSegNet| {
+        let mut all = Vec::new();
+        squeeze_segnet::visit_float_params(model, |path, _, tensor| {
+            if !path.contains("running_") {
+                all.push((
+                    path.to_string(),
+                    tensor().to_data().try_to_vec::<f32>().unwrap(),
+                ));
+            }
+        });
+        all
+    };
+    let theta0 = weights(&initial);
+    let decoupled = |plain: &[(String, Vec<f32>)], decayed: &[(String, Vec<f32>)]| {
+        let mut worst = 0f32;
+        for ((path, t0), ((_, a), (_, b))) in theta0.iter().zip(plain.iter().zip(decayed)) {
+            for ((&t, &a), &b) in t0.iter().zip(a).zip(b) {
+                let err = (b - a + (lr * wd) as f32 * t).abs();
+                assert!(err.is_finite(), "{path}");
+                worst = worst.max(err);
+            }
+        }
+        worst
+    };
+    let plain = weights(&one_step(OptimizerKind::AdamW, 0.0, "adamw0"));
+    let decayed = weights(&one_step(OptimizerKind::AdamW, wd, "adamw"));
+    let err = decoupled(&plain, &decayed);
+    assert!(
+        err < 1e-6,
+        "AdamW: decayed − plain is −lr·wd·θ₀ within {err}"
+    );
+    // Adam's L2 term changes the normalised update instead: not that difference.
+    let plain = weights(&one_step(OptimizerKind::Adam, 0.0, "adam0"));
+    let decayed = weights(&one_step(OptimizerKind::Adam, wd, "adam"));
+    let err = decoupled(&plain, &decayed);
+    assert!(err > 1e-4, "Adam's coupled decay should differ ({err})");
+    let _ = std::fs::remove_dir_all(&dir);
+}
