@@ -143,7 +143,7 @@ impl TestTimeAugmentation {
                 None => y,
             });
         }
-        Ok(sum.expect("validate: at least one scale"))
+        sum.ok_or_else(|| SegNetError::Config("test-time augmentation needs a scale".into()))
     }
 }
 
