@@ -57,7 +57,7 @@ struct Cli {
     /// adam, adamw (decoupled weight decay) or sgd (momentum 0.9)
     #[arg(long, value_name = "NAME", value_parser = optimizer, default_value = "adam")]
     optimizer: OptimizerKind,
-    /// Peak learning rate [default: 0.003 for adam, 0.05 for sgd]
+    /// Peak learning rate [default: 0.003 for adam and adamw, 0.05 for sgd]
     #[arg(long, value_name = "RATE")]
     lr: Option<f64>,
     /// Weight decay: an L2 term for adam and sgd, decoupled for adamw [default: 1e-4; 0.01 for
