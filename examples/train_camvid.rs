@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use squeeze_segnet::BackendKind;
 use squeeze_segnet_data::{camvid, camvid_sample_root};
 use squeeze_segnet_train::{
-    ClassWeighting, OptimizerKind, RunOptions, Schedule, Trainer, TrainingConfig,
+    ClassWeighting, EncoderInit, OptimizerKind, RunOptions, Schedule, Trainer, TrainingConfig,
 };
 use squeeze_segnet_workspace::{cli, training_data};
 
@@ -100,6 +100,10 @@ struct Cli {
     /// Start from these weights (fine-tuning), e.g. a lower-resolution run's best.bpk
     #[arg(long, value_name = "FILE")]
     init: Option<String>,
+    /// Where the encoder starts without --init: random, or imagenet (SqueezeNet 1.1's ImageNet
+    /// weights for conv1 and fire2-fire9, shipped with the model crate)
+    #[arg(long, value_name = "NAME", value_parser = encoder_init, default_value = "random")]
+    encoder: EncoderInit,
     /// Train the network without the pyramid pooling context after conv10
     /// (SqueezeSegNetConfig::context, on by default; --init may name weights without it)
     #[arg(long)]
@@ -291,8 +295,18 @@ fn new_config(args: &Cli) -> TrainingConfig {
     c.augment = !args.no_augment;
     c.seed = args.seed.unwrap_or(c.seed);
     c.init_weights = args.init.clone();
+    c.encoder = args.encoder;
     c.model.context = !args.no_context;
     c
+}
+
+/// `--encoder`'s value.
+fn encoder_init(name: &str) -> Result<EncoderInit, String> {
+    match name {
+        "random" => Ok(EncoderInit::Random),
+        "imagenet" => Ok(EncoderInit::ImageNet),
+        other => Err(format!("'{other}' is not random or imagenet")),
+    }
 }
 
 /// `--optimizer`'s value.

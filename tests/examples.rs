@@ -141,6 +141,21 @@ fn bad_arguments_fail_with_one_line() {
         "sgd, adam or adamw",
     );
     fails_with_one_line(
+        example("train_camvid").args(["--encoder", "vgg16"]),
+        "'vgg16' is not random or imagenet",
+    );
+    fails_with_one_line(
+        example("train_camvid").args([
+            "--encoder",
+            "imagenet",
+            "--init",
+            "runs/some.bpk",
+            "--out",
+            tmp("imagenet-init").to_str().unwrap(),
+        ]),
+        "ImageNet encoder",
+    );
+    fails_with_one_line(
         example("train_camvid").args([
             "--data",
             "/nonexistent/camvid",

@@ -23,6 +23,16 @@ pub enum OptimizerKind {
     AdamW,
 }
 
+/// Where a run's encoder starts when no `init_weights` are given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EncoderInit {
+    /// The network's own random initialisation (He normal), like the rest of the network.
+    Random,
+    /// SqueezeNet 1.1's ImageNet weights for conv1 and fire2–fire9 (the model crate's
+    /// [`squeeze_segnet::imagenet`]), batch norms calibrated on a few training images.
+    ImageNet,
+}
+
 /// How the learning rate moves over the run (after the linear warm-up).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Schedule {
@@ -161,6 +171,10 @@ pub struct TrainingConfig {
     /// resolution after a low-resolution run); must fit `model`. Default: None.
     #[config(default = "None")]
     pub init_weights: Option<String>,
+    /// Where the encoder starts (without `init_weights`, which replace the whole network).
+    /// Default: random.
+    #[config(default = "EncoderInit::Random")]
+    pub encoder: EncoderInit,
 }
 
 impl TrainingConfig {
@@ -196,6 +210,21 @@ impl TrainingConfig {
         }
         if self.batch_size == 0 {
             return bad("batch size must be at least 1".into());
+        }
+        if self.encoder == EncoderInit::ImageNet {
+            if self.init_weights.is_some() {
+                return bad(
+                    "initial weights replace the whole network, the ImageNet encoder included: \
+                     give one of the two"
+                        .into(),
+                );
+            }
+            if self.model.input_channels != 3 {
+                return bad(format!(
+                    "the ImageNet encoder takes 3 input channels, the model has {}",
+                    self.model.input_channels
+                ));
+            }
         }
         let min = squeeze_segnet::min_input_len();
         for (what, s) in [
@@ -348,6 +377,7 @@ mod tests {
         old["model"].as_object_mut().unwrap().remove("refine");
         old["model"].as_object_mut().unwrap().remove("context");
         old.as_object_mut().unwrap().remove("init_weights");
+        old.as_object_mut().unwrap().remove("encoder");
         std::fs::write(dir.join("config.json"), old.to_string()).unwrap();
         std::fs::write(dir.join("model.json"), old["model"].to_string()).unwrap();
         assert!(
@@ -359,6 +389,11 @@ mod tests {
         assert!(!config.model.refine, "those networks had no refinement");
         assert!(!config.model.context, "nor a context");
         assert_eq!(config.init_weights, None);
+        assert_eq!(
+            config.encoder,
+            EncoderInit::Random,
+            "nor an ImageNet encoder"
+        );
         let model = SqueezeSegNetConfig::load_json(dir.join("model.json")).unwrap();
         assert_eq!(model, SqueezeSegNetConfig::paper_with_batch_norm());
         let err = TrainingConfig::load_compatible(dir.join("missing.json")).unwrap_err();

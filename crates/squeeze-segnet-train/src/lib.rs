@@ -56,7 +56,7 @@ pub use adjust::{CLASS_STATS_FILE, logit_adjustment};
 pub use aux::{AuxHead, AuxHeadConfig, cell_centres};
 pub use burn_metric::{Score, SegmentationMetric, SegmentationMetricInput};
 pub use chart::{render as render_chart, write_chart};
-pub use config::{ClassWeighting, OptimizerKind, Schedule, TrainingConfig};
+pub use config::{ClassWeighting, EncoderInit, OptimizerKind, Schedule, TrainingConfig};
 pub use ema::Ema;
 pub use error::TrainError;
 pub use evaluate::evaluate;
@@ -68,4 +68,6 @@ pub use loss::{
 pub use metrics::{ConfusionMatrix, SegmentationScores};
 pub use progress::{ProgressBar, clock};
 pub use swa::{average_weights, update_batch_norm};
-pub use trainer::{EpochRecord, RunOptions, Trainer, TrainingOutcome, summary_line};
+pub use trainer::{
+    CALIBRATION_IMAGES, EpochRecord, RunOptions, Trainer, TrainingOutcome, summary_line,
+};

@@ -27,19 +27,23 @@ use burn::optim::{
 };
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
-use squeeze_segnet::{SqueezeSegNet, TestTimeAugmentation};
-use squeeze_segnet_data::{SegmentationBatcher, SegmentationDataset, class_stats};
+use squeeze_segnet::{ImageNetEncoder, SqueezeSegNet, TestTimeAugmentation};
+use squeeze_segnet_data::{SegmentationBatcher, SegmentationDataset, TransformConfig, class_stats};
 
 use crate::checkpoint::{CheckpointDir, RunFingerprint, TrainState, write_atomic};
 use crate::parallel::DataParallel;
 use crate::progress::ProgressBar;
 use crate::{
-    AuxHead, AuxHeadConfig, CLASS_STATS_FILE, ClassWeighting, Ema, OptimizerKind,
+    AuxHead, AuxHeadConfig, CLASS_STATS_FILE, ClassWeighting, Ema, EncoderInit, OptimizerKind,
     SegmentationScores, TrainError, TrainingConfig, lovasz_softmax_loss,
     segmentation_cross_entropy, soft_jaccard_loss,
 };
 use squeeze_segnet_data::class_mix;
 use squeeze_segnet_data::loader::{CachedDataset, EpochStream, batches, epoch_order, sample_rng};
+
+/// Training images whose statistics set the ImageNet encoder's batch norms
+/// ([`EncoderInit::ImageNet`]), evenly spaced through the training split.
+pub const CALIBRATION_IMAGES: usize = 16;
 
 /// Separates the ClassMix draws of batch `b` from the augmentation draws of sample `b`.
 const CLASS_MIX_SALT: u64 = 0xC1A5_5A11_0F0B_A7C4;
@@ -257,9 +261,10 @@ impl Trainer {
             (true, None) => return Err(TrainError::NothingToResume(self.dir.clone())),
             (false, Some(_)) => return Err(TrainError::RunExists(self.dir.clone())),
             (false, None) => {
-                let model = match &cfg.init_weights {
-                    Some(path) => model.load_adding_context(path)?,
-                    None => model,
+                let model = match (&cfg.init_weights, cfg.encoder) {
+                    (Some(path), _) => model.load_adding_context(path)?,
+                    (None, EncoderInit::ImageNet) => self.with_imagenet_encoder(model, &ad)?,
+                    (None, EncoderInit::Random) => model,
                 };
                 self.write_run_files()?;
                 let state = TrainState {
@@ -475,6 +480,37 @@ impl Trainer {
             )?),
         };
         self.config.class_weights(stats.as_ref())
+    }
+
+    /// `model` with the shipped ImageNet encoder, its batch norms calibrated on
+    /// [`CALIBRATION_IMAGES`] training images spread evenly through the split, resized to the
+    /// training size without augmentation and normalised as the training batches are.
+    fn with_imagenet_encoder(
+        &self,
+        model: SqueezeSegNet,
+        device: &Device,
+    ) -> Result<SqueezeSegNet, TrainError> {
+        let encoder = ImageNetEncoder::shipped()?;
+        let n = self.train.len();
+        let count = n.min(CALIBRATION_IMAGES);
+        let indices = (0..count).map(|i| i * n / count).collect();
+        let train = self.config.train_transform();
+        let transform = TransformConfig::new(self.config.size)
+            .with_mean(train.mean)
+            .with_std(train.std);
+        let stream = EpochStream::start(
+            self.train.clone(),
+            transform,
+            vec![indices],
+            self.config.seed,
+            0,
+        );
+        let mut images = Vec::new();
+        for items in stream {
+            images.extend(items?);
+        }
+        let batch = SegmentationBatcher.batch(images, device);
+        Ok(model.with_imagenet_encoder(&encoder, train.mean, train.std, batch.images)?)
     }
 
     fn validate(&self, model: &SqueezeSegNet) -> Result<Option<SegmentationScores>, TrainError> {

@@ -16,8 +16,8 @@ use squeeze_segnet_data::{
 };
 use squeeze_segnet_train::checkpoint::CheckpointDir;
 use squeeze_segnet_train::{
-    ClassWeighting, EpochRecord, LOCK_FILE, OptimizerKind, RunOptions, TrainError, Trainer,
-    TrainingConfig, evaluate,
+    ClassWeighting, EncoderInit, EpochRecord, LOCK_FILE, OptimizerKind, RunOptions, TrainError,
+    Trainer, TrainingConfig, evaluate,
 };
 
 /// Continue the run folder's latest checkpoint to the end.
@@ -694,5 +694,64 @@ fn adamw_decay_is_decoupled_from_the_gradient() {
     let decayed = weights(&one_step(OptimizerKind::Adam, wd, "adam"));
     let err = decoupled(&plain, &decayed);
     assert!(err > 1e-4, "Adam's coupled decay should differ ({err})");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn an_imagenet_encoder_run_starts_from_the_imagenet_weights() {
+    let _serial = serial();
+    let encoder = squeeze_segnet::ImageNetEncoder::shipped().unwrap();
+    let dir = tmp_dir("imagenet");
+    // A learning rate too small to move anything: the saved weights are where the run started.
+    let config = small_config()
+        .with_model(SqueezeSegNetConfig::camvid())
+        .with_encoder(EncoderInit::ImageNet)
+        .with_lr(1e-12)
+        .with_epochs(1);
+    Trainer::new(config.clone(), Device::flex(), sample(2), None, &dir)
+        .unwrap()
+        .run(RunOptions::default())
+        .unwrap();
+    let model = SqueezeSegNetConfig::camvid()
+        .init(&Device::flex())
+        .unwrap()
+        .load(dir.join("last.bpk"))
+        .unwrap();
+    let close = |got: Vec<f32>, want: &[f32], what: &str| {
+        assert_eq!(got.len(), want.len(), "{what}");
+        let worst = got
+            .iter()
+            .zip(want)
+            .map(|(a, b)| (a - b).abs() / b.abs().max(1e-3))
+            .fold(0.0f32, f32::max);
+        assert!(worst < 1e-4, "{what}: relative difference {worst}");
+    };
+    let values = |p: &burn::module::Param<Tensor<4>>| p.val().into_data().to_vec::<f32>().unwrap();
+    let (conv1, _) = encoder
+        .conv1_for_input(squeeze_segnet::CAMVID_MEAN, squeeze_segnet::CAMVID_STD)
+        .unwrap();
+    close(values(&model.conv1.conv.weight), &conv1, "conv1");
+    let (fire9, _) = encoder.layer("fire9.expand3x3").unwrap();
+    close(
+        values(&model.fire9.expand3x3.conv.weight),
+        fire9,
+        "fire9.expand3x3",
+    );
+    // The norms were calibrated: conv1's outputs on 0-255-scale kernels spread far beyond 1.
+    let gamma = model.conv1.norm.as_ref().unwrap().gamma.val();
+    let smallest: f32 = gamma.min().into_scalar();
+    assert!(
+        smallest > 1.0,
+        "conv1's norm kept its default scale ({smallest})"
+    );
+
+    // --init replaces the whole network: both at once is refused before anything is written.
+    let both = tmp_dir("imagenet-and-init");
+    let c = config.with_init_weights(Some(dir.join("last.bpk").to_string_lossy().into_owned()));
+    let err = Trainer::new(c, Device::flex(), sample(2), None, &both)
+        .err()
+        .expect("refused");
+    assert!(err.to_string().contains("ImageNet encoder"), "{err}");
+    assert!(!both.exists(), "nothing written");
     let _ = std::fs::remove_dir_all(&dir);
 }

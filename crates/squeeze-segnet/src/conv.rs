@@ -92,7 +92,7 @@ impl ConvBlock {
 
     /// The `[vertical, horizontal]` padding of a convolution with groups 1, dilation 1 and the
     /// same padding on opposite sides (every block [`ConvBlockConfig`] builds).
-    fn plain_padding(&self) -> Option<[usize; 2]> {
+    pub(crate) fn plain_padding(&self) -> Option<[usize; 2]> {
         let conv = &self.conv;
         let PaddingConfig2d::Explicit(top, left, bottom, right) = conv.padding else {
             return None;

@@ -98,6 +98,7 @@ mod fire;
 mod fold;
 pub mod fused;
 mod host;
+pub mod imagenet;
 mod input;
 mod model;
 pub mod ops;
@@ -121,6 +122,7 @@ pub use device::{BackendKind, check_burn_device_env};
 pub use dfire::{DFire, DFireConfig};
 pub use error::{OpError, SegNetError};
 pub use fire::{Fire, FireConfig};
+pub use imagenet::{ImageNetEncoder, imagenet_encoder_path};
 pub use input::{
     CAMVID_CLASSES, CAMVID_MEAN, CAMVID_PALETTE, CAMVID_STD, MAX_IMAGE_SIDE, normalize_image,
     photo_input,

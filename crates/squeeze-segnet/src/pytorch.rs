@@ -156,7 +156,7 @@ impl SqueezeSegNet {
 }
 
 /// A safetensors tensor's values as f32.
-fn to_f32(name: &str, view: &TensorView<'_>) -> Result<Vec<f32>, String> {
+pub(crate) fn to_f32(name: &str, view: &TensorView<'_>) -> Result<Vec<f32>, String> {
     let data = view.data();
     let values = match view.dtype() {
         Dtype::F32 => data
