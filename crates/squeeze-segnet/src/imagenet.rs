@@ -232,7 +232,10 @@ impl SqueezeSegNet {
             let bias = Tensor::<1>::from_data(TensorData::new(bias, [layer.shape[0]]), &device);
             weights.push((kernel, bias));
         }
-        let batch_norm = self.conv1.norm.is_some();
+        let batch_norm = self
+            .encoder_blocks()
+            .iter()
+            .any(|(_, block)| block.norm.is_some());
         let mut x = if batch_norm {
             self.check_input(calibration.dims())?;
             Some(calibration.to_device(&device))
@@ -302,7 +305,7 @@ fn set_block(
     block.conv.weight = Param::from_tensor(kernel);
     match (&mut block.norm, &z) {
         (Some(norm), Some(z)) => calibrate(norm, z.clone(), bias.clone()),
-        (Some(_), None) => unreachable!("a network with batch norm is calibrated"),
+        (Some(_), None) => unreachable!("an encoder with a batch norm is calibrated"),
         (None, _) => block.conv.bias = Some(Param::from_tensor(bias.clone())),
     }
     z.map(|z| burn::tensor::activation::relu(z + bias.reshape([1, channels, 1, 1])).detach())

@@ -83,6 +83,8 @@
 //!   [`SqueezeSegNet::pretrained_camvid`]; [`Precision`]: files in f16 or int8
 //!   ([`SqueezeSegNet::save_as`]); [`pytorch`]: safetensors in PyTorch's names
 //!   ([`SqueezeSegNet::save_pytorch`]; [`SqueezeSegNet::load`] reads them by extension);
+//!   [`imagenet`]: SqueezeNet 1.1's ImageNet weights as the encoder's starting point
+//!   ([`SqueezeSegNet::with_imagenet_encoder`], [`ImageNetEncoder`]);
 //! - [`BackendKind`]: pick a backend by name, with a clear error when WGPU has no adapter.
 #![warn(missing_docs)]
 
