@@ -37,14 +37,8 @@ fn normalised_pixels(seed: u64, device: &Device) -> (Tensor<4>, Tensor<4>) {
 fn imagenet_reference(encoder: &ImageNetEncoder, rgb: Tensor<4>) -> Tensor<4> {
     let device = rgb.device();
     let conv = |x: Tensor<4>, name: &str, stride: usize, padding: usize| {
-        let (kernel, bias) = encoder.layer(name).expect(name);
-        let out = bias.len();
-        let inputs = x.dims()[1];
-        let side = ((kernel.len() / (out * inputs)) as f64).sqrt() as usize;
-        let k = Tensor::<4>::from_data(
-            TensorData::new(kernel.to_vec(), [out, inputs, side, side]),
-            &device,
-        );
+        let (shape, kernel, bias) = encoder.layer(name).expect(name);
+        let k = Tensor::<4>::from_data(TensorData::new(kernel.to_vec(), shape), &device);
         let b = Tensor::<1>::from_floats(bias, &device);
         let options = ConvOptions::new([stride; 2], [padding; 2], [1, 1], 1);
         burn::tensor::activation::relu(conv2d(x, k, Some(b), options))
@@ -208,5 +202,28 @@ fn bad_networks_files_and_batches_are_errors_that_name_them() {
             && err.to_string().contains("conv1.conv.bias"),
         "{err}"
     );
+    // The paper's network (no batch norm: biases) for one input channel: conv1's kernel has
+    // another shape than SqueezeNet 1.1's.
+    let gray = dir.join("gray.safetensors");
+    SqueezeSegNetConfig::paper()
+        .with_input_channels(1)
+        .init(&device)
+        .unwrap()
+        .save_pytorch(&gray)
+        .unwrap();
+    let err = ImageNetEncoder::load(&gray).unwrap_err();
+    assert!(
+        err.to_string().contains(
+            "'conv1.conv.weight' has shape [64, 1, 3, 3], SqueezeNet 1.1's is [64, 3, 3, 3]"
+        ),
+        "{err}"
+    );
+    // With three channels the same export is an encoder file (the decoder's tensors unread).
+    SqueezeSegNetConfig::paper()
+        .init(&device)
+        .unwrap()
+        .save_pytorch(&gray)
+        .unwrap();
+    assert!(ImageNetEncoder::load(&gray).is_ok());
     let _ = std::fs::remove_dir_all(&dir);
 }

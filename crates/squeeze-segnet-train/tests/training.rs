@@ -190,6 +190,20 @@ fn a_resumed_run_matches_an_uninterrupted_one() {
     let _ = std::fs::remove_dir_all(&split);
 }
 
+#[test]
+fn a_resumed_imagenet_encoder_run_matches_an_uninterrupted_one() {
+    // The encoder is set once, at the fresh start: a resumed run continues from its checkpoint.
+    let _serial = serial();
+    let config = || {
+        small_config()
+            .with_model(SqueezeSegNetConfig::camvid())
+            .with_encoder(EncoderInit::ImageNet)
+            .with_epochs(2)
+    };
+    let dir = resumed_matches_uninterrupted(config, "imagenet");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 /// The auxiliary head is trained and checkpointed with the network, and ClassMix draws from the
 /// seed, epoch and batch: a resumed run that started the head afresh, lost its optimiser state or
 /// mixed other pairs would not land on the uninterrupted run's weights.
@@ -732,18 +746,36 @@ fn an_imagenet_encoder_run_starts_from_the_imagenet_weights() {
         .conv1_for_input(squeeze_segnet::CAMVID_MEAN, squeeze_segnet::CAMVID_STD)
         .unwrap();
     close(values(&model.conv1.conv.weight), &conv1, "conv1");
-    let (fire9, _) = encoder.layer("fire9.expand3x3").unwrap();
+    let (_, fire9, _) = encoder.layer("fire9.expand3x3").unwrap();
     close(
         values(&model.fire9.expand3x3.conv.weight),
         fire9,
         "fire9.expand3x3",
     );
-    // The norms were calibrated: conv1's outputs on 0-255-scale kernels spread far beyond 1.
-    let gamma = model.conv1.norm.as_ref().unwrap().gamma.val();
-    let smallest: f32 = gamma.min().into_scalar();
+    // The norms were calibrated: γ = √(σ² + ε) of outputs far from unit scale, β = μ + bias,
+    // running statistics moved from their defaults (0 and 1) in the first block and the last.
+    for (what, block) in [
+        ("conv1", &model.conv1),
+        ("fire9.expand3x3", &model.fire9.expand3x3),
+    ] {
+        let norm = block.norm.as_ref().unwrap();
+        let gamma: Vec<f32> = norm.gamma.val().into_data().try_to_vec().unwrap();
+        let var: Vec<f32> = norm.running_var.value().into_data().try_to_vec().unwrap();
+        let unit = |v: &[f32]| v.iter().all(|x| (x - 1.0).abs() < 1e-3);
+        assert!(!unit(&gamma) && !unit(&var), "{what}: a default norm");
+    }
+    let smallest: f32 = model
+        .conv1
+        .norm
+        .as_ref()
+        .unwrap()
+        .gamma
+        .val()
+        .min()
+        .into_scalar();
     assert!(
         smallest > 1.0,
-        "conv1's norm kept its default scale ({smallest})"
+        "conv1's outputs are far from unit scale ({smallest})"
     );
 
     // --init replaces the whole network: both at once is refused before anything is written.

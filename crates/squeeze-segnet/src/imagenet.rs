@@ -18,6 +18,9 @@
 //!   encoder starts close to ImageNet's function there too. Without batch norm the biases are
 //!   copied.
 //! - conv10 (ImageNet's 1000-class classifier) and everything after it keep their weights.
+//!   Without batch norm, fire9's output keeps the ImageNet network's scale (activations in the
+//!   tens), which a freshly initialised conv10 then takes as it is; the recipe measured in the
+//!   README trains the batch-norm network `camvid()`.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -29,7 +32,7 @@ use burn::tensor::module::conv2d;
 use burn::tensor::ops::ConvOptions;
 use safetensors::SafeTensors;
 
-use crate::config::{ENCODER_FIRES, POOL, POOLED_AFTER};
+use crate::config::{CONV1_CHANNELS, ENCODER_FIRES, POOL, POOLED_AFTER};
 use crate::conv::ConvBlock;
 use crate::ops::max_pool2d_with_indices_unchecked;
 use crate::{SegNetError, SqueezeSegNet};
@@ -60,15 +63,21 @@ pub struct ImageNetEncoder {
     path: PathBuf,
 }
 
-/// The encoder's convolutions in order: conv1, then each Fire's squeeze, expand1x1, expand3x3.
-fn layer_names() -> Vec<String> {
-    let mut names = vec!["conv1".to_string()];
+/// The encoder's convolutions in order with SqueezeNet 1.1's kernel shapes: conv1, then each
+/// Fire's squeeze, expand1x1, expand3x3.
+fn layer_shapes() -> Vec<(String, [usize; 4])> {
+    let mut layers = vec![("conv1".to_string(), [CONV1_CHANNELS, 3, 3, 3])];
     for fire in ENCODER_FIRES {
-        for part in ["squeeze", "expand1x1", "expand3x3"] {
-            names.push(format!("{}.{part}", fire.name));
+        let (s, e) = (fire.squeeze, fire.expand);
+        for (part, shape) in [
+            ("squeeze", [s, fire.input, 1, 1]),
+            ("expand1x1", [e, s, 1, 1]),
+            ("expand3x3", [e, s, 3, 3]),
+        ] {
+            layers.push((format!("{}.{part}", fire.name), shape));
         }
     }
-    names
+    layers
 }
 
 impl ImageNetEncoder {
@@ -80,13 +89,15 @@ impl ImageNetEncoder {
         Self::load(imagenet_encoder_path())
     }
 
-    /// Reads the encoder from a safetensors file: a `.conv.weight` (4-D) and a `.conv.bias`
-    /// (1-D, as many values as the kernel has outputs) for each of conv1 and fire2–fire9's
-    /// squeeze, expand1x1 and expand3x3, as float tensors.
+    /// Reads the encoder from a safetensors file: a `.conv.weight` and a `.conv.bias` for each
+    /// of conv1 and fire2–fire9's squeeze, expand1x1 and expand3x3, as float tensors of
+    /// SqueezeNet 1.1's shapes (conv1 `[64, 3, 3, 3]`, fire2's squeeze `[16, 64, 1, 1]`, …;
+    /// biases `[out]`).
     ///
     /// # Errors
     /// [`SegNetError::Load`] when the file cannot be read or is not safetensors;
-    /// [`SegNetError::WeightsMismatch`] naming the first tensor that is missing or malformed.
+    /// [`SegNetError::WeightsMismatch`] naming the first tensor that is missing or of another
+    /// shape.
     pub fn load(path: impl AsRef<Path>) -> Result<Self, SegNetError> {
         let path = path.as_ref().to_path_buf();
         let buffer = std::fs::read(&path).map_err(|e| SegNetError::Load {
@@ -102,26 +113,22 @@ impl ImageNetEncoder {
             reason,
         };
         let mut layers = HashMap::new();
-        for name in layer_names() {
-            let read = |suffix: &str| {
+        for (name, shape) in layer_shapes() {
+            let read = |suffix: &str, expected: &[usize]| {
                 let key = format!("{name}.conv.{suffix}");
                 let view = file
                     .tensor(&key)
                     .map_err(|_| mismatch(format!("tensor '{key}' is missing")))?;
-                let values = crate::pytorch::to_f32(&key, &view).map_err(&mismatch)?;
-                Ok::<_, SegNetError>((key, view.shape().to_vec(), values))
+                if view.shape() != expected {
+                    return Err(mismatch(format!(
+                        "tensor '{key}' has shape {:?}, SqueezeNet 1.1's is {expected:?}",
+                        view.shape()
+                    )));
+                }
+                crate::pytorch::to_f32(&key, &view).map_err(&mismatch)
             };
-            let (key, shape, kernel) = read("weight")?;
-            let shape: [usize; 4] = shape
-                .try_into()
-                .map_err(|s| mismatch(format!("tensor '{key}' has shape {s:?}, not 4-D")))?;
-            let (key, bias_shape, bias) = read("bias")?;
-            if bias_shape != [shape[0]] {
-                return Err(mismatch(format!(
-                    "tensor '{key}' has shape {bias_shape:?}, the kernel has {} outputs",
-                    shape[0]
-                )));
-            }
+            let kernel = read("weight", &shape)?;
+            let bias = read("bias", &shape[..1])?;
             layers.insert(
                 name,
                 Layer {
@@ -134,12 +141,13 @@ impl ImageNetEncoder {
         Ok(Self { layers, path })
     }
 
-    /// Kernel (`[out, in, kh, kw]`, row-major) and bias of the convolution `name` (`conv1`,
-    /// `fire2.squeeze`, …, `fire9.expand3x3`) as the file holds them: Caffe's input convention.
-    pub fn layer(&self, name: &str) -> Option<(&[f32], &[f32])> {
+    /// Shape `[out, in, kh, kw]`, kernel (row-major) and bias of the convolution `name`
+    /// (`conv1`, `fire2.squeeze`, …, `fire9.expand3x3`) as the file holds them: Caffe's input
+    /// convention. `None` for another name.
+    pub fn layer(&self, name: &str) -> Option<([usize; 4], &[f32], &[f32])> {
         self.layers
             .get(name)
-            .map(|l| (l.kernel.as_slice(), l.bias.as_slice()))
+            .map(|l| (l.shape, l.kernel.as_slice(), l.bias.as_slice()))
     }
 
     /// The file the weights came from.
@@ -147,9 +155,13 @@ impl ImageNetEncoder {
         &self.path
     }
 
-    /// conv1's kernel `[64, 3, 3, 3]` and bias for inputs normalised as `(rgb / 255 − mean) /
-    /// std` per channel, where the ImageNet network took BGR pixels 0–255 minus
-    /// [`IMAGENET_CAFFE_MEAN_BGR`]: the same function of the same pixels (conv1 has no padding).
+    /// conv1's kernel and bias for inputs normalised as `(rgb / 255 − mean) / std` per channel,
+    /// where the ImageNet network took BGR pixels 0–255 minus [`IMAGENET_CAFFE_MEAN_BGR`]: the
+    /// same function of the same pixels (conv1 has no padding).
+    ///
+    /// # Shapes
+    /// - kernel: `[64, 3, 3, 3]` values, row-major
+    /// - bias: `[64]`
     ///
     /// # Errors
     /// [`SegNetError::Config`] when a `std` value is not a positive number.
@@ -212,7 +224,6 @@ impl SqueezeSegNet {
             reason,
         };
         let device = self.conv1.conv.weight.lazy_device();
-        let (conv1_kernel, conv1_bias) = encoder.conv1_for_input(mean, std)?;
         let mut weights = Vec::new();
         for (name, block) in self.encoder_blocks() {
             let layer = &encoder.layers[&name];
@@ -223,8 +234,13 @@ impl SqueezeSegNet {
                     layer.shape
                 )));
             }
+            if block.plain_padding().is_none() {
+                return Err(mismatch(format!(
+                    "{name} has groups, dilation or uneven padding, which SqueezeNet 1.1's has not"
+                )));
+            }
             let (kernel, bias) = if name == "conv1" {
-                (conv1_kernel.clone(), conv1_bias.clone())
+                encoder.conv1_for_input(mean, std)?
             } else {
                 (layer.kernel.clone(), layer.bias.clone())
             };
@@ -265,7 +281,7 @@ impl SqueezeSegNet {
         Ok(self)
     }
 
-    /// The encoder's convolution blocks by the names [`layer_names`] gives them.
+    /// The encoder's convolution blocks by the names [`layer_shapes`] gives them.
     fn encoder_blocks(&self) -> Vec<(String, &ConvBlock)> {
         let mut blocks = vec![("conv1".to_string(), &self.conv1)];
         #[rustfmt::skip]
@@ -294,12 +310,9 @@ fn set_block(
     (kernel, bias): (Tensor<4>, Tensor<1>),
     x: Option<Tensor<4>>,
 ) -> Option<Tensor<4>> {
-    let options = ConvOptions::new(
-        block.conv.stride,
-        block.plain_padding().unwrap_or([0, 0]),
-        [1, 1],
-        1,
-    );
+    // Plain padding: checked by the caller.
+    let padding = block.plain_padding().unwrap_or_default();
+    let options = ConvOptions::new(block.conv.stride, padding, [1, 1], 1);
     let channels = bias.dims()[0];
     let z = x.map(|x| conv2d(x, kernel.clone().detach(), None, options));
     block.conv.weight = Param::from_tensor(kernel);
@@ -319,8 +332,8 @@ fn calibrate(norm: &mut BatchNorm, z: Tensor<4>, bias: Tensor<1>) {
     let mean = flat.clone().mean_dim(1);
     let variance = (flat - mean.clone()).square().mean_dim(1).reshape([c]);
     let mean = mean.reshape([c]);
-    norm.gamma = Param::from_tensor(variance.clone().add_scalar(norm.epsilon).sqrt());
-    norm.beta = Param::from_tensor(mean.clone() + bias);
+    norm.gamma = Param::from_tensor(variance.clone().add_scalar(norm.epsilon).sqrt().detach());
+    norm.beta = Param::from_tensor((mean.clone() + bias).detach());
     norm.running_mean = RunningState::new(mean);
     norm.running_var = RunningState::new(variance);
 }
@@ -380,11 +393,17 @@ mod tests {
     }
 
     #[test]
-    fn layer_names_cover_conv1_and_every_fire() {
-        let names = layer_names();
-        assert_eq!(names.len(), 1 + 3 * 8);
-        assert_eq!(names[0], "conv1");
-        assert_eq!(names[1], "fire2.squeeze");
-        assert_eq!(names[24], "fire9.expand3x3");
+    fn layer_shapes_are_squeezenet_1_1s() {
+        let layers = layer_shapes();
+        assert_eq!(layers.len(), 1 + 3 * 8);
+        assert_eq!(layers[0], ("conv1".to_string(), [64, 3, 3, 3]));
+        assert_eq!(layers[1], ("fire2.squeeze".to_string(), [16, 64, 1, 1]));
+        assert_eq!(layers[24], ("fire9.expand3x3".to_string(), [256, 64, 3, 3]));
+        // 722,496 values with the biases: SqueezeNet 1.1's 1,235,496 less conv10's 513,000.
+        let values: usize = layers
+            .iter()
+            .map(|(_, [o, i, h, w])| o * i * h * w + o)
+            .sum();
+        assert_eq!(values, 1_235_496 - (1000 * 512 + 1000));
     }
 }
