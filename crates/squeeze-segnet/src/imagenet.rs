@@ -100,14 +100,11 @@ impl ImageNetEncoder {
     /// shape.
     pub fn load(path: impl AsRef<Path>) -> Result<Self, SegNetError> {
         let path = path.as_ref().to_path_buf();
-        let buffer = std::fs::read(&path).map_err(|e| SegNetError::Load {
-            path: path.clone(),
-            reason: e.to_string(),
-        })?;
-        let file = SafeTensors::deserialize(&buffer).map_err(|e| SegNetError::Load {
-            path: path.clone(),
-            reason: format!("not a safetensors file: {e}"),
-        })?;
+        crate::pytorch::read_safetensors(&path, |file| Self::from_safetensors(&path, file))
+    }
+
+    fn from_safetensors(path: &Path, file: &SafeTensors<'_>) -> Result<Self, SegNetError> {
+        let path = path.to_path_buf();
         let mismatch = |reason: String| SegNetError::WeightsMismatch {
             path: path.clone(),
             reason,

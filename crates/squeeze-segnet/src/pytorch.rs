@@ -104,14 +104,11 @@ impl SqueezeSegNet {
     /// of another shape or of a non-float dtype.
     pub(crate) fn load_pytorch(self, path: impl AsRef<Path>) -> Result<Self, SegNetError> {
         let path = path.as_ref().to_path_buf();
-        let buffer = std::fs::read(&path).map_err(|e| SegNetError::Load {
-            path: path.clone(),
-            reason: e.to_string(),
-        })?;
-        let file = SafeTensors::deserialize(&buffer).map_err(|e| SegNetError::Load {
-            path: path.clone(),
-            reason: format!("not a safetensors file: {e}"),
-        })?;
+        read_safetensors(&path, |file| self.load_pytorch_from(&path, file))
+    }
+
+    fn load_pytorch_from(self, path: &Path, file: &SafeTensors<'_>) -> Result<Self, SegNetError> {
+        let path = path.to_path_buf();
         let mismatch = |reason: String| SegNetError::WeightsMismatch {
             path: path.clone(),
             reason,
@@ -153,6 +150,25 @@ impl SqueezeSegNet {
         }
         crate::params::assign_float_params(self, values).map_err(mismatch)
     }
+}
+
+/// Reads the safetensors file `path` and hands it to `f`.
+///
+/// # Errors
+/// [`SegNetError::Load`] naming the file when it cannot be read or is not safetensors; what `f`
+/// returns.
+pub(crate) fn read_safetensors<R>(
+    path: &Path,
+    f: impl FnOnce(&SafeTensors<'_>) -> Result<R, SegNetError>,
+) -> Result<R, SegNetError> {
+    let load_err = |reason: String| SegNetError::Load {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let buffer = std::fs::read(path).map_err(|e| load_err(e.to_string()))?;
+    let file = SafeTensors::deserialize(&buffer)
+        .map_err(|e| load_err(format!("not a safetensors file: {e}")))?;
+    f(&file)
 }
 
 /// A safetensors tensor's values as f32.
