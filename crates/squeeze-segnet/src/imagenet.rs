@@ -222,7 +222,9 @@ impl SqueezeSegNet {
         };
         let device = self.conv1.conv.weight.lazy_device();
         let mut weights = Vec::new();
+        let mut batch_norm = false;
         for (name, block) in self.encoder_blocks() {
+            batch_norm |= block.norm.is_some();
             let layer = &encoder.layers[&name];
             let have = block.conv.weight.dims();
             if have != layer.shape {
@@ -245,10 +247,6 @@ impl SqueezeSegNet {
             let bias = Tensor::<1>::from_data(TensorData::new(bias, [layer.shape[0]]), &device);
             weights.push((kernel, bias));
         }
-        let batch_norm = self
-            .encoder_blocks()
-            .iter()
-            .any(|(_, block)| block.norm.is_some());
         let mut x = if batch_norm {
             self.check_input(calibration.dims())?;
             Some(calibration.to_device(&device))
