@@ -100,10 +100,11 @@ struct Cli {
     /// Start from these weights (fine-tuning), e.g. a lower-resolution run's best.bpk
     #[arg(long, value_name = "FILE")]
     init: Option<String>,
-    /// Where the encoder starts without --init: random, or imagenet (SqueezeNet 1.1's ImageNet
-    /// weights for conv1 and fire2-fire9, shipped with the model crate)
-    #[arg(long, value_name = "NAME", value_parser = encoder_init, default_value = "random")]
-    encoder: EncoderInit,
+    /// Where the encoder starts: imagenet (SqueezeNet 1.1's ImageNet weights for conv1 and
+    /// fire2-fire9, shipped with the model crate) or random [default: imagenet; with --init,
+    /// whose weights set every layer, random]
+    #[arg(long, value_name = "NAME", value_parser = encoder_init)]
+    encoder: Option<EncoderInit>,
     /// Train the network without the pyramid pooling context after conv10
     /// (SqueezeSegNetConfig::context, on by default; --init may name weights without it)
     #[arg(long)]
@@ -295,7 +296,10 @@ fn new_config(args: &Cli) -> TrainingConfig {
     c.augment = !args.no_augment;
     c.seed = args.seed.unwrap_or(c.seed);
     c.init_weights = args.init.clone();
-    c.encoder = args.encoder;
+    c.encoder = args.encoder.unwrap_or(match args.init {
+        Some(_) => EncoderInit::Random,
+        None => EncoderInit::ImageNet,
+    });
     c.model.context = !args.no_context;
     c
 }

@@ -8,6 +8,7 @@ use std::process::{Command, Output};
 
 mod common;
 use common::{example, tmp};
+use squeeze_segnet_train::{EncoderInit, TrainingConfig};
 
 fn run(cmd: &mut Command) -> Output {
     let out = cmd.output().unwrap();
@@ -462,6 +463,15 @@ fn average_weights_of_two_cycles_then_evaluate() {
         .args(tiny)
         .args(["--init", &a_last, "--out", &s(&b)]));
     let b_last = s(&b.join("last.bpk"));
+    // A fresh run starts from the ImageNet encoder unless told otherwise; a run given --init
+    // from those weights alone.
+    let encoder = |run: &Path| {
+        TrainingConfig::load_compatible(run.join("config.json"))
+            .unwrap()
+            .encoder
+    };
+    assert_eq!(encoder(&a), EncoderInit::ImageNet);
+    assert_eq!(encoder(&b), EncoderInit::Random);
     let average = |out: &Path, weights: &[&str]| {
         let mut cmd = example("average_weights");
         cmd.args(["--val-sequence", "0006R0", "--out", &s(out), "--weights"])
