@@ -105,6 +105,10 @@ struct Cli {
     /// whose weights set every layer, random]
     #[arg(long, value_name = "NAME", value_parser = encoder_init)]
     encoder: Option<EncoderInit>,
+    /// The encoder's learning rate as a fraction S of --lr, 0 < S <= 1 (0.1: fine-tune a
+    /// pretrained encoder gently while the decoder learns) [default: 1]
+    #[arg(long, value_name = "S")]
+    encoder_lr_scale: Option<f64>,
     /// Train the network without the pyramid pooling context after conv10
     /// (SqueezeSegNetConfig::context, on by default; --init may name weights without it)
     #[arg(long)]
@@ -300,6 +304,7 @@ fn new_config(args: &Cli) -> TrainingConfig {
         Some(_) => EncoderInit::Random,
         None => EncoderInit::ImageNet,
     });
+    c.encoder_lr_scale = args.encoder_lr_scale.unwrap_or(c.encoder_lr_scale);
     c.model.context = !args.no_context;
     c
 }

@@ -147,6 +147,15 @@ fn bad_arguments_fail_with_one_line() {
     );
     fails_with_one_line(
         example("train_camvid").args([
+            "--encoder-lr-scale",
+            "0",
+            "--out",
+            tmp("encoder-lr").to_str().unwrap(),
+        ]),
+        "encoder learning-rate scale 0 must be in (0, 1]",
+    );
+    fails_with_one_line(
+        example("train_camvid").args([
             "--encoder",
             "imagenet",
             "--init",

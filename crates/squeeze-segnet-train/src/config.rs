@@ -175,6 +175,11 @@ pub struct TrainingConfig {
     /// Default: random.
     #[config(default = "EncoderInit::Random")]
     pub encoder: EncoderInit,
+    /// The encoder's (conv1, fire2–fire9) learning rate as a fraction of the schedule's, for
+    /// fine-tuning a pretrained encoder more gently than the decoder learns from scratch
+    /// (0.1 is the usual ratio). Default: 1 (one learning rate for the whole network).
+    #[config(default = 1.0)]
+    pub encoder_lr_scale: f64,
 }
 
 impl TrainingConfig {
@@ -242,6 +247,12 @@ impl TrainingConfig {
         }
         if !(self.lr.is_finite() && self.lr > 0.0 && self.lr <= 10.0) {
             return bad(format!("learning rate {} must be in (0, 10]", self.lr));
+        }
+        if !(self.encoder_lr_scale > 0.0 && self.encoder_lr_scale <= 1.0) {
+            return bad(format!(
+                "encoder learning-rate scale {} must be in (0, 1]",
+                self.encoder_lr_scale
+            ));
         }
         if !(self.jaccard_weight >= 0.0 && self.jaccard_weight.is_finite()) {
             return bad(format!(

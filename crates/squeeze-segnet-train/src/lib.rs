@@ -48,6 +48,7 @@ mod lock;
 mod loss;
 mod metrics;
 pub mod parallel;
+mod param_groups;
 mod progress;
 mod swa;
 mod trainer;

@@ -32,6 +32,7 @@ use squeeze_segnet_data::{SegmentationBatcher, SegmentationDataset, TransformCon
 
 use crate::checkpoint::{CheckpointDir, RunFingerprint, TrainState, write_atomic};
 use crate::parallel::DataParallel;
+use crate::param_groups::split_encoder;
 use crate::progress::ProgressBar;
 use crate::{
     AuxHead, AuxHeadConfig, CLASS_STATS_FILE, ClassWeighting, Ema, EncoderInit, OptimizerKind,
@@ -321,7 +322,7 @@ impl Trainer {
                     let mut rng = sample_rng(state.seed ^ CLASS_MIX_SALT, epoch, state.batch);
                     class_mix(&mut items, cfg.class_mix, ignore as u8, &mut rng);
                 }
-                let (grads, value) = match &parallel {
+                let (mut grads, value) = match &parallel {
                     Some(parallel) => parallel.gradients(&model, items)?,
                     None => {
                         let batch = SegmentationBatcher.batch(items, &ad);
@@ -372,6 +373,10 @@ impl Trainer {
                     });
                 }
                 lr = cfg.learning_rate(state.step, warmup, total_steps);
+                if cfg.encoder_lr_scale != 1.0 {
+                    let encoder = split_encoder(&model, &mut grads);
+                    model = optim.step(lr * cfg.encoder_lr_scale, model, encoder);
+                }
                 model = optim.step(lr, model, grads);
                 state.step += 1;
                 if let Some(ema) = &mut ema {

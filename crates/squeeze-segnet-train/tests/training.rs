@@ -712,6 +712,73 @@ fn adamw_decay_is_decoupled_from_the_gradient() {
 }
 
 #[test]
+fn the_encoder_learns_at_its_scaled_rate() {
+    let _serial = serial();
+    let device = Device::flex();
+    let dir = tmp_dir("encoder-lr");
+    std::fs::create_dir_all(&dir).unwrap();
+    let start = dir.join("start.bpk");
+    let initial = small_config().model.init(&device).unwrap();
+    initial.save(&start).unwrap();
+    // One SGD step (batch 2 of 2 images) from the same weights: the update is −lr·g, so a scale
+    // s on the encoder's rate scales exactly the encoder's updates.
+    let one_step = |scale: f64, name: &str| {
+        let config = small_config()
+            .with_epochs(1)
+            .with_optimizer(OptimizerKind::Sgd)
+            .with_lr(0.01)
+            .with_weight_decay(0.0)
+            .with_schedule(squeeze_segnet_train::Schedule::Constant)
+            .with_encoder_lr_scale(scale)
+            .with_init_weights(Some(start.to_string_lossy().into_owned()));
+        let trainer =
+            Trainer::new(config, device.clone(), sample(2), None, dir.join(name)).unwrap();
+        trainer.run(RunOptions::default()).unwrap().model
+    };
+    let weights = |model: &squeeze_segnet::SqueezeSegNet| {
+        let mut all = Vec::new();
+        squeeze_segnet::visit_float_params(model, |path, _, tensor| {
+            if !path.contains("running_") {
+                all.push((
+                    path.to_string(),
+                    tensor().to_data().try_to_vec::<f32>().unwrap(),
+                ));
+            }
+        });
+        all
+    };
+    let (theta0, full, quarter) = (
+        weights(&initial),
+        weights(&one_step(1.0, "full")),
+        weights(&one_step(0.25, "quarter")),
+    );
+    let (mut encoder_moved, mut decoder_moved) = (0f32, 0f32);
+    for ((path, t0), ((_, f), (_, q))) in theta0.iter().zip(full.iter().zip(&quarter)) {
+        let encoder = path.starts_with("conv1.") || path.starts_with("fire");
+        let s = if encoder { 0.25 } else { 1.0 };
+        for ((&t, &f), &q) in t0.iter().zip(f).zip(q) {
+            let err = ((q - t) - s * (f - t)).abs();
+            assert!(
+                err <= 2e-6,
+                "{path}: update {} against {s} x {}",
+                q - t,
+                f - t
+            );
+            if encoder {
+                encoder_moved = encoder_moved.max((f - t).abs());
+            } else {
+                decoder_moved = decoder_moved.max((f - t).abs());
+            }
+        }
+    }
+    assert!(
+        encoder_moved > 1e-4 && decoder_moved > 1e-4,
+        "{encoder_moved} {decoder_moved}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn an_imagenet_encoder_run_starts_from_the_imagenet_weights() {
     let _serial = serial();
     let encoder = squeeze_segnet::ImageNetEncoder::shipped().unwrap();
