@@ -49,7 +49,8 @@
 //!
 //! ## The shipped CamVid weights
 //! [`SqueezeSegNet::pretrained_camvid`] loads weights trained on CamVid's 11 classes (train and
-//! val splits; the README has every stage's command and scores) for [`SqueezeSegNetConfig::camvid`]:
+//! val splits, the encoder started from SqueezeNet 1.1's ImageNet weights, [`imagenet`]; the
+//! README has every stage's command and scores) for [`SqueezeSegNetConfig::camvid`]:
 //! the paper's layers with batch norm, a pyramid pooling context after conv10
 //! ([`SqueezeSegNetConfig::context`]) and a 3×3 refinement after the last unpooling
 //! ([`SqueezeSegNetConfig::refine`]). For fast inference, fold batch norm into the convolutions
