@@ -61,18 +61,8 @@ fn imagenet_reference(encoder: &ImageNetEncoder, rgb: Tensor<4>) -> Tensor<4> {
 
 /// The network's own blocks up to fire9.
 fn encoder_of(model: &SqueezeSegNet, x: Tensor<4>) -> Tensor<4> {
-    let fires = [
-        &model.fire2,
-        &model.fire3,
-        &model.fire4,
-        &model.fire5,
-        &model.fire6,
-        &model.fire7,
-        &model.fire8,
-        &model.fire9,
-    ];
     let mut x = pool(model.conv1.forward(x));
-    for (name, fire) in FIRES.iter().zip(fires) {
+    for (name, fire) in FIRES.iter().zip(model.encoder_fires()) {
         if *name == "fire4" || *name == "fire6" {
             x = pool(x);
         }

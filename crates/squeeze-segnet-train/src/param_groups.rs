@@ -14,16 +14,7 @@ pub(crate) fn split_encoder(model: &SqueezeSegNet, grads: &mut GradientsParams) 
         to: GradientsParams::new(),
     };
     model.conv1.visit(&mut mover);
-    for fire in [
-        &model.fire2,
-        &model.fire3,
-        &model.fire4,
-        &model.fire5,
-        &model.fire6,
-        &model.fire7,
-        &model.fire8,
-        &model.fire9,
-    ] {
+    for fire in model.encoder_fires() {
         fire.visit(&mut mover);
     }
     mover.to

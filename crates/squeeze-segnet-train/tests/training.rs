@@ -648,6 +648,37 @@ fn data_parallel_training_matches_one_device() {
 /// differ from those of the same run without decay by exactly `−lr · wd · θ₀` (every weight
 /// shrinks by `1 − lr · wd`, whatever its gradient). Adam's L2 decay goes through the gradient
 /// and its normalisation instead, which this test tells apart.
+/// One epoch of `config` on two images at batch 2 (one step, constant learning rate) from the
+/// weights in `start`, run in `out`.
+fn one_step_from(
+    config: TrainingConfig,
+    start: &Path,
+    out: &Path,
+) -> squeeze_segnet::SqueezeSegNet {
+    let config = config
+        .with_epochs(1)
+        .with_schedule(squeeze_segnet_train::Schedule::Constant)
+        .with_init_weights(Some(start.to_string_lossy().into_owned()));
+    let trainer = Trainer::new(config, Device::flex(), sample(2), None, out).unwrap();
+    let outcome = trainer.run(RunOptions::default()).unwrap();
+    assert_eq!(outcome.history.len(), 1);
+    outcome.model
+}
+
+/// `model`'s trainable values by path (batch norm's running statistics left out).
+fn trainable_values(model: &squeeze_segnet::SqueezeSegNet) -> Vec<(String, Vec<f32>)> {
+    let mut all = Vec::new();
+    squeeze_segnet::visit_float_params(model, |path, _, tensor| {
+        if !path.contains("running_") {
+            all.push((
+                path.to_string(),
+                tensor().to_data().try_to_vec::<f32>().unwrap(),
+            ));
+        }
+    });
+    all
+}
+
 #[test]
 fn adamw_decay_is_decoupled_from_the_gradient() {
     let _serial = serial();
@@ -660,31 +691,12 @@ fn adamw_decay_is_decoupled_from_the_gradient() {
     let (lr, wd) = (0.01, 0.5);
     let one_step = |optimizer: OptimizerKind, decay: f64, name: &str| {
         let config = small_config()
-            .with_epochs(1)
             .with_optimizer(optimizer)
             .with_lr(lr)
-            .with_weight_decay(decay)
-            .with_schedule(squeeze_segnet_train::Schedule::Constant)
-            .with_init_weights(Some(start.to_string_lossy().into_owned()));
-        let trainer =
-            Trainer::new(config, device.clone(), sample(2), None, dir.join(name)).unwrap();
-        let outcome = trainer.run(RunOptions::default()).unwrap();
-        assert_eq!(outcome.history.len(), 1);
-        outcome.model
+            .with_weight_decay(decay);
+        one_step_from(config, &start, &dir.join(name))
     };
-    let weights = |model: &squeeze_segnet::SqueezeSegNet| {
-        let mut all = Vec::new();
-        squeeze_segnet::visit_float_params(model, |path, _, tensor| {
-            if !path.contains("running_") {
-                all.push((
-                    path.to_string(),
-                    tensor().to_data().try_to_vec::<f32>().unwrap(),
-                ));
-            }
-        });
-        all
-    };
-    let theta0 = weights(&initial);
+    let theta0 = trainable_values(&initial);
     let decoupled = |plain: &[(String, Vec<f32>)], decayed: &[(String, Vec<f32>)]| {
         let mut worst = 0f32;
         for ((path, t0), ((_, a), (_, b))) in theta0.iter().zip(plain.iter().zip(decayed)) {
@@ -696,16 +708,16 @@ fn adamw_decay_is_decoupled_from_the_gradient() {
         }
         worst
     };
-    let plain = weights(&one_step(OptimizerKind::AdamW, 0.0, "adamw0"));
-    let decayed = weights(&one_step(OptimizerKind::AdamW, wd, "adamw"));
+    let plain = trainable_values(&one_step(OptimizerKind::AdamW, 0.0, "adamw0"));
+    let decayed = trainable_values(&one_step(OptimizerKind::AdamW, wd, "adamw"));
     let err = decoupled(&plain, &decayed);
     assert!(
         err < 1e-6,
         "AdamW: decayed − plain is −lr·wd·θ₀ within {err}"
     );
     // Adam's L2 term changes the normalised update instead: not that difference.
-    let plain = weights(&one_step(OptimizerKind::Adam, 0.0, "adam0"));
-    let decayed = weights(&one_step(OptimizerKind::Adam, wd, "adam"));
+    let plain = trainable_values(&one_step(OptimizerKind::Adam, 0.0, "adam0"));
+    let decayed = trainable_values(&one_step(OptimizerKind::Adam, wd, "adam"));
     let err = decoupled(&plain, &decayed);
     assert!(err > 1e-4, "Adam's coupled decay should differ ({err})");
     let _ = std::fs::remove_dir_all(&dir);
@@ -724,33 +736,16 @@ fn the_encoder_learns_at_its_scaled_rate() {
     // s on the encoder's rate scales exactly the encoder's updates.
     let one_step = |scale: f64, name: &str| {
         let config = small_config()
-            .with_epochs(1)
             .with_optimizer(OptimizerKind::Sgd)
             .with_lr(0.01)
             .with_weight_decay(0.0)
-            .with_schedule(squeeze_segnet_train::Schedule::Constant)
-            .with_encoder_lr_scale(scale)
-            .with_init_weights(Some(start.to_string_lossy().into_owned()));
-        let trainer =
-            Trainer::new(config, device.clone(), sample(2), None, dir.join(name)).unwrap();
-        trainer.run(RunOptions::default()).unwrap().model
-    };
-    let weights = |model: &squeeze_segnet::SqueezeSegNet| {
-        let mut all = Vec::new();
-        squeeze_segnet::visit_float_params(model, |path, _, tensor| {
-            if !path.contains("running_") {
-                all.push((
-                    path.to_string(),
-                    tensor().to_data().try_to_vec::<f32>().unwrap(),
-                ));
-            }
-        });
-        all
+            .with_encoder_lr_scale(scale);
+        one_step_from(config, &start, &dir.join(name))
     };
     let (theta0, full, quarter) = (
-        weights(&initial),
-        weights(&one_step(1.0, "full")),
-        weights(&one_step(0.25, "quarter")),
+        trainable_values(&initial),
+        trainable_values(&one_step(1.0, "full")),
+        trainable_values(&one_step(0.25, "quarter")),
     );
     let (mut encoder_moved, mut decoder_moved) = (0f32, 0f32);
     for ((path, t0), ((_, f), (_, q))) in theta0.iter().zip(full.iter().zip(&quarter)) {

@@ -279,12 +279,7 @@ impl SqueezeSegNet {
     /// The encoder's convolution blocks by the names [`layer_shapes`] gives them.
     fn encoder_blocks(&self) -> Vec<(String, &ConvBlock)> {
         let mut blocks = vec![("conv1".to_string(), &self.conv1)];
-        #[rustfmt::skip]
-        let fires = [
-            &self.fire2, &self.fire3, &self.fire4, &self.fire5,
-            &self.fire6, &self.fire7, &self.fire8, &self.fire9,
-        ];
-        for (size, fire) in ENCODER_FIRES.iter().zip(fires) {
+        for (size, fire) in ENCODER_FIRES.iter().zip(self.encoder_fires()) {
             for (part, block) in [
                 ("squeeze", &fire.squeeze),
                 ("expand1x1", &fire.expand1x1),

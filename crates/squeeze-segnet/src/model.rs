@@ -318,6 +318,20 @@ impl SqueezeSegNet {
             .with_context(self.context.is_some())
     }
 
+    /// The encoder's Fire modules after conv1, fire2 to fire9, in order.
+    pub fn encoder_fires(&self) -> [&Fire; 8] {
+        [
+            &self.fire2,
+            &self.fire3,
+            &self.fire4,
+            &self.fire5,
+            &self.fire6,
+            &self.fire7,
+            &self.fire8,
+            &self.fire9,
+        ]
+    }
+
     /// The network for fast inference: in inference mode ([`Module::valid`]), rebuilt from its
     /// [`config`](Self::config) without batch norm, each batch norm folded into its convolution
     /// (by record path, the arithmetic of [`ConvBlock::fold_batch_norm`]) — the same logits up
