@@ -105,8 +105,9 @@ struct Cli {
     /// whose weights set every layer, random]
     #[arg(long, value_name = "NAME", value_parser = encoder_init)]
     encoder: Option<EncoderInit>,
-    /// The encoder's learning rate as a fraction S of --lr, 0 < S <= 1 (0.1: fine-tune a
-    /// pretrained encoder gently while the decoder learns) [default: 1]
+    /// The encoder's learning rate as a fraction S of --lr, 0 < S <= 1: fine-tunes a
+    /// pretrained encoder gently while the decoder learns [default: 0.1 with the ImageNet
+    /// encoder, else 1]
     #[arg(long, value_name = "S")]
     encoder_lr_scale: Option<f64>,
     /// Train the network without the pyramid pooling context after conv10
@@ -304,10 +305,17 @@ fn new_config(args: &Cli) -> TrainingConfig {
         Some(_) => EncoderInit::Random,
         None => EncoderInit::ImageNet,
     });
-    c.encoder_lr_scale = args.encoder_lr_scale.unwrap_or(c.encoder_lr_scale);
+    c.encoder_lr_scale = args.encoder_lr_scale.unwrap_or(match c.encoder {
+        EncoderInit::ImageNet => IMAGENET_ENCODER_LR_SCALE,
+        EncoderInit::Random => 1.0,
+    });
     c.model.context = !args.no_context;
     c
 }
+
+/// The encoder's learning-rate scale with the ImageNet encoder: chosen on the held-out sequence
+/// (README, "The encoder's learning rate").
+const IMAGENET_ENCODER_LR_SCALE: f64 = 0.1;
 
 /// `--encoder`'s value.
 fn encoder_init(name: &str) -> Result<EncoderInit, String> {

@@ -472,15 +472,14 @@ fn average_weights_of_two_cycles_then_evaluate() {
         .args(tiny)
         .args(["--init", &a_last, "--out", &s(&b)]));
     let b_last = s(&b.join("last.bpk"));
-    // A fresh run starts from the ImageNet encoder unless told otherwise; a run given --init
-    // from those weights alone.
+    // A fresh run starts from the ImageNet encoder, fine-tuned at a tenth of the learning rate,
+    // unless told otherwise; a run given --init from those weights alone, at one rate.
     let encoder = |run: &Path| {
-        TrainingConfig::load_compatible(run.join("config.json"))
-            .unwrap()
-            .encoder
+        let config = TrainingConfig::load_compatible(run.join("config.json")).unwrap();
+        (config.encoder, config.encoder_lr_scale)
     };
-    assert_eq!(encoder(&a), EncoderInit::ImageNet);
-    assert_eq!(encoder(&b), EncoderInit::Random);
+    assert_eq!(encoder(&a), (EncoderInit::ImageNet, 0.1));
+    assert_eq!(encoder(&b), (EncoderInit::Random, 1.0));
     let average = |out: &Path, weights: &[&str]| {
         let mut cmd = example("average_weights");
         cmd.args(["--val-sequence", "0006R0", "--out", &s(out), "--weights"])
