@@ -110,6 +110,10 @@ struct Cli {
     /// encoder, else 1]
     #[arg(long, value_name = "S")]
     encoder_lr_scale: Option<f64>,
+    /// Freeze the encoder's batch norms: they normalise with their running statistics and
+    /// never update them (gamma and beta still learn)
+    #[arg(long)]
+    freeze_encoder_norms: bool,
     /// Train the network without the pyramid pooling context after conv10
     /// (SqueezeSegNetConfig::context, on by default; --init may name weights without it)
     #[arg(long)]
@@ -309,6 +313,7 @@ fn new_config(args: &Cli) -> TrainingConfig {
         EncoderInit::ImageNet => IMAGENET_ENCODER_LR_SCALE,
         EncoderInit::Random => 1.0,
     });
+    c.freeze_encoder_norms = args.freeze_encoder_norms;
     c.model.context = !args.no_context;
     c
 }

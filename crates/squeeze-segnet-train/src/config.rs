@@ -180,6 +180,13 @@ pub struct TrainingConfig {
     /// (0.1 is the usual ratio). Default: 1 (one learning rate for the whole network).
     #[config(default = 1.0)]
     pub encoder_lr_scale: f64,
+    /// Freeze the encoder's batch norms: in training they normalise with their running
+    /// statistics and never update them (γ and β still learn;
+    /// [`SqueezeSegNet::with_encoder_norms_frozen`](squeeze_segnet::SqueezeSegNet::with_encoder_norms_frozen)),
+    /// so a pretrained encoder keeps the statistics it started with instead of following batches
+    /// of a few crops. Default: false.
+    #[config(default = false)]
+    pub freeze_encoder_norms: bool,
 }
 
 impl TrainingConfig {

@@ -207,7 +207,11 @@ impl Trainer {
         let latest = ckpts.latest()?;
         let ad = self.device.clone().autodiff();
         self.device.seed(cfg.seed);
-        let model = cfg.model.init(&ad)?;
+        let mut model = cfg.model.init(&ad)?;
+        if cfg.freeze_encoder_norms {
+            // Before any weights are loaded: loading keeps the flag (weight files hold no flags).
+            model = model.with_encoder_norms_frozen();
+        }
         initialize_now(&model);
         let aux = (cfg.aux_weight > 0.0).then(|| {
             // The encoder's output channels: conv10's.

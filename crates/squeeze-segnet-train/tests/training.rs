@@ -773,6 +773,56 @@ fn the_encoder_learns_at_its_scaled_rate() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// `freeze_encoder_norms`: one training step normalises the encoder with its running statistics
+/// and leaves them as they were, while the decoder's move towards the batch's; the encoder's
+/// convolutions, γ and β still learn.
+#[test]
+fn frozen_encoder_norms_keep_their_statistics_and_still_learn() {
+    let _serial = serial();
+    let device = Device::flex();
+    let dir = tmp_dir("frozen-norms");
+    std::fs::create_dir_all(&dir).unwrap();
+    let start = dir.join("start.bpk");
+    let initial = small_config().model.init(&device).unwrap();
+    initial.save(&start).unwrap();
+    let values = |model: &squeeze_segnet::SqueezeSegNet| {
+        let mut all = Vec::new();
+        squeeze_segnet::visit_float_params(model, |path, _, tensor| {
+            all.push((
+                path.to_string(),
+                tensor().to_data().try_to_vec::<f32>().unwrap(),
+            ));
+        });
+        all
+    };
+    let config = small_config().with_freeze_encoder_norms(true);
+    let (before, after) = (
+        values(&initial),
+        values(&one_step_from(config, &start, &dir.join("run"))),
+    );
+    let mut moved = std::collections::BTreeMap::<(bool, bool), f32>::new();
+    for ((path, b), (path_after, a)) in before.iter().zip(&after) {
+        assert_eq!(path, path_after);
+        let encoder = path.starts_with("conv1.") || path.starts_with("fire");
+        let running = path.contains("running_");
+        let change = b
+            .iter()
+            .zip(a)
+            .map(|(b, a)| (a - b).abs())
+            .fold(0f32, f32::max);
+        if encoder && running {
+            assert_eq!(change, 0.0, "{path} moved by {change}");
+        }
+        let entry = moved.entry((encoder, running)).or_default();
+        *entry = entry.max(change);
+    }
+    // The decoder's statistics, the encoder's and the decoder's parameters all moved.
+    for key in [(false, true), (true, false), (false, false)] {
+        assert!(moved[&key] > 1e-5, "{key:?}: {moved:?}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn an_imagenet_encoder_run_starts_from_the_imagenet_weights() {
     let _serial = serial();

@@ -259,12 +259,7 @@ impl SqueezeSegNet {
 
         let pool = |x: Tensor<4>| max_pool2d_with_indices_unchecked(x, POOL).0;
         x = set_block(&mut self.conv1, next(), x).map(pool);
-        #[rustfmt::skip]
-        let fires = [
-            &mut self.fire2, &mut self.fire3, &mut self.fire4, &mut self.fire5,
-            &mut self.fire6, &mut self.fire7, &mut self.fire8, &mut self.fire9,
-        ];
-        for (size, fire) in ENCODER_FIRES.iter().zip(fires) {
+        for (size, fire) in ENCODER_FIRES.iter().zip(self.encoder_fires_mut()) {
             let s = set_block(&mut fire.squeeze, next(), x);
             let e1 = set_block(&mut fire.expand1x1, next(), s.clone());
             let e3 = set_block(&mut fire.expand3x3, next(), s);

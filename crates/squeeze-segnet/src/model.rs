@@ -332,6 +332,51 @@ impl SqueezeSegNet {
         ]
     }
 
+    /// [`encoder_fires`](Self::encoder_fires), mutable.
+    pub(crate) fn encoder_fires_mut(&mut self) -> [&mut Fire; 8] {
+        [
+            &mut self.fire2,
+            &mut self.fire3,
+            &mut self.fire4,
+            &mut self.fire5,
+            &mut self.fire6,
+            &mut self.fire7,
+            &mut self.fire8,
+            &mut self.fire9,
+        ]
+    }
+
+    /// The network with the encoder's batch norms (conv1, fire2–fire9) frozen: in training they
+    /// normalise with their running statistics and leave them as they are, while γ, β and the
+    /// convolutions still learn — the usual way to fine-tune a pretrained encoder on small
+    /// batches, whose own statistics are noisy (Burn's flag `BatchNorm::training`, disabled;
+    /// flags are not part of weight files, so loading weights keeps it). The decoder's norms
+    /// are untouched; a network without batch norm is returned as it is.
+    ///
+    /// ```
+    /// use burn::prelude::*;
+    /// use squeeze_segnet::SqueezeSegNetConfig;
+    /// let net = SqueezeSegNetConfig::paper().init(&Device::flex())?.with_encoder_norms_frozen();
+    /// let norm = |block: &squeeze_segnet::ConvBlock| block.norm.as_ref().unwrap().training.is_enabled();
+    /// assert!(!norm(&net.conv1) && !norm(&net.fire9.expand3x3));
+    /// assert!(norm(&net.conv10) && norm(&net.dfire9.squeeze));
+    /// # Ok::<(), squeeze_segnet::SegNetError>(())
+    /// ```
+    pub fn with_encoder_norms_frozen(mut self) -> Self {
+        fn freeze(block: &mut ConvBlock) {
+            if let Some(norm) = &mut block.norm {
+                norm.training = norm.training.clone().with_value(false);
+            }
+        }
+        freeze(&mut self.conv1);
+        for fire in self.encoder_fires_mut() {
+            freeze(&mut fire.squeeze);
+            freeze(&mut fire.expand1x1);
+            freeze(&mut fire.expand3x3);
+        }
+        self
+    }
+
     /// The network for fast inference: in inference mode ([`Module::valid`]), rebuilt from its
     /// [`config`](Self::config) without batch norm, each batch norm folded into its convolution
     /// (by record path, the arithmetic of [`ConvBlock::fold_batch_norm`]) — the same logits up
