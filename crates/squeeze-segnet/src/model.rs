@@ -356,7 +356,7 @@ impl SqueezeSegNet {
     /// ```
     /// use burn::prelude::*;
     /// use squeeze_segnet::SqueezeSegNetConfig;
-    /// let net = SqueezeSegNetConfig::paper().init(&Device::flex())?.with_encoder_norms_frozen();
+    /// let net = SqueezeSegNetConfig::camvid().init(&Device::flex())?.with_encoder_norms_frozen();
     /// let norm = |block: &squeeze_segnet::ConvBlock| block.norm.as_ref().unwrap().training.is_enabled();
     /// assert!(!norm(&net.conv1) && !norm(&net.fire9.expand3x3));
     /// assert!(norm(&net.conv10) && norm(&net.dfire9.squeeze));
