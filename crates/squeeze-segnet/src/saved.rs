@@ -21,7 +21,7 @@ pub const RUN_FILE: &str = "config.json";
 /// use burn::prelude::*;
 /// use squeeze_segnet::SavedModel;
 /// let saved = SavedModel::camvid()?;                  // the shipped weights, with their model.json
-/// assert_eq!(saved.input_size, Some([240, 320]));     // the size they score best at
+/// assert_eq!(saved.input_size, Some([360, 480]));     // the size they score best at
 /// let model = saved.init(&Device::flex())?.for_inference();
 /// # Ok::<(), squeeze_segnet::SegNetError>(())
 /// ```
