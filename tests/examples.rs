@@ -207,7 +207,14 @@ fn bad_arguments_fail_with_one_line() {
         "test-time scale 'zero' in '0.75,zero' is not a number",
     );
     fails_with_one_line(
-        example("predict").args(["--scales", "1,0.01", "--out", tmp("tiny").to_str().unwrap()]),
+        example("predict").args([
+            "--size",
+            "240x320",
+            "--scales",
+            "1,0.01",
+            "--out",
+            tmp("tiny").to_str().unwrap(),
+        ]),
         "test-time scale 0.01: input of 2×3 is too small",
     );
     fails_with_one_line(
