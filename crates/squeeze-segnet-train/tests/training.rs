@@ -665,29 +665,40 @@ fn one_step_from(
     outcome.model
 }
 
-/// `model`'s trainable values by path (batch norm's running statistics left out).
-fn trainable_values(model: &squeeze_segnet::SqueezeSegNet) -> Vec<(String, Vec<f32>)> {
+/// A fresh `small_config()` network saved as `start.bpk` in a new folder named `name`:
+/// `(folder, start file, network)`, the start of the one-step tests.
+fn saved_start(name: &str) -> (PathBuf, PathBuf, squeeze_segnet::SqueezeSegNet) {
+    let dir = tmp_dir(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    let start = dir.join("start.bpk");
+    let initial = small_config().model.init(&Device::flex()).unwrap();
+    initial.save(&start).unwrap();
+    (dir, start, initial)
+}
+
+/// `model`'s float values by path, batch norm's running statistics included.
+fn float_values(model: &squeeze_segnet::SqueezeSegNet) -> Vec<(String, Vec<f32>)> {
     let mut all = Vec::new();
     squeeze_segnet::visit_float_params(model, |path, _, tensor| {
-        if !path.contains("running_") {
-            all.push((
-                path.to_string(),
-                tensor().to_data().try_to_vec::<f32>().unwrap(),
-            ));
-        }
+        all.push((
+            path.to_string(),
+            tensor().to_data().try_to_vec::<f32>().unwrap(),
+        ));
     });
+    all
+}
+
+/// `model`'s trainable values by path (batch norm's running statistics left out).
+fn trainable_values(model: &squeeze_segnet::SqueezeSegNet) -> Vec<(String, Vec<f32>)> {
+    let mut all = float_values(model);
+    all.retain(|(path, _)| !path.contains("running_"));
     all
 }
 
 #[test]
 fn adamw_decay_is_decoupled_from_the_gradient() {
     let _serial = serial();
-    let device = Device::flex();
-    let dir = tmp_dir("adamw");
-    std::fs::create_dir_all(&dir).unwrap();
-    let start = dir.join("start.bpk");
-    let initial = small_config().model.init(&device).unwrap();
-    initial.save(&start).unwrap();
+    let (dir, start, initial) = saved_start("adamw");
     let (lr, wd) = (0.01, 0.5);
     let one_step = |optimizer: OptimizerKind, decay: f64, name: &str| {
         let config = small_config()
@@ -726,12 +737,7 @@ fn adamw_decay_is_decoupled_from_the_gradient() {
 #[test]
 fn the_encoder_learns_at_its_scaled_rate() {
     let _serial = serial();
-    let device = Device::flex();
-    let dir = tmp_dir("encoder-lr");
-    std::fs::create_dir_all(&dir).unwrap();
-    let start = dir.join("start.bpk");
-    let initial = small_config().model.init(&device).unwrap();
-    initial.save(&start).unwrap();
+    let (dir, start, initial) = saved_start("encoder-lr");
     // One SGD step (batch 2 of 2 images) from the same weights: the update is −lr·g, so a scale
     // s on the encoder's rate scales exactly the encoder's updates.
     let one_step = |scale: f64, name: &str| {
@@ -779,26 +785,11 @@ fn the_encoder_learns_at_its_scaled_rate() {
 #[test]
 fn frozen_encoder_norms_keep_their_statistics_and_still_learn() {
     let _serial = serial();
-    let device = Device::flex();
-    let dir = tmp_dir("frozen-norms");
-    std::fs::create_dir_all(&dir).unwrap();
-    let start = dir.join("start.bpk");
-    let initial = small_config().model.init(&device).unwrap();
-    initial.save(&start).unwrap();
-    let values = |model: &squeeze_segnet::SqueezeSegNet| {
-        let mut all = Vec::new();
-        squeeze_segnet::visit_float_params(model, |path, _, tensor| {
-            all.push((
-                path.to_string(),
-                tensor().to_data().try_to_vec::<f32>().unwrap(),
-            ));
-        });
-        all
-    };
+    let (dir, start, initial) = saved_start("frozen-norms");
     let config = small_config().with_freeze_encoder_norms(true);
     let (before, after) = (
-        values(&initial),
-        values(&one_step_from(config, &start, &dir.join("run"))),
+        float_values(&initial),
+        float_values(&one_step_from(config, &start, &dir.join("run"))),
     );
     let mut moved = std::collections::BTreeMap::<(bool, bool), f32>::new();
     for ((path, b), (path_after, a)) in before.iter().zip(&after) {
