@@ -475,18 +475,27 @@ fn average_weights_of_two_cycles_then_evaluate() {
     let s = |p: &Path| p.to_str().unwrap().to_string();
     run(example("train_camvid").args(tiny).args(["--out", &s(&a)]));
     let a_last = s(&a.join("last.bpk"));
-    run(example("train_camvid")
-        .args(tiny)
-        .args(["--init", &a_last, "--out", &s(&b)]));
+    run(example("train_camvid").args(tiny).args([
+        "--init",
+        &a_last,
+        "--freeze-encoder-norms",
+        "--out",
+        &s(&b),
+    ]));
     let b_last = s(&b.join("last.bpk"));
     // A fresh run starts from the ImageNet encoder, fine-tuned at a tenth of the learning rate,
-    // unless told otherwise; a run given --init from those weights alone, at one rate.
+    // unless told otherwise; a run given --init from those weights alone, at one rate; the
+    // encoder's batch norms train unless --freeze-encoder-norms.
     let encoder = |run: &Path| {
         let config = TrainingConfig::load_compatible(run.join("config.json")).unwrap();
-        (config.encoder, config.encoder_lr_scale)
+        (
+            config.encoder,
+            config.encoder_lr_scale,
+            config.freeze_encoder_norms,
+        )
     };
-    assert_eq!(encoder(&a), (EncoderInit::ImageNet, 0.1));
-    assert_eq!(encoder(&b), (EncoderInit::Random, 1.0));
+    assert_eq!(encoder(&a), (EncoderInit::ImageNet, 0.1, false));
+    assert_eq!(encoder(&b), (EncoderInit::Random, 1.0, true));
     let average = |out: &Path, weights: &[&str]| {
         let mut cmd = example("average_weights");
         cmd.args(["--val-sequence", "0006R0", "--out", &s(out), "--weights"])
