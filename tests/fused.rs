@@ -62,6 +62,7 @@ fn conv_bias_relu_matches_burns_ops() {
         ([2, 64, 9, 41], 12, [3, 3], [1, 1], [1, 1]),  // Winograd: 64 channels, rows 41 wide
         ([1, 384, 6, 43], 9, [3, 3], [1, 1], [1, 1]),  // Winograd, as deep as dfire5's input
         ([1, 64, 10, 42], 7, [3, 3], [1, 1], [1, 1]),  // Winograd, rows 4k + 2 wide
+        ([1, 64, 7, 77], 6, [3, 3], [1, 1], [1, 1]),   // Winograd, 19 whole tiles: 16-lane steps
         ([1, 2, 5, 1], 3, [1, 1], [3, 4], [2, 5]),     // rows of padding only, stride > width
         ([1, 2, 4, 3], 2, [3, 3], [1, 5], [1, 4]),
     ];
@@ -280,6 +281,7 @@ fn training_convolution_matches_burns_value_and_gradients() {
         ([1, 5, 12, 11], 4, [3, 3], [2, 3], [1, 1]),  // uneven strides, padded
         ([1, 2, 6, 7], 3, [1, 1], [1, 1], [1, 1]),    // padding as large as the kernel
         ([1, 64, 9, 41], 64, [3, 3], [1, 1], [1, 1]), // Winograd, value and dx (refine's shape)
+        ([1, 64, 5, 70], 64, [3, 3], [1, 1], [1, 1]), // Winograd, rows of 17 whole tiles
     ];
     for (kind, device) in cpu_backends() {
         let ad = device.clone().autodiff();
