@@ -62,7 +62,7 @@ fn conv_bias_relu_matches_burns_ops() {
         ([2, 64, 9, 41], 12, [3, 3], [1, 1], [1, 1]),  // Winograd: 64 channels, rows 41 wide
         ([1, 384, 6, 43], 9, [3, 3], [1, 1], [1, 1]),  // Winograd, as deep as dfire5's input
         ([1, 64, 10, 42], 7, [3, 3], [1, 1], [1, 1]),  // Winograd, rows 4k + 2 wide
-        ([1, 64, 7, 77], 6, [3, 3], [1, 1], [1, 1]),   // Winograd, 19 whole tiles: 16-lane steps
+        ([1, 64, 7, 77], 6, [3, 3], [1, 1], [1, 1]),   // Winograd, rows 77 wide: 19 whole tiles + 1
         ([1, 2, 5, 1], 3, [1, 1], [3, 4], [2, 5]),     // rows of padding only, stride > width
         ([1, 2, 4, 3], 2, [3, 3], [1, 5], [1, 4]),
     ];
